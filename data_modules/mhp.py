@@ -1,0 +1,261 @@
+"""MHP (Multiview 3D Hand Pose, Gomez-Donoso et al. 2017): the original files → :class:`VideoRecord`.
+
+Every sequence ``data_<k>`` was filmed by four webcams; a video is the frames of one webcam of one sequence,
+sorted by frame id. The joints files hold 21 points plus a palm normal in the Leap Motion world frame (mm); each
+webcam's ``rvec``/``tvec`` pickles move them to that camera (``X_cam = R·X + t``), and ``cv2.projectPoints`` with
+the shared intrinsics and distortion gives the pixels. The palm position becomes a wrist as for STB.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .conversions import MHP_JOINT_NAMES, PalmToWrist, mhp_to_canonical, palm_to_wrist
+from .layout import LayoutProblems
+from .records import FrameRecord, VideoRecord
+
+MHP_SEQUENCES: tuple[str, ...] = tuple(f"data_{k}" for k in range(1, 22))
+MHP_WEBCAMS: tuple[int, ...] = (1, 2, 3, 4)
+MHP_IMAGE_SIZE = (640, 480)  # (width, height)
+
+#: One pinhole + distortion model shared by all webcams of all sequences.
+MHP_K = np.array([[614.878, 0.0, 313.219], [0.0, 615.479, 231.288], [0.0, 0.0, 1.0]])
+MHP_DISTORTION = np.array([0.092701, -0.175877, -0.0035687, -0.00302299, 0.0])
+
+DEFAULT_TEST_SEQUENCES: tuple[str, ...] = ("data_1", "data_2")
+DEFAULT_TRAIN_SEQUENCES: tuple[str, ...] = tuple(f"data_{k}" for k in range(3, 22))
+
+_JOINTS_FILE = re.compile(r"^(\d+)_joints\.txt$")
+
+
+def sequence_dir(root: Path, sequence: str) -> Path:
+    return Path(root) / "annotated_frames" / sequence
+
+
+def joints_path(root: Path, sequence: str, frame: int) -> Path:
+    return sequence_dir(root, sequence) / f"{frame}_joints.txt"
+
+
+def image_path(root: Path, sequence: str, frame: int, webcam: int) -> Path:
+    return sequence_dir(root, sequence) / f"{frame}_webcam_{webcam}.jpg"
+
+
+def bbox_path(root: Path, sequence: str, frame: int, webcam: int) -> Path:
+    return Path(root) / "bounding_boxes" / sequence / f"{frame}_bbox_{webcam}.txt"
+
+
+def calibration_dir(root: Path, sequence: str, webcam: int) -> Path:
+    return Path(root) / "calibrations" / sequence / f"webcam_{webcam}"
+
+
+def frame_ids(folder: Path) -> list[int]:
+    """Ids ``f`` of every ``<f>_joints.txt`` in ``folder``, sorted numerically (``2`` before ``10``)."""
+    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _JOINTS_FILE.match(p.name)))
+
+
+def read_joints_file(path: Path) -> np.ndarray:
+    """Canonical ``21×3`` world-frame joints (palm in slot 0, mm) from one ``<f>_joints.txt``.
+
+    Lines are ``NAME x y z``; names outside the 21 joints (the palm normal) are ignored.
+    """
+    path = Path(path)
+    named: dict[str, np.ndarray] = {}
+    lines = path.read_text(encoding="latin1").splitlines()
+    for number, line in enumerate(lines, start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] not in MHP_JOINT_NAMES:
+            continue
+        if len(parts) != 4:
+            raise ValueError(f"{path}:{number}: expected 'NAME x y z', got {line.strip()!r}")
+        try:
+            named[parts[0]] = np.array([float(v) for v in parts[1:]])
+        except ValueError as err:
+            raise ValueError(f"{path}:{number}: coordinates are not numbers: {line.strip()!r}") from err
+    missing = [n for n in MHP_JOINT_NAMES if n not in named]
+    if missing:
+        raise ValueError(
+            f"{path}: {len(lines)} line(s), missing joint(s) {missing} "
+            f"(expected 22 lines 'NAME x y z': 21 joints and PALM_NORMAL)"
+        )
+    joints = mhp_to_canonical(named)
+    if not np.isfinite(joints).all():
+        raise ValueError(f"{path}: joint coordinates must be finite")
+    return joints
+
+
+def read_bbox_file(path: Path) -> tuple[float, float, float, float]:
+    """``(x0, y0, x1, y1)`` from a ``<f>_bbox_<c>.txt`` whose 4 lines are ``NAME int``: top, left, bottom, right."""
+    path = Path(path)
+    values: list[float] = []
+    for line in path.read_text(encoding="latin1").splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            values.append(float(parts[-1]))
+        except ValueError as err:
+            raise ValueError(f"{path}: expected lines 'NAME int', got {line.strip()!r}") from err
+    if len(values) != 4:
+        raise ValueError(f"{path}: expected 4 lines (top, left, bottom, right), got {len(values)}")
+    top, left, bottom, right = values
+    if right <= left or bottom <= top:
+        raise ValueError(f"{path}: empty box top={top} left={left} bottom={bottom} right={right}")
+    return (left, top, right, bottom)
+
+
+def _read_vector(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"missing calibration file {path}")
+    try:
+        with path.open("rb") as f:
+            value = pickle.load(f, encoding="latin1")
+    except Exception as err:  # pickle raises many types for damaged files
+        raise ValueError(f"cannot unpickle {path}: {err}") from err
+    try:
+        vector = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: expected 3 numbers, got {type(value).__name__}") from err
+    if vector.shape != (3,) or not np.isfinite(vector).all():
+        raise ValueError(f"{path}: expected 3 finite numbers, got shape {vector.shape}")
+    return vector
+
+
+def read_calibration(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(rvec, tvec)`` (Rodrigues vector, mm) of one webcam from ``rvec.pkl`` and ``tvec.pkl`` in ``folder``."""
+    return _read_vector(Path(folder) / "rvec.pkl"), _read_vector(Path(folder) / "tvec.pkl")
+
+
+def world_to_camera(points: np.ndarray, rvec: np.ndarray, tvec: np.ndarray) -> np.ndarray:
+    """``X_cam = R·X + t`` for world points ``…×3``."""
+    rotation, _ = cv2.Rodrigues(np.asarray(rvec, dtype=np.float64).reshape(3, 1))
+    return np.asarray(points, dtype=np.float64) @ rotation.T + np.asarray(tvec, dtype=np.float64).reshape(3)
+
+
+def project_mhp(points_world: np.ndarray, rvec: np.ndarray, tvec: np.ndarray) -> np.ndarray:
+    """Distorted pixels ``N×2`` of world points ``N×3`` in one webcam (``cv2.projectPoints``)."""
+    pixels, _ = cv2.projectPoints(
+        np.asarray(points_world, dtype=np.float64).reshape(-1, 1, 3),
+        np.asarray(rvec, dtype=np.float64).reshape(3, 1),
+        np.asarray(tvec, dtype=np.float64).reshape(3, 1),
+        MHP_K,
+        MHP_DISTORTION,
+    )
+    return pixels.reshape(-1, 2)
+
+
+def scan_sequence(
+    root: Path,
+    sequence: str,
+    problems: LayoutProblems,
+    webcams: Sequence[int] = MHP_WEBCAMS,
+    palm_rule: PalmToWrist = "ring",
+    use_bboxes: bool = True,
+    mirror: bool = False,
+) -> list[VideoRecord]:
+    """The videos (one per webcam) of one sequence; adds to ``problems`` everything that is missing or malformed."""
+    folder = sequence_dir(root, sequence)
+    calibrations: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for c in webcams:
+        try:
+            calibrations[c] = read_calibration(calibration_dir(root, sequence, c))
+        except (OSError, ValueError) as err:
+            problems.add(str(err))
+    if not folder.is_dir():
+        problems.add(f"missing sequence folder {folder}")
+        return []
+    ids = frame_ids(folder)
+    if not ids:
+        problems.add(f"no '<f>_joints.txt' files in {folder}")
+        return []
+
+    before = len(problems.items)
+    joints: list[np.ndarray] = []
+    for f in ids:
+        try:
+            joints.append(palm_to_wrist(read_joints_file(joints_path(root, sequence, f)), palm_rule))
+        except (OSError, ValueError) as err:
+            problems.add(str(err))
+    for c in webcams:
+        problems.missing_files([image_path(root, sequence, f, c) for f in ids], f"{sequence} webcam {c} image")
+        if use_bboxes:
+            problems.missing_files([bbox_path(root, sequence, f, c) for f in ids], f"{sequence} bounding-box")
+    if len(problems.items) > before or len(calibrations) < len(webcams):
+        return []
+
+    world = np.stack(joints)  # F×21×3
+    visible = np.ones(world.shape[1], dtype=np.float32)
+    videos = []
+    for c in webcams:
+        rvec, tvec = calibrations[c]
+        camera = world_to_camera(world, rvec, tvec)
+        pixels = project_mhp(world.reshape(-1, 3), rvec, tvec).reshape(world.shape[0], -1, 2)
+        frames = []
+        for i, f in enumerate(ids):
+            bbox = None
+            if use_bboxes:
+                try:
+                    bbox = read_bbox_file(bbox_path(root, sequence, f, c))
+                except (OSError, ValueError) as err:
+                    problems.add(str(err))
+            frames.append(
+                FrameRecord(
+                    image_path=image_path(root, sequence, f, c),
+                    kp2d=pixels[i].astype(np.float32),
+                    K=MHP_K.astype(np.float32),
+                    kp3d=camera[i].astype(np.float32),
+                    bbox=bbox,
+                    visible=visible.copy(),
+                    index=f,
+                )
+            )
+        videos.append(
+            VideoRecord(name=f"mhp/{sequence}/webcam_{c}", frames=frames, mirror=mirror, image_size=MHP_IMAGE_SIZE)
+        )
+    return videos
+
+
+def load_mhp(
+    root: Path | str,
+    sequences: Iterable[str],
+    webcams: Sequence[int] = MHP_WEBCAMS,
+    palm_rule: PalmToWrist = "ring",
+    use_bboxes: bool = True,
+    mirror: bool = False,
+) -> list[VideoRecord]:
+    """Read ``sequences`` of MHP under ``root``: one :class:`VideoRecord` per sequence and webcam.
+
+    Raises :class:`~data_modules.layout.DatasetLayoutError` listing every missing sequence, file or variable.
+    """
+    root = Path(root)
+    problems = LayoutProblems("MHP", root)
+    if not root.is_dir():
+        problems.add(f"dataset root {root} does not exist or is not a folder")
+        problems.raise_if_any()
+    videos = [
+        v for s in sequences for v in scan_sequence(root, s, problems, webcams, palm_rule, use_bboxes, mirror)
+    ]
+    problems.raise_if_any()
+    return videos
+
+
+def check_sequence_names(names: Sequence[str], argument: str) -> list[str]:
+    """Validate user-given sequence names against ``data_1`` … ``data_21``."""
+    unknown = [n for n in names if n not in MHP_SEQUENCES]
+    if unknown:
+        raise ValueError(f"{argument}: unknown MHP sequence(s) {unknown}; expected names from {MHP_SEQUENCES}")
+    return list(names)
+
+
+def check_webcams(webcams: Sequence[int]) -> list[int]:
+    unknown = [c for c in webcams if c not in MHP_WEBCAMS]
+    if unknown or not webcams:
+        raise ValueError(f"webcams: expected a non-empty subset of {MHP_WEBCAMS}, got {list(webcams)}")
+    return list(webcams)

@@ -1,0 +1,156 @@
+"""STB (Stereo Tracking Benchmark, Zhang et al. 2016), SK subset: the original files → :class:`VideoRecord`.
+
+Labels ``<root>/labels/<seq>_SK.mat`` hold ``handPara`` (3×21×N, mm) in the *depth* camera's frame with the palm
+centre as joint 0 and the fingers ordered little → thumb. Each sequence becomes one video: joints are moved to the
+colour camera (``X_color = Rᵀ(X_depth − t)``), put in canonical order, the palm replaced by the wrist, and projected
+with the SK colour intrinsics (no distortion). The hands are left hands; ``VideoRecord.mirror`` asks the clip
+pipeline to mirror them into right hands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import scipy.io
+
+from .conversions import PalmToWrist, palm_to_wrist, stb_to_canonical
+from .layout import LayoutProblems
+from .records import FrameRecord, VideoRecord
+
+STB_SEQUENCES: tuple[str, ...] = tuple(f"B{b}{kind}" for b in range(1, 7) for kind in ("Counting", "Random"))
+STB_IMAGE_SIZE = (640, 480)  # (width, height)
+
+#: SK colour camera intrinsics (the images we read).
+SK_COLOR_K = np.array([[607.92271, 0.0, 314.78337], [0.0, 607.88192, 236.42484], [0.0, 0.0, 1.0]])
+#: SK depth camera intrinsics (the frame ``handPara`` is written in); kept for reference and depth work.
+SK_DEPTH_K = np.array([[475.62768, 0.0, 336.41179], [0.0, 474.77709, 238.77962], [0.0, 0.0, 1.0]])
+#: Published depth → colour extrinsics: Rodrigues vector and translation (mm).
+DEPTH_TO_COLOR_RVEC = np.array([0.00531, -0.01196, 0.00301])
+DEPTH_TO_COLOR_T = np.array([-24.0381, -0.4563, -1.2326])
+
+DEFAULT_TRAIN_SEQUENCES: tuple[str, ...] = tuple(s for s in STB_SEQUENCES if not s.startswith("B1"))
+DEFAULT_EVAL_SEQUENCES: tuple[str, ...] = ("B1Counting", "B1Random")
+
+LABEL_VARIABLE = "handPara"
+
+
+def depth_to_color(points: np.ndarray) -> np.ndarray:
+    """Move ``…×3`` mm points from the SK depth camera to the SK colour camera: ``Rᵀ(X − t)``."""
+    rotation, _ = cv2.Rodrigues(DEPTH_TO_COLOR_RVEC.reshape(3, 1))
+    return (np.asarray(points, dtype=np.float64) - DEPTH_TO_COLOR_T) @ rotation
+
+
+def project_pinhole(points: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Pixels ``…×2`` of camera-frame points ``…×3`` under intrinsics ``K`` (no distortion)."""
+    uvw = np.asarray(points, dtype=np.float64) @ K.T
+    return uvw[..., :2] / uvw[..., 2:3]
+
+
+def label_path(root: Path, sequence: str) -> Path:
+    return Path(root) / "labels" / f"{sequence}_SK.mat"
+
+
+def image_dir(root: Path, sequence: str) -> Path | None:
+    """The folder holding ``SK_color_<i>.png`` of ``sequence``: ``<root>/<seq>`` or ``<root>/images/<seq>``."""
+    for candidate in (Path(root) / sequence, Path(root) / "images" / sequence):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def color_image_path(folder: Path, index: int) -> Path:
+    return folder / f"SK_color_{index}.png"
+
+
+def read_hand_para(path: Path) -> np.ndarray:
+    """``handPara`` of one label file as ``N×21×3`` (file joint order, depth camera, mm).
+
+    Raises ``FileNotFoundError`` or ``ValueError`` with the path and what was expected.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing label file {path}")
+    try:
+        content = scipy.io.loadmat(str(path), variable_names=[LABEL_VARIABLE])
+    except Exception as err:  # scipy raises several types for unreadable files
+        raise ValueError(f"cannot read {path} as a MATLAB file: {err}") from err
+    if LABEL_VARIABLE not in content:
+        raise ValueError(f"{path} has no variable {LABEL_VARIABLE!r} (expected 3×21×N joint positions in mm)")
+    para = np.asarray(content[LABEL_VARIABLE])
+    if para.ndim != 3 or para.shape[0] != 3 or para.shape[1] != 21 or para.shape[2] == 0:
+        raise ValueError(f"{path}: {LABEL_VARIABLE!r} has shape {para.shape}, expected 3×21×N with N ≥ 1")
+    if not np.issubdtype(para.dtype, np.number) or not np.isfinite(para).all():
+        raise ValueError(f"{path}: {LABEL_VARIABLE!r} must hold finite numbers")
+    return para.astype(np.float64).transpose(2, 1, 0)
+
+
+def stb_joints(hand_para: np.ndarray, palm_rule: PalmToWrist = "ring") -> np.ndarray:
+    """STB file joints ``N×21×3`` (depth camera, palm) → canonical joints in the colour camera with a wrist."""
+    return palm_to_wrist(stb_to_canonical(depth_to_color(hand_para)), palm_rule)
+
+
+def scan_sequence(
+    root: Path, sequence: str, problems: LayoutProblems, palm_rule: PalmToWrist = "ring", mirror: bool = True
+) -> VideoRecord | None:
+    """One sequence as a video, or None after adding to ``problems`` everything that is missing."""
+    folder = image_dir(root, sequence)
+    if folder is None:
+        problems.add(f"missing sequence folder {Path(root) / sequence} (or {Path(root) / 'images' / sequence})")
+    try:
+        hand_para = read_hand_para(label_path(root, sequence))
+    except (OSError, ValueError) as err:
+        problems.add(str(err))
+        return None
+    if folder is None:
+        return None
+    paths = [color_image_path(folder, i) for i in range(hand_para.shape[0])]
+    before = len(problems.items)
+    problems.missing_files(paths, f"{sequence} colour image")
+    if len(problems.items) > before:
+        return None
+    joints = stb_joints(hand_para, palm_rule)
+    kp2d = project_pinhole(joints, SK_COLOR_K)
+    visible = np.ones(joints.shape[1], dtype=np.float32)
+    frames = [
+        FrameRecord(
+            image_path=p,
+            kp2d=kp2d[i].astype(np.float32),
+            K=SK_COLOR_K.astype(np.float32),
+            kp3d=joints[i].astype(np.float32),
+            visible=visible.copy(),
+            index=i,
+        )
+        for i, p in enumerate(paths)
+    ]
+    return VideoRecord(name=f"stb/{sequence}", frames=frames, mirror=mirror, image_size=STB_IMAGE_SIZE)
+
+
+def load_stb(
+    root: Path | str,
+    sequences: Iterable[str],
+    palm_rule: PalmToWrist = "ring",
+    mirror: bool = True,
+) -> list[VideoRecord]:
+    """Read ``sequences`` of the STB SK subset under ``root``, one :class:`VideoRecord` each.
+
+    Raises :class:`~data_modules.layout.DatasetLayoutError` listing every missing sequence, file or variable.
+    """
+    root = Path(root)
+    problems = LayoutProblems("STB", root)
+    if not root.is_dir():
+        problems.add(f"dataset root {root} does not exist or is not a folder")
+        problems.raise_if_any()
+    videos = [scan_sequence(root, s, problems, palm_rule, mirror) for s in sequences]
+    problems.raise_if_any()
+    return [v for v in videos if v is not None]
+
+
+def check_sequence_names(names: Sequence[str], argument: str) -> list[str]:
+    """Validate user-given sequence names against the twelve SK sequences."""
+    unknown = [n for n in names if n not in STB_SEQUENCES]
+    if unknown:
+        raise ValueError(f"{argument}: unknown STB sequence(s) {unknown}; expected names from {STB_SEQUENCES}")
+    return list(names)
