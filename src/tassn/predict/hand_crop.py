@@ -1,0 +1,316 @@
+"""Where the hand is in each frame: square crop boxes and the providers that choose them.
+
+The network sees an ``S×S`` crop around the hand, as in training. Three providers are offered, none of which
+downloads anything:
+
+- ``box``: one user box ``(x0, y0, x1, y1)`` in frame pixels for every frame (a hand that stays in place);
+- ``keypoints``: per-frame 2D keypoints or boxes from a file (``.npy``/``.npz``/``.csv``; e.g. another
+  detector's output, or the ``keypoints2d.csv`` of an earlier run); frames the file leaves out reuse the
+  nearest frame it has;
+- ``track``: the box follows the previous frame's own 2D prediction (keypoint bounding square × margin,
+  exponentially smoothed); it starts from the user box, or from the largest centred square of the frame.
+
+Coordinates are OpenCV's: pixel centres at integers. A box of side ``size`` centred on ``(cx, cy)`` maps its
+extent ``[cx − size/2, cx + size/2]`` onto the crop's ``[−0.5, S − 0.5]``.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from data_modules.clips import crop_matrix, warp_image
+
+CROP_MODES: tuple[str, ...] = ("auto", "box", "keypoints", "track")
+#: Fewer confident keypoints than this and a keypoint frame is treated as missing.
+MIN_KEYPOINTS = 3
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A square in frame pixels: centre ``(cx, cy)`` and side ``size``."""
+
+    cx: float
+    cy: float
+    size: float
+
+    def __post_init__(self) -> None:
+        if not np.isfinite([self.cx, self.cy, self.size]).all() or self.size <= 0:
+            raise ValueError(f"a crop box needs a finite centre and a positive size, got {self}")
+
+    @classmethod
+    def from_corners(cls, x0: float, y0: float, x1: float, y1: float, margin: float = 1.0) -> CropBox:
+        """The square around a (possibly non-square) box, its longer side scaled by ``margin``."""
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"box (x0, y0, x1, y1) = {(x0, y0, x1, y1)} must have x1 > x0 and y1 > y0")
+        return cls((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * margin)
+
+    @classmethod
+    def from_keypoints(cls, kp2d: np.ndarray, margin: float = 1.5, min_size: float = 16.0) -> CropBox:
+        """The square around keypoints ``K×2`` (x, y), side = longer extent × ``margin`` (at least ``min_size``)."""
+        lo, hi = kp2d.min(axis=0), kp2d.max(axis=0)
+        centre = (lo + hi) / 2
+        return cls(float(centre[0]), float(centre[1]), float(max((hi - lo).max() * margin, min_size)))
+
+    @classmethod
+    def centred_square(cls, width: int, height: int) -> CropBox:
+        """The largest square centred in a ``width×height`` frame."""
+        return cls((width - 1) / 2, (height - 1) / 2, float(min(width, height)))
+
+    def corners(self) -> tuple[float, float, float, float]:
+        """``(x0, y0, x1, y1)`` of the square's extent."""
+        h = self.size / 2
+        return self.cx - h, self.cy - h, self.cx + h, self.cy + h
+
+    def as_array(self) -> np.ndarray:
+        """``[cx, cy, size]`` as float64."""
+        return np.array([self.cx, self.cy, self.size], dtype=np.float64)
+
+    def affine(self, crop_size: int) -> np.ndarray:
+        """The ``3×3`` map from frame to crop pixels (the training pipeline's :func:`crop_matrix`)."""
+        return crop_matrix((self.cx, self.cy), self.size, crop_size)
+
+    def to_crop(self, points: np.ndarray, crop_size: int) -> np.ndarray:
+        """Frame pixels ``…×2`` → crop pixels."""
+        k = crop_size / self.size
+        return (points - np.array([self.cx, self.cy])) * k + (crop_size - 1) / 2
+
+    def to_frame(self, points: np.ndarray, crop_size: int) -> np.ndarray:
+        """Crop pixels ``…×2`` → frame pixels (inverse of :meth:`to_crop`)."""
+        k = crop_size / self.size
+        return (points - (crop_size - 1) / 2) / k + np.array([self.cx, self.cy])
+
+    def cut(self, frame: np.ndarray, crop_size: int) -> np.ndarray:
+        """The ``crop_size×crop_size`` crop of an ``H×W×C`` frame, black outside it, low-passed when shrinking
+        exactly as training crops are (:func:`data_modules.clips.warp_image`)."""
+        return warp_image(frame, self.affine(crop_size), crop_size)
+
+
+@runtime_checkable
+class CropProvider(Protocol):
+    """Chooses the crop box of each frame; ``update`` feeds back the frame's prediction (frame pixels)."""
+
+    name: str
+    #: True when ``box(i)`` depends on the prediction of frame ``i − 1`` (frames must then run one by one).
+    needs_predictions: bool
+
+    def box(self, index: int, width: int, height: int) -> CropBox: ...
+
+    def update(self, index: int, kp2d: np.ndarray, confidence: np.ndarray) -> None: ...
+
+
+class FixedBoxCrop:
+    """The same user box for every frame."""
+
+    name = "box"
+    needs_predictions = False
+
+    def __init__(self, box: CropBox) -> None:
+        self._box = box
+
+    def box(self, index: int, width: int, height: int) -> CropBox:
+        return self._box
+
+    def update(self, index: int, kp2d: np.ndarray, confidence: np.ndarray) -> None:
+        """Nothing to learn from predictions."""
+
+
+class TrackingCrop:
+    """Follows the hand with the previous frame's predicted 2D keypoints.
+
+    After each frame, the square around its confident keypoints (× ``margin``) becomes the measurement; centre
+    and log-size are smoothed exponentially (``smoothing`` = weight of the old box, 0 = no smoothing) so one bad
+    frame does not throw the crop off the hand. With fewer than ``MIN_KEYPOINTS`` keypoints above
+    ``min_confidence`` the box stays where it was.
+    """
+
+    name = "track"
+    needs_predictions = True
+
+    def __init__(
+        self, initial: CropBox | None = None, margin: float = 1.5, smoothing: float = 0.5,
+        min_confidence: float = 0.05, min_size: float = 16.0,
+    ) -> None:
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        if margin <= 0:
+            raise ValueError(f"margin must be positive, got {margin}")
+        self.initial = initial
+        self.margin = margin
+        self.smoothing = smoothing
+        self.min_confidence = min_confidence
+        self.min_size = min_size
+        self._current: CropBox | None = initial
+
+    def box(self, index: int, width: int, height: int) -> CropBox:
+        if self._current is None:
+            self._current = CropBox.centred_square(width, height)
+        return self._current
+
+    def update(self, index: int, kp2d: np.ndarray, confidence: np.ndarray) -> None:
+        good = np.isfinite(kp2d).all(axis=1) & (confidence >= self.min_confidence)
+        if good.sum() < MIN_KEYPOINTS:
+            return
+        measured = CropBox.from_keypoints(kp2d[good], self.margin, self.min_size)
+        old = self._current
+        if old is None:
+            self._current = measured
+            return
+        a = self.smoothing
+        self._current = CropBox(
+            a * old.cx + (1 - a) * measured.cx,
+            a * old.cy + (1 - a) * measured.cy,
+            float(np.exp(a * np.log(old.size) + (1 - a) * np.log(measured.size))),
+        )
+
+
+class KeypointFileCrop:
+    """Per-frame boxes from a keypoint (or box) file.
+
+    Accepted files: ``.npy`` holding ``F×K×2`` keypoints, ``F×K×3`` keypoints with a confidence (≤ 0 or NaN =
+    missing), or ``F×4`` boxes ``(x0, y0, x1, y1)``; ``.npz`` with one of those under ``kp2d``, ``keypoints`` or
+    ``boxes``; ``.csv`` with a header, a ``frame`` column (optional; row order otherwise) and ``<name>_x``,
+    ``<name>_y`` (optionally ``<name>_conf``) columns — the ``keypoints2d.csv`` a run writes. Row ``i`` is
+    frame ``i``; missing frames take the box of the nearest frame that has one.
+    """
+
+    name = "keypoints"
+    needs_predictions = False
+
+    def __init__(self, path: str | Path, margin: float = 1.5, min_size: float = 16.0) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"keypoint file {self.path} does not exist")
+        self.margin = margin
+        self.min_size = min_size
+        self.boxes = self._fill_missing(self._load_boxes())
+
+    def box(self, index: int, width: int, height: int) -> CropBox:
+        if index >= len(self.boxes):
+            raise ValueError(
+                f"keypoint file {self.path} has {len(self.boxes)} frames but the video has a frame {index}; "
+                "expected one row per video frame"
+            )
+        return CropBox(*self.boxes[index])
+
+    def update(self, index: int, kp2d: np.ndarray, confidence: np.ndarray) -> None:
+        """Boxes come from the file only."""
+
+    # --- loading -------------------------------------------------------------------------------------------
+    def _load_boxes(self) -> np.ndarray:
+        """``F×3`` ``(cx, cy, size)`` with NaN rows where the file has no usable data for a frame."""
+        suffix = self.path.suffix.lower()
+        if suffix == ".npy":
+            array = np.load(self.path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(self.path, allow_pickle=False) as data:
+                key = next((k for k in ("kp2d", "keypoints", "boxes") if k in data.files), None)
+                if key is None:
+                    raise ValueError(
+                        f"keypoint file {self.path} has arrays {data.files}; expected one named kp2d, keypoints "
+                        "or boxes"
+                    )
+                array = data[key]
+        elif suffix == ".csv":
+            return self._boxes_from_csv()
+        else:
+            raise ValueError(f"keypoint file {self.path} must be .npy, .npz or .csv, got {suffix or 'no suffix'}")
+        return self._boxes_from_array(np.asarray(array, dtype=np.float64))
+
+    def _boxes_from_array(self, array: np.ndarray) -> np.ndarray:
+        if array.ndim == 2 and array.shape[1] == 4:
+            boxes = np.full((len(array), 3), np.nan)
+            for i, (x0, y0, x1, y1) in enumerate(array):
+                if np.isfinite([x0, y0, x1, y1]).all() and x1 > x0 and y1 > y0:
+                    boxes[i] = CropBox.from_corners(x0, y0, x1, y1, self.margin).as_array()
+            return boxes
+        if array.ndim == 3 and array.shape[2] in (2, 3):
+            conf = array[..., 2] if array.shape[2] == 3 else np.ones(array.shape[:2])
+            return self._boxes_from_keypoints(array[..., :2], conf)
+        raise ValueError(
+            f"keypoint file {self.path} holds an array of shape {array.shape}; expected F×K×2, F×K×3 or F×4"
+        )
+
+    def _boxes_from_keypoints(self, kp: np.ndarray, conf: np.ndarray) -> np.ndarray:
+        boxes = np.full((len(kp), 3), np.nan)
+        for i in range(len(kp)):
+            good = np.isfinite(kp[i]).all(axis=1) & (np.nan_to_num(conf[i], nan=0.0) > 0)
+            if good.sum() >= MIN_KEYPOINTS:
+                boxes[i] = CropBox.from_keypoints(kp[i][good], self.margin, self.min_size).as_array()
+        return boxes
+
+    def _boxes_from_csv(self) -> np.ndarray:
+        with self.path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        if len(rows) < 2:
+            raise ValueError(f"keypoint file {self.path} has no data rows; expected a header and one row per frame")
+        header = [h.strip() for h in rows[0]]
+        names = [h[:-2] for h in header if h.endswith("_x") and f"{h[:-2]}_y" in header]
+        if len(names) < MIN_KEYPOINTS:
+            raise ValueError(
+                f"keypoint file {self.path} has {len(names)} <name>_x/<name>_y column pairs; expected at least "
+                f"{MIN_KEYPOINTS} (e.g. wrist_x, wrist_y, …)"
+            )
+        col = {h: i for i, h in enumerate(header)}
+        try:
+            data = np.array([[float(v) if v.strip() else np.nan for v in row] for row in rows[1:] if row],
+                            dtype=np.float64)
+        except ValueError as err:
+            raise ValueError(f"keypoint file {self.path} has a non-numeric value: {err}") from err
+        if data.ndim != 2 or data.shape[1] != len(header):
+            raise ValueError(f"keypoint file {self.path}: every row must have {len(header)} values")
+        kp = np.stack([data[:, [col[f"{n}_x"], col[f"{n}_y"]]] for n in names], axis=1)
+        conf = np.stack(
+            [data[:, col[f"{n}_conf"]] if f"{n}_conf" in col else np.ones(len(data)) for n in names], axis=1
+        )
+        boxes_by_row = self._boxes_from_keypoints(kp, conf)
+        if "frame" not in col:
+            return boxes_by_row
+        frames = data[:, col["frame"]]
+        if not np.isfinite(frames).all() or (frames < 0).any() or (frames != np.round(frames)).any():
+            raise ValueError(f"keypoint file {self.path}: the frame column must hold non-negative integers")
+        boxes = np.full((int(frames.max()) + 1, 3), np.nan)
+        boxes[frames.astype(np.int64)] = boxes_by_row
+        return boxes
+
+    def _fill_missing(self, boxes: np.ndarray) -> np.ndarray:
+        valid = np.isfinite(boxes).all(axis=1)
+        if not valid.any():
+            raise ValueError(
+                f"keypoint file {self.path} has no frame with at least {MIN_KEYPOINTS} usable keypoints or a "
+                "valid box"
+            )
+        known = np.flatnonzero(valid)
+        nearest = known[np.abs(np.arange(len(boxes))[:, None] - known[None, :]).argmin(axis=1)]
+        return boxes[nearest]
+
+
+def make_crop_provider(
+    crop: str = "auto",
+    box: tuple[float, float, float, float] | None = None,
+    keypoints_file: str | Path | None = None,
+    margin: float = 1.5,
+    smoothing: float = 0.5,
+) -> CropProvider:
+    """Build the provider a user asked for.
+
+    ``auto`` picks ``keypoints`` when a file is given and ``track`` otherwise (seeded by ``box`` when given).
+    ``margin`` scales keypoint squares (file and tracking); a user box is used as given (made square).
+    """
+    if crop not in CROP_MODES:
+        raise ValueError(f"crop must be one of {CROP_MODES}, got {crop!r}")
+    user_box = CropBox.from_corners(*box) if box is not None else None
+    if crop == "auto":
+        crop = "keypoints" if keypoints_file is not None else "track"
+    if crop == "keypoints":
+        if keypoints_file is None:
+            raise ValueError("crop='keypoints' needs a keypoints_file")
+        return KeypointFileCrop(keypoints_file, margin=margin)
+    if crop == "box":
+        if user_box is None:
+            raise ValueError("crop='box' needs a box (x0, y0, x1, y1) in frame pixels")
+        return FixedBoxCrop(user_box)
+    return TrackingCrop(initial=user_box, margin=margin, smoothing=smoothing)
