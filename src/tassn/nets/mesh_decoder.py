@@ -1,0 +1,141 @@
+"""3D hand mesh estimator: image features → coarse graph features → Chebyshev GCN, coarse to fine (Ge et al.).
+
+``FeatureEncoder`` turns the hourglass output into a vector; ``MeshDecoder`` maps it to the coarsest graph level
+and up-samples level by level (nearest along the padded vertex axis), two Chebyshev convolutions per block;
+``MeshEstimator`` chains both and returns the mesh in the template's vertex order (fake vertices dropped),
+root-relative and scale-normalised like every 3D output of the networks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from tassn.hand.graph import GraphHierarchy, upsample
+
+from .chebconv import ChebConv
+from .hourglass import Residual
+
+
+class FeatureEncoder(nn.Module):
+    """``1×1(heatmaps) + 1×1(features) + previous features``, then (``modules`` residuals + max-pool) until the
+    map is ``output_size²``; flattened to ``B×(channels·output_size²)``."""
+
+    def __init__(
+        self, num_joints: int, channels: int, input_size: int, output_size: int = 4, modules: int = 2
+    ):
+        super().__init__()
+        ratio = input_size / output_size
+        blocks = round(math.log2(ratio)) if ratio >= 1 else -1
+        if blocks < 0 or output_size * 2**blocks != input_size:
+            raise ValueError(
+                f"FeatureEncoder: input size {input_size} must be output size {output_size} times a power of 2"
+            )
+        self.input_size, self.output_size = input_size, output_size
+        self.heatmap_conv = nn.Conv2d(num_joints, channels, 1)
+        self.feature_conv = nn.Conv2d(channels, channels, 1)
+        self.blocks = nn.Sequential(
+            *(
+                nn.Sequential(*(Residual(channels, channels) for _ in range(modules)), nn.MaxPool2d(2))
+                for _ in range(blocks)
+            )
+        )
+        self.out_features = channels * output_size**2
+
+    def forward(
+        self, heatmaps: torch.Tensor, features: torch.Tensor, previous_features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``heatmaps B×J×h×w`` (last stack), ``features B×C×h×w``, ``previous_features`` or None → ``B×D``."""
+        if features.shape[-2:] != (self.input_size, self.input_size):
+            raise ValueError(
+                f"FeatureEncoder: expected {self.input_size}×{self.input_size} maps, got {tuple(features.shape[-2:])}"
+            )
+        x = self.heatmap_conv(heatmaps) + self.feature_conv(features)
+        if previous_features is not None:
+            x = x + previous_features
+        return self.blocks(x).flatten(1)
+
+
+class MeshDecoder(nn.Module):
+    """Vector → mesh on the padded finest level: ``B×D → B×Vp×channels[-1]``.
+
+    ``FC D→fc_hidden (ReLU) →Vc·channels[0]`` on the coarsest level, then one block per further entry of
+    ``channels``: up-sample ``levels_per_block`` times by 2, ``ChebConv c_i→c_i``, ``ChebConv c_i→c_{i+1}``;
+    BN + ReLU after every convolution but the last. Blocks share the hierarchy's levels evenly, ending at level 0.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hierarchy: GraphHierarchy,
+        channels: Sequence[int] = (64, 32, 3),
+        fc_hidden: int = 512,
+        K: int = 3,
+    ):
+        super().__init__()
+        channels = tuple(channels)
+        blocks = len(channels) - 1
+        if blocks < 1 or hierarchy.levels % blocks:
+            raise ValueError(
+                f"MeshDecoder: {blocks} GCN blocks (channels {channels}) must share the {hierarchy.levels} "
+                "coarsening levels evenly"
+            )
+        self.levels_per_block = hierarchy.levels // blocks
+        self.coarse_vertices = hierarchy.num_vertices[-1]
+        self.channels = channels
+        self.fc = nn.Sequential(
+            nn.Linear(in_features, fc_hidden), nn.ReLU(), nn.Linear(fc_hidden, self.coarse_vertices * channels[0])
+        )
+        convs, norms = [], []
+        for i in range(blocks):
+            level = hierarchy.levels - (i + 1) * self.levels_per_block
+            lap = hierarchy.laplacians[level]
+            convs += [ChebConv(channels[i], channels[i], K, lap), ChebConv(channels[i], channels[i + 1], K, lap)]
+            norms += [nn.BatchNorm1d(channels[i]), nn.BatchNorm1d(channels[i + 1])]
+        norms[-1] = nn.Identity()  # the last convolution outputs coordinates
+        self.convs = nn.ModuleList(convs)
+        self.norms = nn.ModuleList(norms)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc(x).view(x.shape[0], self.coarse_vertices, self.channels[0])
+        last = len(self.convs) - 1
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            if i % 2 == 0:
+                x = upsample(x, self.levels_per_block)
+            x = conv(x)
+            if i < last:
+                x = torch.relu(norm(x.transpose(1, 2)).transpose(1, 2))
+        return x
+
+
+class MeshEstimator(nn.Module):
+    """Hourglass output → mesh ``B×V×3`` in template order (root-relative, scale-normalised)."""
+
+    def __init__(
+        self,
+        hierarchy: GraphHierarchy,
+        num_joints: int = 21,
+        feature_channels: int = 256,
+        feature_size: int = 64,
+        encoder_output_size: int = 4,
+        encoder_modules: int = 2,
+        channels: Sequence[int] = (64, 32, 3),
+        fc_hidden: int = 512,
+        K: int = 3,
+    ):
+        super().__init__()
+        if tuple(channels)[-1] != 3:
+            raise ValueError(f"MeshEstimator: the last GCN width must be 3 (x, y, z), got channels {tuple(channels)}")
+        self.encoder = FeatureEncoder(num_joints, feature_channels, feature_size, encoder_output_size, encoder_modules)
+        self.decoder = MeshDecoder(self.encoder.out_features, hierarchy, channels, fc_hidden, K)
+        self.register_buffer("inverse_perm", hierarchy.inverse_perm, persistent=False)
+
+    def forward(
+        self, heatmaps: torch.Tensor, features: torch.Tensor, previous_features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``heatmaps B×J×h×w`` (last stack), ``features``, ``previous_features`` → ``mesh B×V×3``."""
+        padded = self.decoder(self.encoder(heatmaps, features, previous_features))
+        return padded.index_select(1, self.inverse_perm)

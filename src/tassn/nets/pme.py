@@ -1,0 +1,258 @@
+"""The pose and mesh estimation (PME) module of TASSN (§3.2): flow → heatmaps → mesh → pose, frame by frame.
+
+``PME.step`` runs one frame from its predecessor; ``PME.run`` runs a clip forward or, for the reversed temporal
+measurement, backward, and always returns the outputs in the clip's own frame order. Frame ``t`` sees its
+predecessor in the processing direction through the flow ``o`` and the previous heatmaps ``H``; the first frame of
+each direction has none, so it is paired with itself: ``flow = 0`` (the flow network is not called) and ``H = 0``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from tassn.hand.graph import GraphHierarchy, hierarchy_for
+from tassn.hand.skeleton import NUM_JOINTS
+
+from .hourglass import HeatmapEstimator
+from .mesh_decoder import MeshEstimator
+from .pose_regressor import PoseRegressor
+
+#: the sub-networks, by attribute name; stages freeze and unfreeze them by these names.
+SUBNETS: tuple[str, ...] = ("flow", "heatmap", "mesh", "pose")
+
+
+class PMEOutput(NamedTuple):
+    """Outputs of one frame (``step``) or of a clip (``run``, with a ``T`` axis after ``B``).
+
+    ``heatmaps B×[T×]S×21×h×w`` (every hourglass stack, ``h = H/4``); ``features B×[T×]C×h×w`` (the last stack's
+    encoding); ``mesh B×[T×]V×3`` and ``pose B×[T×]21×3`` (root-relative, scale-normalised, template vertex order);
+    ``flow B×[T×]2×H×W`` (pixels) from the frame's predecessor in the processing direction to the frame.
+    """
+
+    heatmaps: torch.Tensor
+    features: torch.Tensor
+    mesh: torch.Tensor
+    pose: torch.Tensor
+    flow: torch.Tensor
+
+
+def _load_template(name: str):
+    """The hand template by name (``tassn.hand.template.load_template``), imported when first needed."""
+    from tassn.hand.template import load_template
+
+    return load_template(name)
+
+
+def _build_flow(name: str, checkpoint: str | None, trainable: bool) -> nn.Module:
+    """The flow estimator (``tassn.nets.flow.build_flow_estimator``), imported when first needed."""
+    from .flow import build_flow_estimator
+
+    return build_flow_estimator(name, checkpoint=checkpoint, trainable=trainable)
+
+
+class PME(nn.Module):
+    """Flow estimator, 2-stack hourglass, Chebyshev mesh GCN and GCN pose regressor in one module.
+
+    Sub-modules are ``flow``, ``heatmap``, ``mesh`` and ``pose``; ``freeze``/``unfreeze`` act on them by name and
+    frozen ones stay in eval mode (their BatchNorm statistics do not move). The defaults are the paper's model
+    (256² input, 256 features, 2 stacks, depth 4, 4 coarsening levels, K = 3).
+
+    Args:
+        flow: flow backend for ``build_flow_estimator`` (``"dis"``, ``"none"``, ``"flownet2"``, …).
+        flow_checkpoint: weights of a learnt flow backend.
+        flow_trainable: train the flow network; when False it is frozen and run without autograd.
+        image_size: side of the square input crops; a multiple of ``4·2^hourglass_depth``.
+        hourglass_features, hourglass_stacks, hourglass_depth, hourglass_modules, hourglass_stem_features: widths
+            and depth of the heatmap estimator (modules = residuals per slot).
+        flow_normaliser: flow enters the hourglass divided by ``flow_normaliser × image side``.
+        template: hand template name for ``load_template`` (``"procedural"`` or a MANO ``.pkl`` path).
+        coarsening_levels: graph coarsening levels; both GCNs span all of them.
+        cheb_k: Chebyshev order of every graph convolution.
+        encoder_output_size: side of the feature encoder's last map (Ge: 4, i.e. 64² → 4²).
+        mesh_fc_hidden, mesh_channels: feature encoder FC width; coarse width then block widths of the mesh GCN.
+        pose_channels, pose_fc_hidden, pose_activation: GCN widths per block, FC width, ReLUs of the regressor.
+        detach_heatmap_feedback: cut the gradient through ``H_t`` into the next step (default: keep it, temporal
+            training back-propagates through time).
+        graph_cache_dir: where the coarsened graph is cached (default ``~/.cache/tassn/graphs``).
+    """
+
+    def __init__(
+        self,
+        flow: str = "dis",
+        flow_checkpoint: str | None = None,
+        flow_trainable: bool = False,
+        image_size: int = 256,
+        hourglass_features: int = 256,
+        hourglass_stacks: int = 2,
+        hourglass_depth: int = 4,
+        hourglass_modules: int = 2,
+        hourglass_stem_features: int = 128,
+        flow_normaliser: float = 0.1,
+        template: str = "procedural",
+        coarsening_levels: int = 4,
+        cheb_k: int = 3,
+        encoder_output_size: int = 4,
+        mesh_fc_hidden: int = 512,
+        mesh_channels: tuple[int, ...] = (64, 32, 3),
+        pose_channels: tuple[int, ...] = (32, 64),
+        pose_fc_hidden: int = 512,
+        pose_activation: bool = True,
+        detach_heatmap_feedback: bool = False,
+        graph_cache_dir: str | None = None,
+    ):
+        super().__init__()
+        multiple = 4 * 2**hourglass_depth
+        if image_size <= 0 or image_size % multiple:
+            raise ValueError(f"PME: image_size must be a positive multiple of {multiple} (4·2^depth), got {image_size}")
+        self.image_size = image_size
+        self.heatmap_size = image_size // 4
+        self.detach_heatmap_feedback = detach_heatmap_feedback
+        self._frozen: set[str] = set()
+
+        hand = _load_template(template)
+        self.hierarchy: GraphHierarchy = hierarchy_for(hand, levels=coarsening_levels, cache_dir=graph_cache_dir)
+        self.register_buffer("template_faces", torch.as_tensor(hand.faces, dtype=torch.long), persistent=False)
+
+        self.flow = _build_flow(flow, flow_checkpoint, flow_trainable)
+        self.heatmap = HeatmapEstimator(
+            NUM_JOINTS,
+            hourglass_features,
+            hourglass_stacks,
+            hourglass_depth,
+            hourglass_modules,
+            hourglass_stem_features,
+            flow_normaliser,
+        )
+        self.mesh = MeshEstimator(
+            self.hierarchy,
+            NUM_JOINTS,
+            feature_channels=hourglass_features,
+            feature_size=self.heatmap_size,
+            encoder_output_size=encoder_output_size,
+            encoder_modules=hourglass_modules,
+            channels=mesh_channels,
+            fc_hidden=mesh_fc_hidden,
+            K=cheb_k,
+        )
+        self.pose = PoseRegressor(
+            self.hierarchy, NUM_JOINTS, pose_channels, pose_fc_hidden, K=cheb_k, activation=pose_activation
+        )
+        if not flow_trainable:
+            self.freeze("flow")
+
+    # ------------------------------------------------------------------------------------------------------------
+    # freezing
+
+    def _check_names(self, names: tuple[str, ...]) -> None:
+        unknown = [n for n in names if n not in SUBNETS]
+        if unknown:
+            raise ValueError(f"PME: unknown sub-network(s) {unknown}; expected names among {SUBNETS}")
+
+    def freeze(self, *names: str) -> PME:
+        """Stop training the named sub-networks: no gradients, BatchNorm in eval mode whatever ``train()`` says."""
+        self._check_names(names)
+        for name in names:
+            getattr(self, name).requires_grad_(False).eval()
+            self._frozen.add(name)
+        return self
+
+    def unfreeze(self, *names: str) -> PME:
+        """Train the named sub-networks again (they follow the module's train/eval mode)."""
+        self._check_names(names)
+        for name in names:
+            module = getattr(self, name)
+            module.requires_grad_(True).train(self.training)
+            self._frozen.discard(name)
+        return self
+
+    @property
+    def frozen(self) -> tuple[str, ...]:
+        """Names of the frozen sub-networks, in ``SUBNETS`` order."""
+        return tuple(n for n in SUBNETS if n in self._frozen)
+
+    def train(self, mode: bool = True) -> PME:
+        super().train(mode)
+        for name in self._frozen:
+            getattr(self, name).eval()
+        return self
+
+    # ------------------------------------------------------------------------------------------------------------
+    # inference
+
+    @property
+    def num_vertices(self) -> int:
+        """Vertices of the template mesh (``V`` of ``mesh B×V×3``)."""
+        return self.hierarchy.num_template_vertices
+
+    def _check_images(self, x: torch.Tensor, what: str) -> None:
+        s = self.image_size
+        if x.shape[-3:] != (3, s, s):
+            raise ValueError(f"PME.{what}: expected …×3×{s}×{s} images in [0, 1], got shape {tuple(x.shape)}")
+
+    def compute_flow(self, img_a: torch.Tensor, img_b: torch.Tensor) -> torch.Tensor:
+        """Flow ``B×2×H×W`` (pixels) from ``img_a`` to ``img_b``; without autograd unless the flow net trains."""
+        trainable = any(p.requires_grad for p in self.flow.parameters())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and trainable):
+            flow = self.flow(img_a, img_b)
+        if flow.shape != (img_a.shape[0], 2, *img_a.shape[-2:]):
+            raise RuntimeError(f"PME: the flow estimator returned shape {tuple(flow.shape)}, expected B×2×H×W")
+        return flow
+
+    def _estimate(self, image: torch.Tensor, flow: torch.Tensor, prev_heatmap: torch.Tensor) -> PMEOutput:
+        hg = self.heatmap(image, flow, prev_heatmap)
+        mesh = self.mesh(hg.heatmaps[:, -1], hg.features, hg.previous_features)
+        return PMEOutput(hg.heatmaps, hg.features, mesh, self.pose(mesh), flow)
+
+    def step(
+        self, img_t: torch.Tensor | None, img_t1: torch.Tensor, heat_t: torch.Tensor | None = None
+    ) -> PMEOutput:
+        """One frame: ``I_t``, ``I_{t+1}`` (``B×3×H×W`` in [0, 1]) and ``H_t`` (``B×21×h×w``) → outputs at ``t+1``.
+
+        ``img_t=None`` marks a first frame (flow 0, no flow call); ``heat_t=None`` means ``H_t = 0``.
+        """
+        self._check_images(img_t1, "step")
+        b = img_t1.shape[0]
+        if img_t is None:
+            flow = img_t1.new_zeros(b, 2, *img_t1.shape[-2:])
+        else:
+            self._check_images(img_t, "step")
+            flow = self.compute_flow(img_t, img_t1)
+        if heat_t is None:
+            heat_t = img_t1.new_zeros(b, NUM_JOINTS, self.heatmap_size, self.heatmap_size)
+        return self._estimate(img_t1, flow, heat_t)
+
+    def run(self, clip: torch.Tensor, reverse: bool = False) -> PMEOutput:
+        """A clip ``B×T×3×H×W`` in [0, 1], processed forward (``reverse=False``) or backward; outputs carry a ``T``
+        axis in the clip's frame order. With ``reverse=True``, ``flow[:, t]`` maps ``I_{t+1} → I_t``.
+
+        The flows of all ``T−1`` pairs come from one batched call before the recurrence (they do not depend on
+        ``H``); ``H_{t+1}`` is the last stack's heatmaps of frame ``t`` (detached if ``detach_heatmap_feedback``).
+        """
+        if clip.dim() != 5:
+            raise ValueError(f"PME.run: expected a clip B×T×3×H×W, got shape {tuple(clip.shape)}")
+        self._check_images(clip, "run")
+        seq = clip.flip(1) if reverse else clip
+        b, t = seq.shape[:2]
+        flows = seq.new_zeros(b, t, 2, *seq.shape[-2:])
+        if t > 1:
+            pair = self.compute_flow(seq[:, :-1].flatten(0, 1), seq[:, 1:].flatten(0, 1))
+            flows = torch.cat([flows[:, :1], pair.unflatten(0, (b, t - 1))], dim=1)
+        heat = seq.new_zeros(b, NUM_JOINTS, self.heatmap_size, self.heatmap_size)
+        outputs = []
+        for i in range(t):
+            out = self._estimate(seq[:, i], flows[:, i], heat)
+            outputs.append(out)
+            heat = out.heatmaps[:, -1]
+            if self.detach_heatmap_feedback:
+                heat = heat.detach()
+        stacked = [torch.stack(parts, dim=1) for parts in zip(*outputs, strict=True)]
+        if reverse:
+            stacked = [x.flip(1) for x in stacked]
+        return PMEOutput(*stacked)
+
+    def forward(self, clip: torch.Tensor, reverse: bool = False) -> PMEOutput:
+        """Same as :meth:`run`."""
+        return self.run(clip, reverse)
