@@ -8,17 +8,22 @@ the shared intrinsics and distortion gives the pixels. The palm position becomes
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from .base import SPLITS, HandClipDataModule
 from .conversions import MHP_JOINT_NAMES, PalmToWrist, mhp_to_canonical, palm_to_wrist
 from .layout import LayoutProblems
 from .records import FrameRecord, VideoRecord
+
+log = logging.getLogger(__name__)
 
 MHP_SEQUENCES: tuple[str, ...] = tuple(f"data_{k}" for k in range(1, 22))
 MHP_WEBCAMS: tuple[int, ...] = (1, 2, 3, 4)
@@ -259,3 +264,78 @@ def check_webcams(webcams: Sequence[int]) -> list[int]:
     if unknown or not webcams:
         raise ValueError(f"webcams: expected a non-empty subset of {MHP_WEBCAMS}, got {list(webcams)}")
     return list(webcams)
+
+
+class MHPDataModule(HandClipDataModule):
+    """Clips of the MHP webcam videos (Gomez-Donoso et al. 2017); see docs/datasets.md for the folder layout.
+
+    A video is one webcam of one sequence, frames in numeric order. The default split is the TASSN authors':
+    train on data_3…data_21, test on data_1 and data_2 (also used for validation unless ``val_sequences`` is set).
+    3D labels reach only the val/test/predict batches (``serve_3d_in_train`` of the base class).
+
+    Args:
+        root: the MHP folder holding ``annotated_frames/``, ``calibrations/`` and ``bounding_boxes/``.
+        train_sequences: sequences of the training split.
+        test_sequences: sequences of the test and predict splits.
+        val_sequences: sequences of the validation split; ``None``: the test sequences.
+        webcams: which of the four webcams to use.
+        palm_to_wrist: how the labelled palm position becomes the wrist (as for STB; ``ring`` by default).
+        use_bboxes: crop around the dataset's hand boxes (``bounding_boxes/``) instead of the keypoints' box.
+        mirror: mirror every hand (MHP hands are right hands already; published loaders do not mirror).
+        **kwargs: the clip settings of :class:`~data_modules.base.HandClipDataModule` (clip_len, crop_size, …).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        train_sequences: Sequence[str] = DEFAULT_TRAIN_SEQUENCES,
+        test_sequences: Sequence[str] = DEFAULT_TEST_SEQUENCES,
+        val_sequences: Sequence[str] | None = None,
+        webcams: Sequence[int] = MHP_WEBCAMS,
+        palm_to_wrist: PalmToWrist = "ring",
+        use_bboxes: bool = True,
+        mirror: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.root = Path(root)
+        test = check_sequence_names(test_sequences, "test_sequences")
+        self.splits = {
+            "train": check_sequence_names(train_sequences, "train_sequences"),
+            "val": test if val_sequences is None else check_sequence_names(val_sequences, "val_sequences"),
+            "test": test,
+            "predict": test,
+        }
+        self.webcams = check_webcams(webcams)
+        self.palm_to_wrist = palm_to_wrist
+        self.use_bboxes = use_bboxes
+        self.mirror = mirror
+        self._videos: dict[str, list[VideoRecord]] | None = None
+
+    @property
+    def data_root(self) -> Path:
+        return self.root
+
+    def label_key(self) -> str:
+        return f"palm_to_wrist={self.palm_to_wrist},bboxes={self.use_bboxes},mirror={self.mirror}"
+
+    def _all_videos(self) -> dict[str, list[VideoRecord]]:
+        """Every sequence of every split, read once; one error lists all that is wrong with the folder."""
+        if self._videos is None:
+            wanted = list(dict.fromkeys(s for split in ("train", "val", "test") for s in self.splits[split]))
+            videos = load_mhp(self.root, wanted, self.webcams, self.palm_to_wrist, self.use_bboxes, self.mirror)
+            per_sequence: dict[str, list[VideoRecord]] = {s: [] for s in wanted}
+            for v in videos:
+                per_sequence[v.name.split("/")[1]].append(v)
+            self._videos = per_sequence
+        return self._videos
+
+    def prepare_dataset(self) -> None:
+        videos = [v for vs in self._all_videos().values() for v in vs]
+        log.info("MHP %s: %d videos, %d frames", self.root, len(videos), sum(len(v) for v in videos))
+
+    def load_videos(self, split: str) -> list[VideoRecord]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        videos = self._all_videos()
+        return [v for s in self.splits[split] for v in videos[s]]

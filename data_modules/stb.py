@@ -9,16 +9,21 @@ pipeline to mirror them into right hands.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import scipy.io
 
+from .base import SPLITS, HandClipDataModule
 from .conversions import PalmToWrist, palm_to_wrist, stb_to_canonical
 from .layout import LayoutProblems
 from .records import FrameRecord, VideoRecord
+
+log = logging.getLogger(__name__)
 
 STB_SEQUENCES: tuple[str, ...] = tuple(f"B{b}{kind}" for b in range(1, 7) for kind in ("Counting", "Random"))
 STB_IMAGE_SIZE = (640, 480)  # (width, height)
@@ -154,3 +159,69 @@ def check_sequence_names(names: Sequence[str], argument: str) -> list[str]:
     if unknown:
         raise ValueError(f"{argument}: unknown STB sequence(s) {unknown}; expected names from {STB_SEQUENCES}")
     return list(names)
+
+
+class STBDataModule(HandClipDataModule):
+    """Clips of the STB SK colour videos (Zhang et al. 2016); see docs/datasets.md for the folder layout.
+
+    Each sequence is one 1500-frame video; the split follows Ge et al. and TASSN ("the first video for
+    validation"): B1Counting + B1Random for val/test/predict, B2…B6 for training. 3D labels reach only the
+    val/test/predict batches (``serve_3d_in_train`` of the base class).
+
+    Args:
+        root: the STB folder holding ``labels/`` and one image folder per sequence (or ``images/<seq>/``).
+        train_sequences: sequences of the training split.
+        val_sequences: sequences of the validation split.
+        test_sequences: sequences of the test and predict splits.
+        palm_to_wrist: how the labelled palm centre becomes the wrist: ``ring`` (Ge et al., default),
+            ``middle`` or ``idein`` (see :data:`data_modules.conversions.PalmToWrist`).
+        mirror_left_hands: mirror the (left) STB hands into right hands, as Ge et al. do.
+        **kwargs: the clip settings of :class:`~data_modules.base.HandClipDataModule` (clip_len, crop_size, …).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        train_sequences: Sequence[str] = DEFAULT_TRAIN_SEQUENCES,
+        val_sequences: Sequence[str] = DEFAULT_EVAL_SEQUENCES,
+        test_sequences: Sequence[str] = DEFAULT_EVAL_SEQUENCES,
+        palm_to_wrist: PalmToWrist = "ring",
+        mirror_left_hands: bool = True,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.root = Path(root)
+        self.splits = {
+            "train": check_sequence_names(train_sequences, "train_sequences"),
+            "val": check_sequence_names(val_sequences, "val_sequences"),
+            "test": check_sequence_names(test_sequences, "test_sequences"),
+        }
+        self.splits["predict"] = self.splits["test"]
+        self.palm_to_wrist = palm_to_wrist
+        self.mirror_left_hands = mirror_left_hands
+        self._videos: dict[str, VideoRecord] | None = None
+
+    @property
+    def data_root(self) -> Path:
+        return self.root
+
+    def label_key(self) -> str:
+        return f"palm_to_wrist={self.palm_to_wrist},mirror={self.mirror_left_hands}"
+
+    def _all_videos(self) -> dict[str, VideoRecord]:
+        """Every sequence of every split, read once; one error lists all that is wrong with the folder."""
+        if self._videos is None:
+            wanted = list(dict.fromkeys(s for split in ("train", "val", "test") for s in self.splits[split]))
+            videos = load_stb(self.root, wanted, self.palm_to_wrist, self.mirror_left_hands)
+            self._videos = dict(zip(wanted, videos, strict=True))
+        return self._videos
+
+    def prepare_dataset(self) -> None:
+        videos = self._all_videos()
+        log.info("STB %s: %d sequences, %d frames", self.root, len(videos), sum(len(v) for v in videos.values()))
+
+    def load_videos(self, split: str) -> list[VideoRecord]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        videos = self._all_videos()
+        return [videos[s] for s in self.splits[split]]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from data_modules.conversions import MHP_NAME_TO_CANONICAL
 from data_modules.layout import DatasetLayoutError
-from data_modules.mhp import check_sequence_names, check_webcams, load_mhp, read_joints_file
+from data_modules.mhp import MHPDataModule, check_sequence_names, check_webcams, load_mhp, read_joints_file
 from fake_datasets import (
     CANONICAL,
     MHP_DIST,
@@ -183,3 +183,55 @@ def test_bad_bbox_file(mhp_root):
 def test_unknown_sequence_name():
     with pytest.raises(ValueError, match="data_22"):
         check_sequence_names(["data_1", "data_22"], "test_sequences")
+
+
+# ---------------------------------------------------------------------------------------------- the DataModule
+
+
+@pytest.fixture
+def mhp_module(tmp_path):
+    sequences = {"data_1": _frames(), "data_4": _frames(x=-20.0)}
+    root = write_mhp(tmp_path / "mhp", sequences, webcams=(1, 2))
+
+    def build(**kwargs) -> MHPDataModule:
+        args = dict(train_sequences=["data_4"], test_sequences=["data_1"], webcams=[1, 2], clip_len=2,
+                    clip_stride=1, crop_size=32, heatmap_sigma=1.0, batch_size=2)
+        return MHPDataModule(str(root), **(args | kwargs))
+
+    return build, root, sequences
+
+
+def test_datamodule_serves_batches(mhp_module):
+    build, root, sequences = mhp_module
+    dm = build()
+    dm.prepare_data()
+    assert (root / "grabcut").is_dir()
+    dm.setup("fit")
+    train = next(iter(dm.train_dataloader()))
+    assert train["frames"].shape == (2, 2, 3, 32, 32)
+    assert train["kp2d"].shape == (2, 2, 21, 2) and train["heatmaps"].shape == (2, 2, 21, 8, 8)
+    assert train["silhouettes"].shape == (2, 2, 1, 32, 32) and train["K"].shape == (2, 2, 3, 3)
+    assert "kp3d" not in train
+
+    val = next(iter(dm.val_dataloader()))  # val = test = data_1; one clip of frames 1, 2 per webcam
+    assert val["video"] == ["mhp/data_1/webcam_1", "mhp/data_1/webcam_2"]
+    assert val["frame_index"].tolist() == [[1, 2], [1, 2]]
+    for b, webcam in enumerate((1, 2)):
+        for t, f in enumerate((1, 2)):
+            expected = mhp_camera(sequences["data_1"][f], webcam)
+            np.testing.assert_allclose(val["kp3d"][b, t].double().numpy(), expected, atol=1e-2)
+    assert (val["kp2d"] > 0).all() and (val["kp2d"] < 31).all()
+
+
+def test_val_sequences_can_differ_from_test(mhp_module):
+    build, _, _ = mhp_module
+    dm = build(val_sequences=["data_4"], silhouettes=False)
+    assert [v.name for v in dm.load_videos("val")] == ["mhp/data_4/webcam_1", "mhp/data_4/webcam_2"]
+    assert [v.name for v in dm.load_videos("predict")] == ["mhp/data_1/webcam_1", "mhp/data_1/webcam_2"]
+
+
+def test_prepare_data_reports_the_folder(mhp_module):
+    build, root, _ = mhp_module
+    (root / "calibrations" / "data_4" / "webcam_2" / "rvec.pkl").unlink()
+    with pytest.raises(DatasetLayoutError, match="webcam_2/rvec.pkl"):
+        build(silhouettes=False).prepare_data()

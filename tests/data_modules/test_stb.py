@@ -7,7 +7,7 @@ import pytest
 import scipy.io
 from data_modules.conversions import STB_TO_CANONICAL, palm_to_wrist
 from data_modules.layout import DatasetLayoutError
-from data_modules.stb import check_sequence_names, load_stb
+from data_modules.stb import STBDataModule, check_sequence_names, load_stb
 from fake_datasets import (
     CANONICAL,
     STB_K_COLOR,
@@ -170,3 +170,82 @@ def test_missing_root():
 def test_unknown_sequence_name():
     with pytest.raises(ValueError, match="B7Counting"):
         check_sequence_names(["B1Counting", "B7Counting"], "val_sequences")
+
+
+# ---------------------------------------------------------------------------------------------- the DataModule
+
+
+def _project(K: np.ndarray, X: np.ndarray) -> np.ndarray:
+    uvw = np.einsum("...ij,...kj->...ki", K, X)
+    return uvw[..., :2] / uvw[..., 2:]
+
+
+@pytest.fixture
+def stb_module(tmp_path):
+    hands = {
+        "B1Counting": _left_hand(4),
+        "B1Random": _left_hand(4, z=500.0),
+        "B2Counting": _left_hand(4, z=480.0),
+        "B2Random": _left_hand(4, z=530.0),
+    }
+    root = write_stb(tmp_path / "stb", hands)
+
+    def build(**kwargs) -> STBDataModule:
+        args = dict(train_sequences=["B2Counting", "B2Random"], clip_len=2, clip_stride=1, crop_size=32,
+                    heatmap_sigma=1.0, batch_size=2)
+        return STBDataModule(str(root), **(args | kwargs))
+
+    return build, root, hands
+
+
+def test_datamodule_serves_mirrored_batches(stb_module):
+    build, root, hands = stb_module
+    dm = build()
+    dm.prepare_data()
+    assert (root / "grabcut").is_dir()  # silhouettes cached beside the data
+    dm.setup("fit")
+    train = next(iter(dm.train_dataloader()))
+    assert train["frames"].shape == (2, 2, 3, 32, 32)
+    assert train["kp2d"].shape == (2, 2, 21, 2) and train["heatmaps"].shape == (2, 2, 21, 8, 8)
+    assert train["silhouettes"].shape == (2, 2, 1, 32, 32) and train["K"].shape == (2, 2, 3, 3)
+    assert train["visible"].shape == (2, 2, 21)
+    assert "kp3d" not in train
+
+    val = next(iter(dm.val_dataloader()))
+    assert val["video"] == ["stb/B1Counting", "stb/B1Counting"]
+    assert val["frame_index"].tolist() == [[0, 1], [2, 3]]
+    right = hands["B1Counting"] * np.array([-1.0, 1.0, 1.0])  # mirrored back to the known right hand
+    kp3d = val["kp3d"].double().numpy()
+    np.testing.assert_allclose(kp3d, right[[[0, 1], [2, 3]]], atol=1e-2)
+    # the crop camera still projects the 3D onto the crop's 2D, and the hand sits inside the crop
+    np.testing.assert_allclose(_project(val["K"].double().numpy(), kp3d), val["kp2d"].double().numpy(), atol=0.05)
+    assert (val["kp2d"] > 0).all() and (val["kp2d"] < 31).all()
+
+
+def test_layout_problems_of_every_split_in_one_error(stb_module):
+    build, root, _ = stb_module
+    (root / "labels" / "B2Counting_SK.mat").unlink()
+    (root / "B1Random" / "SK_color_2.png").unlink()
+    with pytest.raises(DatasetLayoutError) as info:
+        build(silhouettes=False).prepare_data()
+    assert len(info.value.problems) == 2
+    assert "B2Counting_SK.mat" in str(info.value) and "SK_color_2.png" in str(info.value)
+
+
+def test_corrupt_image_skips_its_clip(stb_module, caplog):
+    build, root, _ = stb_module
+    bad = root / "B1Random" / "SK_color_3.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    dm = build()
+    with caplog.at_level("WARNING"):
+        dm.prepare_data()
+        dm.setup("validate")
+        clips = [item for batch in dm.val_dataloader() for item in batch["video"]]
+    assert len(clips) == 4  # the bad clip is replaced by a readable one, never by zeros
+    assert dm.datasets["val"].skipped == 1
+    assert str(bad) in caplog.text
+
+
+def test_bad_sequence_names_fail_at_construction(tmp_path):
+    with pytest.raises(ValueError, match="train_sequences"):
+        STBDataModule(str(tmp_path), train_sequences=["B2counting"])
