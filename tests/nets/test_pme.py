@@ -1,0 +1,193 @@
+"""PME: shapes, gradients, the reversed temporal measurement, freezing, the first-frame rule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import tassn.nets.pme as pme_module
+from tassn.nets import PME, PMEOutput
+
+TINY = dict(
+    image_size=64,
+    hourglass_features=16,
+    hourglass_stacks=2,
+    hourglass_depth=2,
+    hourglass_modules=1,
+    hourglass_stem_features=16,
+    coarsening_levels=4,
+    mesh_fc_hidden=32,
+    mesh_channels=(16, 8, 3),
+    pose_channels=(8, 16),
+    pose_fc_hidden=32,
+)
+
+
+class CountingZeroFlow(nn.Module):
+    """Zero flow that counts the pairs it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pairs = 0
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        self.pairs += a.shape[0]
+        return a.new_zeros(a.shape[0], 2, *a.shape[-2:])
+
+
+class DifferenceFlow(nn.Module):
+    """A parameter-free, non-zero, order-sensitive 'flow': 10 × (b − a) on the first two channels."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return 10.0 * (b - a)[:, :2]
+
+
+class ConvFlow(nn.Module):
+    """A tiny learnable flow network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(6, 2, 3, padding=1)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([a, b], dim=1))
+
+
+@pytest.fixture
+def make_pme(sphere_template, tmp_path, monkeypatch):
+    """PME factory on the sphere template, graph cached in tmp_path, with a chosen flow module."""
+
+    def make(flow: nn.Module | None = None, **overrides) -> PME:
+        flow_module = CountingZeroFlow() if flow is None else flow
+        monkeypatch.setattr(pme_module, "_load_template", lambda name: sphere_template)
+        monkeypatch.setattr(pme_module, "_build_flow", lambda name, checkpoint, trainable: flow_module)
+        torch.manual_seed(0)
+        return PME(**{**TINY, "graph_cache_dir": str(tmp_path), **overrides})
+
+    return make
+
+
+def _clip(b: int = 2, t: int = 3) -> torch.Tensor:
+    return torch.rand(b, t, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def test_run_and_step_shapes(make_pme, sphere_template) -> None:
+    net = make_pme()
+    out = net.run(_clip())
+    assert isinstance(out, PMEOutput)
+    assert out.heatmaps.shape == (2, 3, 2, 21, 16, 16)
+    assert out.features.shape == (2, 3, 16, 16, 16)
+    assert out.mesh.shape == (2, 3, 162, 3)
+    assert out.pose.shape == (2, 3, 21, 3)
+    assert out.flow.shape == (2, 3, 2, 64, 64)
+    one = net.step(_clip()[:, 0], _clip()[:, 1], out.heatmaps[:, 0, -1])
+    assert one.mesh.shape == (2, 162, 3) and one.heatmaps.shape == (2, 2, 21, 16, 16)
+    assert torch.equal(net.template_faces, torch.as_tensor(sphere_template.faces))
+    assert net.template_faces.dtype == torch.long and net.num_vertices == 162
+    keys = net.state_dict().keys()
+    assert not any("template_faces" in k or "lap_" in k or "perm" in k for k in keys)  # derived, not stored
+
+
+def test_gradients_reach_every_trainable_parameter(make_pme) -> None:
+    net = make_pme()
+    out = net.run(_clip(t=2))
+    (out.pose.square().mean() + out.mesh.square().mean()).backward()
+    missing = [n for n, p in net.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert missing == []
+    assert sum(p.numel() for p in net.parameters()) > 10_000
+
+
+def test_trainable_flow_gets_gradients_frozen_flow_does_not(make_pme) -> None:
+    net = make_pme(ConvFlow(), flow_trainable=True)
+    out = net.run(_clip(t=2))
+    out.pose.sum().backward()
+    assert net.flow.conv.weight.grad is not None and net.flow.conv.weight.grad.any()
+
+    frozen = make_pme(ConvFlow(), flow_trainable=False)
+    assert frozen.frozen == ("flow",) and not frozen.flow.conv.weight.requires_grad
+    out = frozen.run(_clip(t=2))
+    assert not out.flow.requires_grad  # run without autograd
+    out.pose.sum().backward()
+    assert frozen.flow.conv.weight.grad is None
+
+
+def test_reverse_equals_flipped_forward(make_pme) -> None:
+    net = make_pme(DifferenceFlow()).eval()
+    clip = _clip()
+    with torch.no_grad():
+        rev = net.run(clip, reverse=True)
+        fwd_of_flipped = net.run(clip.flip(1))
+        fwd = net.run(clip)
+    for a, b in zip(rev, fwd_of_flipped, strict=True):
+        assert torch.equal(a, b.flip(1))
+    assert not torch.allclose(rev.pose, fwd.pose)  # the order matters
+    # reverse flow at frame t comes from frame t+1; the last frame starts the backward pass
+    torch.testing.assert_close(rev.flow[:, 0], DifferenceFlow()(clip[:, 1], clip[:, 0]))
+    assert not rev.flow[:, -1].any()
+
+
+def test_first_frame_rule_and_recurrence(make_pme) -> None:
+    flow = CountingZeroFlow()
+    net = make_pme(flow).eval()
+    clip = _clip(b=2, t=3)
+    with torch.no_grad():
+        out = net.run(clip)
+        assert flow.pairs == 2 * 2  # T−1 pairs per sample in one call; never the first frame
+        first = net.step(None, clip[:, 0])
+        second = net.step(clip[:, 0], clip[:, 1], first.heatmaps[:, -1])
+    assert not out.flow[:, 0].any()
+    torch.testing.assert_close(out.pose[:, 0], first.pose, rtol=0, atol=0)
+    torch.testing.assert_close(out.mesh[:, 1], second.mesh, rtol=1e-6, atol=1e-6)
+    zero_h = net.step(clip[:, 0], clip[:, 1], torch.zeros(2, 21, 16, 16))
+    assert (zero_h.pose - second.pose).abs().max() > 1e-6  # H_t really feeds the next frame
+
+
+def test_heatmap_feedback_carries_gradient_unless_detached(make_pme) -> None:
+    for detach in (False, True):
+        net = make_pme(detach_heatmap_feedback=detach)
+        clip = _clip(b=2, t=2).requires_grad_(True)
+        out = net.run(clip)
+        out.pose[:, 1].sum().backward()  # zero flow: frame 0 reaches frame 1 only through H
+        reached = bool(clip.grad[:, 0].any())
+        assert reached is (not detach)
+
+
+def test_freeze_by_name(make_pme) -> None:
+    net = make_pme()
+    net.freeze("heatmap", "mesh")
+    assert net.frozen == ("flow", "heatmap", "mesh")
+    assert not any(p.requires_grad for p in net.heatmap.parameters())
+    assert all(p.requires_grad for p in net.pose.parameters())
+    net.train()
+    assert net.training and net.pose.training
+    assert not net.heatmap.training and not net.mesh.training  # frozen BatchNorm keeps its statistics
+    bn = net.heatmap.hourglass.stem[1]
+    before = bn.running_mean.clone()
+    net.run(_clip(t=2))
+    assert torch.equal(bn.running_mean, before)
+    net.unfreeze("heatmap")
+    assert net.heatmap.training and all(p.requires_grad for p in net.heatmap.parameters())
+    net.run(_clip(t=2))
+    assert not torch.equal(bn.running_mean, before)
+    with pytest.raises(ValueError, match="unknown sub-network"):
+        net.freeze("hourglass")
+
+
+def test_bad_inputs(make_pme) -> None:
+    net = make_pme()
+    with pytest.raises(ValueError, match="3×64×64"):
+        net.run(torch.rand(1, 2, 3, 32, 32))
+    with pytest.raises(ValueError, match="B×T×3×H×W"):
+        net.run(torch.rand(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="multiple of 16"):
+        make_pme(image_size=72)
+
+
+def test_with_the_package_flow_backend(make_pme, sphere_template, tmp_path, monkeypatch) -> None:
+    flow = pytest.importorskip("tassn.nets.flow")
+    monkeypatch.setattr(pme_module, "_load_template", lambda name: sphere_template)
+    net = PME(**{**TINY, "flow": "none", "graph_cache_dir": str(tmp_path)})
+    assert isinstance(net.flow, flow.FlowEstimator)
+    out = net.run(_clip(b=1, t=2))
+    assert out.pose.shape == (1, 2, 21, 3) and not out.flow.any()
