@@ -12,7 +12,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from tassn.hand.skeleton import FINGERS, NUM_JOINTS, SLOTS, joint_index
+from tassn.hand.skeleton import FINGERS, NUM_JOINTS, REF_BONE, SLOTS, joint_index
 
 PalmToWrist = Literal["ring", "middle", "idein"]
 """How to place the wrist from the palm centre P:
@@ -54,6 +54,26 @@ MHP_NAME_TO_CANONICAL: dict[str, int] = {"PALM_POSITION": 0} | {
 
 #: Names that must appear in every MHP joints file; any other line (PALM_NORMAL) is ignored.
 MHP_JOINT_NAMES: tuple[str, ...] = tuple(sorted(MHP_NAME_TO_CANONICAL, key=MHP_NAME_TO_CANONICAL.__getitem__))
+
+
+#: Plausible median length (mm) of the middle MCP→PIP bone of an adult hand, generously wide.
+PLAUSIBLE_REF_BONE_MM = (10.0, 120.0)
+
+
+def millimetre_problem(joints: np.ndarray, source: str) -> str | None:
+    """A message when canonical joints ``…×21×3`` do not look like millimetres (e.g. metres or centimetres).
+
+    Uses the median length of the reference bone, which is about 25–45 mm on real hands.
+    """
+    bones = np.linalg.norm(joints[..., REF_BONE[0], :] - joints[..., REF_BONE[1], :], axis=-1)
+    median = float(np.median(bones))
+    low, high = PLAUSIBLE_REF_BONE_MM
+    if not low <= median <= high:
+        return (
+            f"{source}: median middle MCP→PIP bone is {median:.4g}, expected {low:g}–{high:g} mm; "
+            "are the joints in millimetres?"
+        )
+    return None
 
 
 def stb_to_canonical(joints: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .base import SPLITS, HandClipDataModule
-from .conversions import MHP_JOINT_NAMES, PalmToWrist, mhp_to_canonical, palm_to_wrist
+from .conversions import MHP_JOINT_NAMES, PalmToWrist, mhp_to_canonical, millimetre_problem, palm_to_wrist
 from .layout import LayoutProblems
 from .records import FrameRecord, VideoRecord
 
@@ -196,6 +196,9 @@ def scan_sequence(
         return []
 
     world = np.stack(joints)  # F×21×3
+    if message := millimetre_problem(world, f"joints files of {folder}"):
+        problems.add(message)
+        return []
     visible = np.ones(world.shape[1], dtype=np.float32)
     videos = []
     for c in webcams:

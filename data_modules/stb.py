@@ -19,7 +19,7 @@ import numpy as np
 import scipy.io
 
 from .base import SPLITS, HandClipDataModule
-from .conversions import PalmToWrist, palm_to_wrist, stb_to_canonical
+from .conversions import PalmToWrist, millimetre_problem, palm_to_wrist, stb_to_canonical
 from .layout import LayoutProblems
 from .records import FrameRecord, VideoRecord
 
@@ -117,6 +117,9 @@ def scan_sequence(
     if len(problems.items) > before:
         return None
     joints = stb_joints(hand_para, palm_rule)
+    if message := millimetre_problem(joints, str(label_path(root, sequence))):
+        problems.add(message)
+        return None
     kp2d = project_pinhole(joints, SK_COLOR_K)
     visible = np.ones(joints.shape[1], dtype=np.float32)
     frames = [

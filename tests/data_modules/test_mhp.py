@@ -146,6 +146,15 @@ def test_truncated_joints_file_names_the_file_and_joints(mhp_root):
     assert "PALM_POSITION" in err.problems[0]
 
 
+def test_joints_in_metres_are_refused(mhp_root):
+    root, sequences = mhp_root
+    for f, world in sequences["data_1"].items():
+        (root / "annotated_frames" / "data_1" / f"{f}_joints.txt").write_text(mhp_joints_text(world / 1000.0))
+    err = _error(root, ["data_1", "data_3"])
+    assert len(err.problems) == 1
+    assert str(root / "annotated_frames" / "data_1") in err.problems[0] and "millimetres" in err.problems[0]
+
+
 def test_non_numeric_joint_line(mhp_root):
     root, _ = mhp_root
     path = root / "annotated_frames" / "data_3" / "1_joints.txt"

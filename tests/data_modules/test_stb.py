@@ -150,6 +150,15 @@ def test_missing_frame_names_the_image(stb_root):
     assert err.problems == [f"missing B1Counting colour image: {missing}"]
 
 
+def test_labels_in_metres_are_refused(stb_root):
+    root, _ = stb_root
+    path = root / "labels" / "B1Counting_SK.mat"
+    para = scipy.io.loadmat(path)["handPara"]
+    scipy.io.savemat(path, {"handPara": para / 1000.0})
+    err = _error(root, ["B1Counting", "B2Random"])
+    assert len(err.problems) == 1 and str(path) in err.problems[0] and "millimetres" in err.problems[0]
+
+
 def test_many_problems_are_capped(tmp_path):
     root = tmp_path / "stb"
     (root / "labels").mkdir(parents=True)
