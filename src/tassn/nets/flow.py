@@ -69,7 +69,8 @@ class FlowEstimator(nn.Module):
         return self.estimate(img_a, img_b)
 
     def estimate(self, img_a: Tensor, img_b: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The backend's flow for an already checked pair (same contract as ``forward``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement estimate()")
 
 
 def _check_pair(img_a: Tensor, img_b: Tensor, name: str) -> None:
