@@ -28,8 +28,8 @@ class DatasetLayoutError(ValueError):
 class LayoutProblems:
     """Collects problems while a folder is checked; :meth:`raise_if_any` turns them into one error.
 
-    Files are only stat'ed while collecting; once ``limit_missing_files`` missing frames of one sequence have been
-    listed, the rest of that sequence is summarised as a count so that a missing folder yields one line, not 1500.
+    :meth:`missing_files` only stats files and lists the first few missing ones of a group (e.g. the frames of one
+    sequence), then summarises the rest as a count, so an empty folder yields a few lines, not 1500.
     """
 
     def __init__(self, dataset: str, root: Path | str, limit: int = 20) -> None:
