@@ -1,0 +1,130 @@
+"""MANO loader without chumpy: a MANO-format pickle written here, read back, aligned, posed; clear errors."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hand_fake_mano import Ch, dumps_like_mano, mano_arrays, write_mano
+
+from tassn.hand.kinematics import CANONICAL_REST, PoseRanges, random_pose
+from tassn.hand.mano import MANO_TIP_VERTICES, load_mano, mano_to_canonical, read_mano
+from tassn.hand.skeleton import FINGERS, finger_joints
+from tassn.hand.template import HandTemplate, load_template
+
+
+def _rotation(axis: tuple[float, float, float], angle: float) -> np.ndarray:
+    a = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
+    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    return np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * k @ k
+
+
+@pytest.fixture(scope="module")
+def mano_like(procedural: HandTemplate) -> dict:
+    """The procedural hand written as a MANO model: vertex order permuted so that MANO's fingertip vertex ids
+    hold the vertices nearest our tips, in metres, in a rotated and shifted frame of its own."""
+    v = procedural.vertices.double().numpy()
+    n = len(v)
+    perm = np.arange(n)
+    for f in FINGERS:
+        nearest = int(
+            np.argmin(np.linalg.norm(v - CANONICAL_REST.joints[finger_joints(f)[3]].numpy(), axis=1))
+        )
+        here, slot = int(np.flatnonzero(perm == nearest)[0]), MANO_TIP_VERTICES[f]
+        perm[[here, slot]] = perm[[slot, here]]
+    inverse = np.argsort(perm)
+    v_new = v[perm]
+    faces = inverse[procedural.faces.numpy()]
+    weights_ours = procedural.skin_weights.double().numpy()[perm]
+    regressor_ours = procedural.joint_regressor.double().numpy()[:, perm]
+    joint_of, _ = mano_to_canonical()
+    weights = np.zeros((n, 16))
+    j_reg = np.zeros((16, n))
+    for ours, theirs in enumerate(joint_of):
+        if theirs >= 0:
+            weights[:, theirs] = weights_ours[:, ours]
+            j_reg[theirs] = regressor_ours[ours]
+    rot, shift = _rotation((1.0, 2.0, -0.5), 2.0), np.array([0.1, -0.02, 0.3])
+    data = mano_arrays((v_new / 1000.0) @ rot.T + shift, faces, weights, j_reg)
+    return {"data": data, "vertices_mm": v_new, "faces": faces}
+
+
+def test_reads_chumpy_and_sparse_arrays_without_chumpy(mano_like: dict, tmp_path: Path) -> None:
+    path = write_mano(tmp_path / "MANO_RIGHT.pkl", mano_like["data"])
+    raw = path.read_bytes()
+    assert b"chumpy.ch\nCh" in raw and b"scipy.sparse.csc\n" in raw and b"numpy.core.multiarray\n" in raw
+    assert "chumpy" not in sys.modules
+    model = read_mano(path)
+    data = mano_like["data"]
+    np.testing.assert_array_equal(model.shapedirs, data["shapedirs"].x)
+    np.testing.assert_array_equal(model.J_regressor, data["J_regressor"].toarray())
+    np.testing.assert_array_equal(model.v_template, data["v_template"])
+    np.testing.assert_array_equal(model.posedirs, data["posedirs"])
+    assert model.shapedirs.shape == (len(model.v_template), 3, 10)
+    assert model.kintree_table[0, 0] == 4294967295
+
+
+def test_load_mano_gives_a_template_in_our_conventions(mano_like: dict, tmp_path: Path) -> None:
+    path = write_mano(tmp_path / "MANO_RIGHT.pkl", mano_like["data"])
+    template = load_template(path)
+    assert template.name == "mano"
+    # metres → mm, MANO's own frame undone: the mesh lands on the procedural hand it was made from
+    np.testing.assert_allclose(template.vertices.numpy(), mano_like["vertices_mm"], atol=1.0)
+    np.testing.assert_array_equal(template.faces.numpy(), mano_like["faces"])
+    rest_error = (template.rest.joints - CANONICAL_REST.joints).norm(dim=-1)
+    assert float(rest_error.max()) < 2.0
+    # fingertips are MANO's fingertip vertices
+    for f in FINGERS:
+        tip = finger_joints(f)[3]
+        torch.testing.assert_close(
+            template.regress_joints(template.vertices)[tip], template.vertices[MANO_TIP_VERTICES[f]]
+        )
+    torch.testing.assert_close(
+        template.skin_weights.sum(1), torch.ones(template.num_vertices), atol=1e-5, rtol=0
+    )
+    # posing the MANO template with our kinematics keeps mesh and joints together
+    pose = random_pose(8, torch.Generator().manual_seed(2), PoseRanges(angle_scale=0.5, max_global_rot=1.0))
+    verts, joints = template.pose(pose)
+    err = (template.regress_joints(verts) - joints).norm(dim=-1)
+    assert float(err.mean()) < 1.5 and float(err.max()) < 5.0
+
+
+def test_protocol_0_pickles_load_too(mano_like: dict, tmp_path: Path) -> None:
+    """Python 2's default protocol rebuilds objects through ``copy_reg._reconstructor``."""
+    data = dict(mano_like["data"])
+    data["shapedirs"] = Ch(np.arange(6.0).reshape(1, 3, 2).repeat(len(data["v_template"]), 0))
+    raw = dumps_like_mano(data, protocol=0)
+    path = tmp_path / "MANO_RIGHT.pkl"
+    path.write_bytes(raw)
+    assert float(read_mano(path).shapedirs[5, 2, 1]) == 5.0
+
+
+def test_missing_file_says_where_to_get_mano(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"mano\.is\.tue\.mpg\.de") as err:
+        load_mano(tmp_path / "nowhere" / "MANO_RIGHT.pkl")
+    assert "nowhere" in str(err.value)
+
+
+def test_malformed_files_name_the_problem(mano_like: dict, tmp_path: Path) -> None:
+    data = dict(mano_like["data"])
+    del data["weights"]
+    with pytest.raises(ValueError, match="missing key.*weights"):
+        read_mano(write_mano(tmp_path / "a.pkl", data))
+
+    data = dict(mano_like["data"])
+    data["J_regressor"] = np.zeros((15, len(data["v_template"])))
+    with pytest.raises(ValueError, match="'J_regressor' has shape"):
+        read_mano(write_mano(tmp_path / "b.pkl", data))
+
+    (tmp_path / "c.pkl").write_bytes(b"this is not a pickle")
+    with pytest.raises(ValueError, match="not a readable MANO pickle"):
+        read_mano(tmp_path / "c.pkl")
+
+    (tmp_path / "d.pkl").write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(ValueError, match="holding a dict"):
+        read_mano(tmp_path / "d.pkl")
