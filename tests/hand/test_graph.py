@@ -172,3 +172,12 @@ def test_cache_reuse(sphere, hierarchy, tmp_path, monkeypatch) -> None:
         assert torch.allclose(a.to_dense(), b.to_dense(), atol=1e-7)
     with pytest.raises(AssertionError, match="rebuilt"):
         hierarchy_for(sphere, levels=3, cache_dir=tmp_path)  # another key: not served from the cache
+
+
+def test_corrupt_cache_is_rebuilt(sphere, hierarchy, tmp_path) -> None:
+    path = cache_path(sphere.hash(), 4, 0, tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not an npz")
+    h = hierarchy_for(sphere, levels=4, cache_dir=tmp_path)
+    assert torch.equal(h.perm, hierarchy.perm)
+    assert path.stat().st_size > 1000  # replaced by the rebuilt hierarchy

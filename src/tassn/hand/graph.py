@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -402,7 +403,7 @@ def hierarchy_for(
             h = _load(path)
             if h.num_template_vertices == num_vertices and h.levels == levels:
                 return h
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
             pass
     h = MeshGraph.from_faces(np.asarray(template.faces), num_vertices).coarsen(levels, seed=seed)
     _save(h, path)
