@@ -143,3 +143,18 @@ def test_gradients_reach_angles_rotation_translation_and_shape() -> None:
 def test_bad_angle_shape_is_rejected() -> None:
     with pytest.raises(ValueError, match="B×15×3"):
         forward_kinematics(HandPose(torch.zeros(1, 16, 3), torch.zeros(1, 3), torch.zeros(1, 3)))
+
+
+def test_the_thumb_can_oppose_every_finger_within_the_limits() -> None:
+    """Thumb tip to each fingertip (batch of four hands) by gradient descent on clamped angles."""
+    tips = [finger_joints(f)[3] for f in ("index", "middle", "ring", "little")]
+    raw = torch.zeros(4, 15, 3, requires_grad=True)
+    opt = torch.optim.Adam([raw], lr=0.05)
+    for _ in range(250):
+        pose = HandPose(clamp_angles(raw), torch.zeros(4, 3), torch.zeros(4, 3))
+        joints, _ = forward_kinematics(pose)
+        gap = (joints[:, J("thumb_tip")] - joints[torch.arange(4), tips]).norm(dim=-1)
+        opt.zero_grad()
+        gap.sum().backward()
+        opt.step()
+    assert float(gap.detach().max()) < 4.0, gap.detach().tolist()

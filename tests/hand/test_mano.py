@@ -77,7 +77,7 @@ def test_load_mano_gives_a_template_in_our_conventions(mano_like: dict, tmp_path
     np.testing.assert_allclose(template.vertices.numpy(), mano_like["vertices_mm"], atol=1.0)
     np.testing.assert_array_equal(template.faces.numpy(), mano_like["faces"])
     rest_error = (template.rest.joints - CANONICAL_REST.joints).norm(dim=-1)
-    assert float(rest_error.max()) < 2.0
+    assert float(rest_error.max()) < 3.0  # tips are the vertices nearest our tip joints
     # fingertips are MANO's fingertip vertices
     for f in FINGERS:
         tip = finger_joints(f)[3]

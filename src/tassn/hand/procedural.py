@@ -26,7 +26,7 @@ from .kinematics import CANONICAL_REST, RestSkeleton
 from .skeleton import FINGERS, NUM_JOINTS, PARENTS, finger_joints
 
 #: bump when the construction changes so old cache entries are not reused.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class ProceduralHandParams:
     phalanx_blend_mm: float = 1.5
     palm_half_thickness: float = 13.5
     palm_rounding: float = 9.0
-    finger_radius: tuple[float, float, float, float, float] = (10.0, 9.2, 9.6, 9.0, 7.9)
+    finger_radius: tuple[float, float, float, float, float] = (10.5, 9.7, 10.0, 9.4, 8.4)
     finger_taper: float = 0.78  # tip radius / base radius
     finger_flatten: float = 0.86  # palm-normal thickness / width of a phalanx
     thenar_radius: tuple[float, float] = (15.0, 11.0)
@@ -97,7 +97,9 @@ def _ellipsoid(p: np.ndarray, centre: np.ndarray, radii: np.ndarray, frame: np.n
 
 
 def _convex_polygon_2d(p: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """Signed distance in the plane from ``p …×2`` to a counter-clockwise convex polygon ``N×2``."""
+    """Signed distance in the plane from ``p …×2`` to a convex polygon ``N×2`` (either orientation)."""
+    area2 = np.sum(poly[:, 0] * np.roll(poly[:, 1], -1) - np.roll(poly[:, 0], -1) * poly[:, 1])
+    poly = poly if area2 > 0 else poly[::-1]
     d = np.full(p.shape[:-1], np.inf)
     inside = np.ones(p.shape[:-1], dtype=bool)
     for i in range(len(poly)):
@@ -133,34 +135,36 @@ def _parts(params: ProceduralHandParams, rest: RestSkeleton) -> list[_Part]:
     frames = rest.frames.double().numpy()
     mcp = {f: joints[finger_joints(f)[0]] for f in FINGERS}
 
-    # palm: a convex outline through the knuckles and the wrist, seen from the camera (counter-clockwise in
-    # x right / y down means clockwise on screen, so list the points in the mathematical positive order).
+    # palm: a convex outline through the knuckles and the wrist (x, y), extruded along z
     palm_poly = np.array(
         [
-            (-24.0, 6.0),
-            (-38.0, -48.0),
-            mcp["little"][:2] + (-6.0, -2.0),
+            (-26.0, 6.0),
+            (-42.0, -46.0),
+            mcp["little"][:2] + (-9.0, -1.0),
             mcp["ring"][:2] + (-2.0, -6.0),
             mcp["middle"][:2] + (2.0, -7.0),
-            mcp["index"][:2] + (7.0, -4.0),
-            (33.0, -62.0),
-            (26.0, -22.0),
-            (20.0, 6.0),
+            mcp["index"][:2] + (9.0, -3.0),
+            (36.0, -62.0),
+            (29.0, -22.0),
+            (22.0, 6.0),
         ]
     )
-    area = 0.5 * np.sum(
-        palm_poly[:, 0] * np.roll(palm_poly[:, 1], -1) - np.roll(palm_poly[:, 0], -1) * palm_poly[:, 1]
-    )
-    if area < 0:
-        palm_poly = palm_poly[::-1].copy()
     wrist_frame = np.eye(3)
     palm_solids = [
         ("slab", palm_poly, -1.5, params.palm_half_thickness, params.palm_rounding),
-        (
-            "ellipsoid",
-            np.array([-2.0, params.wrist_length * 0.35, -0.5]),
-            np.array([params.wrist_half_width, params.wrist_length * 0.9, params.wrist_half_thickness]),
-            wrist_frame,
+        (  # the start of the forearm, cut square with rounded edges
+            "slab",
+            np.array(
+                [
+                    (-2.0 - params.wrist_half_width, -10.0),
+                    (-2.0 + params.wrist_half_width, -10.0),
+                    (-2.0 + params.wrist_half_width, params.wrist_length),
+                    (-2.0 - params.wrist_half_width, params.wrist_length),
+                ]
+            ),
+            -1.0,
+            params.wrist_half_thickness,
+            0.95 * params.wrist_half_thickness,
         ),
         # hypothenar pad on the little-finger side of the palm
         ("ellipsoid", np.array([-25.0, -35.0, -6.0]), np.array([14.0, 30.0, 11.0]), wrist_frame),
@@ -193,13 +197,40 @@ def _parts(params: ProceduralHandParams, rest: RestSkeleton) -> list[_Part]:
     return parts
 
 
-def _solid_sdf(p: np.ndarray, solid: tuple) -> np.ndarray:
+#: distances are computed only within this margin around a solid's bounding box; farther points read
+#: :data:`_FAR`. The margin exceeds every blend radius, so the zero level set is exact.
+_CULL_MM = 12.0
+_FAR = 1e3
+
+
+def _solid_bounds(solid: tuple) -> tuple[np.ndarray, np.ndarray]:
     kind = solid[0]
     if kind == "slab":
-        return _rounded_slab(p, *solid[1:])
+        poly, z_centre, half = solid[1], solid[2], solid[3]
+        return np.r_[poly.min(0), z_centre - half], np.r_[poly.max(0), z_centre + half]
     if kind == "ellipsoid":
-        return _ellipsoid(p, *solid[1:])
-    return _tapered_capsule(p, *solid[1:])
+        r = float(np.max(solid[2]))
+        return solid[1] - r, solid[1] + r
+    a, b, r = solid[1], solid[2], max(solid[3], solid[4])
+    return np.minimum(a, b) - r, np.maximum(a, b) + r
+
+
+def _solid_sdf(p: np.ndarray, solid: tuple) -> np.ndarray:
+    lo, hi = _solid_bounds(solid)
+    inside = np.ones(p.shape[:-1], dtype=bool)
+    for axis in range(3):
+        c = p[..., axis]
+        inside &= (c >= lo[axis] - _CULL_MM) & (c <= hi[axis] + _CULL_MM)
+    out = np.full(p.shape[:-1], _FAR, dtype=p.dtype)
+    q = p[inside]
+    kind = solid[0]
+    if kind == "slab":
+        out[inside] = _rounded_slab(q, *solid[1:])
+    elif kind == "ellipsoid":
+        out[inside] = _ellipsoid(q, *solid[1:])
+    else:
+        out[inside] = _tapered_capsule(q, *solid[1:])
+    return out
 
 
 def _part_sdf(p: np.ndarray, part: _Part, blend: float) -> np.ndarray:
