@@ -38,21 +38,30 @@ OUTPUTS: tuple[str, ...] = (
 MESH_FORMATS: tuple[str, ...] = ("obj", "ply", "none")
 
 
+def check_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Raise unless ``out_dir`` is new, empty, or (with ``overwrite``) a folder; changes nothing on disk.
+
+    Called before any slow work so that a run which would be refused fails at once.
+    """
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"output folder {path} is an existing file; expected a folder path")
+    if path.is_dir() and not overwrite and any(path.iterdir()):
+        raise FileExistsError(
+            f"output folder {path} already exists and is not empty; choose a new folder or pass "
+            "overwrite=True (--overwrite) to replace the previous run's outputs"
+        )
+    return path
+
+
 def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
     """Create the run folder; refuse one that already holds files unless ``overwrite``.
 
     With ``overwrite`` only a previous run's outputs (:data:`OUTPUTS`) are removed; anything else a user keeps
     in the folder stays.
     """
-    path = Path(out_dir)
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"output folder {path} is an existing file; expected a folder path")
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"output folder {path} already exists and is not empty; choose a new folder or pass "
-                "overwrite=True (--overwrite) to replace the previous run's outputs"
-            )
+    path = check_out_dir(out_dir, overwrite)
+    if path.is_dir() and overwrite:
         for name in OUTPUTS:
             target = path / name
             if target.is_dir():

@@ -1,0 +1,116 @@
+"""The trained network a prediction runs: a PME rebuilt from a stage's Lightning checkpoint.
+
+A stage checkpoint written by ``tassn fit`` records the stage (``tassn_stage``) and, in its hyper-parameters, the
+network's configuration (``net: {class_path, init_args}``), so nothing but the file is needed. Checkpoints of other
+stages (or not from tassn at all) are refused with the stage they came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tassn.nets.pme import PME
+from tassn.stages.checkpoints import (
+    CheckpointMismatchError,
+    checkpoint_stage,
+    load_net_from_checkpoint,
+    read_checkpoint,
+)
+
+#: Stages whose checkpoints hold a trained PME (heatmaps, mesh and pose) that a video can be run through.
+PREDICT_STAGES: tuple[str, ...] = ("stage3", "stage2", "stage1", "pretrain")
+#: ``class_path`` values that name the network.
+PME_CLASS_PATHS: tuple[str, ...] = ("tassn.nets.PME", "tassn.nets.pme.PME")
+
+
+@dataclass
+class LoadedModel:
+    """A PME in eval mode on its device, with where it came from."""
+
+    net: PME
+    stage: str
+    path: Path
+    net_config: dict[str, Any]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+
+def _plain(value: Any) -> Any:
+    """jsonargparse Namespaces and tuples-as-lists → plain dicts and values."""
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def net_config(checkpoint: Mapping[str, Any], path: str | Path = "<checkpoint>") -> dict[str, Any]:
+    """The PME keyword arguments recorded in a stage checkpoint's hyper-parameters."""
+    hparams = _plain(checkpoint.get("hyper_parameters") or {})
+    net = hparams.get("net")
+    if net is None:
+        raise CheckpointMismatchError(
+            f"{path} does not record the network's configuration (hyper_parameters['net']); it was saved outside "
+            "`tassn fit`: pass the PME settings with net_config (--net-config FILE.yaml)"
+        )
+    if not isinstance(net, Mapping):
+        raise CheckpointMismatchError(f"{path}: hyper_parameters['net'] is a {type(net).__name__}, expected a mapping")
+    if "class_path" in net:
+        if net["class_path"] not in PME_CLASS_PATHS:
+            raise CheckpointMismatchError(
+                f"{path}: the network is {net['class_path']}, expected one of {list(PME_CLASS_PATHS)}"
+            )
+        return dict(net.get("init_args") or {})
+    return dict(net)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` → the first CUDA device when there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model(
+    ckpt: str | Path,
+    allowed_stages: Sequence[str] = PREDICT_STAGES,
+    net_overrides: Mapping[str, Any] | None = None,
+    device: str | torch.device = "auto",
+) -> LoadedModel:
+    """Rebuild and load the PME of a stage checkpoint, in eval mode on ``device``.
+
+    ``net_overrides`` replaces recorded PME arguments (e.g. ``flow_checkpoint`` when the FlowNet2 weights moved,
+    or the whole configuration for a checkpoint saved without one). Raises ``FileNotFoundError`` for a missing
+    file and :class:`~tassn.stages.checkpoints.CheckpointMismatchError` for a checkpoint of another stage, without
+    a network configuration, or whose weights do not fit it.
+    """
+    path = Path(ckpt)
+    checkpoint = read_checkpoint(path)
+    stage = checkpoint_stage(checkpoint, path)
+    if stage not in allowed_stages:
+        raise CheckpointMismatchError(
+            f"{path} was written by stage {stage!r}; predicting needs a trained network from one of "
+            f"{list(allowed_stages)}"
+        )
+    try:
+        config = net_config(checkpoint, path)
+    except CheckpointMismatchError:
+        if not net_overrides:
+            raise
+        config = {}
+    config.update(net_overrides or {})
+    del checkpoint  # the weights are read again below, with their error listing
+    try:
+        net = PME(**config)
+    except TypeError as err:
+        raise CheckpointMismatchError(f"{path}: the recorded network configuration does not fit PME: {err}") from err
+    load_net_from_checkpoint(net, path, allowed_stages)
+    net.eval().to(resolve_device(device))
+    return LoadedModel(net=net, stage=stage, path=path, net_config=config)
