@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from data_modules.clips import gaussian_heatmaps, to_heatmap_coords
+
 from tassn.hand.skeleton import BONES
 from tassn.predict.decode import fuse_directions, heatmaps_to_keypoints
 from tassn.predict.view3d import project_view, render_view3d, view_extent, view_rotation

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from kornia.geometry.subpix import spatial_expectation2d, spatial_softmax2d
-
 from data_modules.clips import HEATMAP_STRIDE
+from kornia.geometry.subpix import spatial_expectation2d, spatial_softmax2d
 
 KEYPOINT_METHODS: tuple[str, ...] = ("quadratic", "softargmax")
 _LOG_FLOOR = 1e-6
