@@ -149,3 +149,15 @@ def test_bad_inputs_are_rejected(procedural: HandTemplate, tmp_path: Path) -> No
         load_template("mesh-of-my-own")
     with pytest.raises(FileNotFoundError, match="mano.is.tue.mpg.de"):
         load_template(tmp_path / "MANO_RIGHT.pkl")
+
+
+def test_one_shape_broadcasts_over_a_float64_pose_batch(procedural: HandTemplate) -> None:
+    pose = random_pose(3, torch.Generator().manual_seed(5), PoseRanges(angle_scale=0.5)).to(torch.float64)
+    shape = HandShape(torch.tensor([1.1], dtype=torch.float64), torch.tensor([[1.0, 1.1, 0.9, 1.0, 1.05]]))
+    verts, joints = procedural.pose(pose, shape)
+    assert verts.dtype == torch.float64 and verts.shape == (3, procedural.num_vertices, 3)
+    hand_length = (joints[:, JOINT_NAMES.index("middle_tip")] - joints[:, 0]).norm(dim=-1)
+    palm = float(CANONICAL_REST.joints[JOINT_NAMES.index("middle_mcp")].norm())
+    longest = 1.1 * (palm + 0.9 * (46.0 + 28.0 + 24.0))  # palm by size, middle finger by size × 0.9
+    assert 0.8 * longest < float(hand_length.max()) <= longest + 1e-6
+    assert float((procedural.regress_joints(verts) - joints).norm(dim=-1).mean()) < 1.5
