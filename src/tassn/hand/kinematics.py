@@ -32,11 +32,11 @@ NUM_ARTICULATED = len(ARTICULATED)
 DOF_NAMES: tuple[str, str, str] = ("flexion", "abduction", "twist")
 
 
-#: depth of every joint in the tree (wrist 0, MCP 1, …, tip 4); FK runs one depth level at a time.
 def _depth(j: int) -> int:
     return 0 if PARENTS[j] < 0 else 1 + _depth(PARENTS[j])
 
 
+#: depth of every joint in the tree (wrist 0, MCP 1, …, tip 4); FK runs one depth level at a time.
 DEPTH: tuple[int, ...] = tuple(_depth(j) for j in range(NUM_JOINTS))
 
 # ---------------------------------------------------------------------------------------------------------------

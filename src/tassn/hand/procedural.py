@@ -249,12 +249,10 @@ def _hand_sdf(p: np.ndarray, parts: list[_Part], params: ProceduralHandParams) -
     fingers = None
     for f in FINGERS:
         ids = finger_joints(f)[(1 if f == "thumb" else 0) : 3]
-        chain = None
-        for part in parts:
-            if part.joint in ids:
-                d = _part_sdf(p, part, params.phalanx_blend_mm)
-                chain = d if chain is None else _smin(chain, d, params.phalanx_blend_mm)
-        assert chain is not None
+        chain_parts = [part for part in parts if part.joint in ids]
+        chain = _part_sdf(p, chain_parts[0], params.phalanx_blend_mm)
+        for part in chain_parts[1:]:
+            chain = _smin(chain, _part_sdf(p, part, params.phalanx_blend_mm), params.phalanx_blend_mm)
         if f == "thumb":
             chain = _smin(chain, thumb_base, params.phalanx_blend_mm * 2)
         fingers = chain if fingers is None else np.minimum(fingers, chain)

@@ -6,12 +6,16 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .kinematics import CANONICAL_REST, HandPose, HandShape, RestSkeleton, skinning_transforms
 from .skeleton import NUM_JOINTS
+
+if TYPE_CHECKING:
+    import trimesh
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,7 +79,7 @@ class HandTemplate:
         posed = (blended[..., :3] @ verts[None, :, :, None])[..., 0] + blended[..., 3]
         return posed, joints
 
-    def to_trimesh(self):  # noqa: ANN201 - trimesh is an optional import at call time
+    def to_trimesh(self) -> trimesh.Trimesh:
         """The rest mesh as a ``trimesh.Trimesh`` (for export and inspection)."""
         import trimesh
 
