@@ -8,7 +8,8 @@ downloads anything:
   detector's output, or the ``keypoints2d.csv`` of an earlier run); frames the file leaves out reuse the
   nearest frame it has;
 - ``track``: the box follows the previous frame's own 2D prediction (keypoint bounding square × margin,
-  exponentially smoothed); it starts from the user box, or from the largest centred square of the frame.
+  exponentially smoothed); it starts from the user box, or from the largest centred square of the frame;
+- ``full``: the largest centred square of every frame (a video already framed on the hand).
 
 Coordinates are OpenCV's: pixel centres at integers. A box of side ``size`` centred on ``(cx, cy)`` maps its
 extent ``[cx − size/2, cx + size/2]`` onto the crop's ``[−0.5, S − 0.5]``.
@@ -24,7 +25,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from data_modules.clips import crop_matrix, warp_image
 
-CROP_MODES: tuple[str, ...] = ("auto", "box", "keypoints", "track")
+CROP_MODES: tuple[str, ...] = ("auto", "box", "keypoints", "track", "full")
 #: Fewer confident keypoints than this and a keypoint frame is treated as missing.
 MIN_KEYPOINTS = 3
 
@@ -113,6 +114,19 @@ class FixedBoxCrop:
 
     def box(self, index: int, width: int, height: int) -> CropBox:
         return self._box
+
+    def update(self, index: int, kp2d: np.ndarray, confidence: np.ndarray) -> None:
+        """Nothing to learn from predictions."""
+
+
+class CentredSquareCrop:
+    """The largest centred square of every frame."""
+
+    name = "full"
+    needs_predictions = False
+
+    def box(self, index: int, width: int, height: int) -> CropBox:
+        return CropBox.centred_square(width, height)
 
     def update(self, index: int, kp2d: np.ndarray, confidence: np.ndarray) -> None:
         """Nothing to learn from predictions."""
@@ -309,6 +323,8 @@ def make_crop_provider(
         if keypoints_file is None:
             raise ValueError("crop='keypoints' needs a keypoints_file")
         return KeypointFileCrop(keypoints_file, margin=margin)
+    if crop == "full":
+        return CentredSquareCrop()
     if crop == "box":
         if user_box is None:
             raise ValueError("crop='box' needs a box (x0, y0, x1, y1) in frame pixels")

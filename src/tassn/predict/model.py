@@ -22,8 +22,9 @@ from tassn.stages.checkpoints import (
     read_checkpoint,
 )
 
-#: Stages whose checkpoints hold a trained PME (heatmaps, mesh and pose) that a video can be run through.
-PREDICT_STAGES: tuple[str, ...] = ("stage3", "stage2", "stage1", "pretrain")
+#: Stages whose checkpoints hold a PME with trained heatmap, mesh and pose networks. A stage-1 checkpoint is not
+#: among them: it trains the heatmaps alone, so its mesh and pose networks are still untrained.
+PREDICT_STAGES: tuple[str, ...] = ("stage3", "stage2", "pretrain")
 #: ``class_path`` values that name the network.
 PME_CLASS_PATHS: tuple[str, ...] = ("tassn.nets.PME", "tassn.nets.pme.PME")
 
