@@ -6,7 +6,9 @@ from pathlib import Path
 
 import cv2
 import pytest
-from predict_testdata import blob_frames, write_video
+from predict_testdata import TINY_NET, blob_frames, sphere_template, stage_checkpoint, write_video
+
+import tassn.nets.pme as pme_module
 
 
 @pytest.fixture
@@ -21,3 +23,16 @@ def blob_folder(tmp_path: Path) -> Path:
     for t, frame in enumerate(blob_frames()):
         cv2.imwrite(str(folder / f"f_{t}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     return folder
+
+
+@pytest.fixture
+def tiny_net_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """PME arguments of a tiny network whose template is a sphere (patched in), graphs cached in tmp_path."""
+    template = sphere_template()
+    monkeypatch.setattr(pme_module, "_load_template", lambda name: template)
+    return {**TINY_NET, "graph_cache_dir": str(tmp_path / "graphs")}
+
+
+@pytest.fixture
+def tiny_ckpt(tmp_path: Path, tiny_net_config: dict) -> Path:
+    return stage_checkpoint(tmp_path / "stage3.ckpt", tiny_net_config)

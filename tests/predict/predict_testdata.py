@@ -1,11 +1,16 @@
-"""A short synthetic hand video written by the tests themselves: a bright blob moving on a dark background."""
+"""Test inputs built by the tests themselves: a short video of a moving blob, and tiny random PME checkpoints."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import lightning
 import numpy as np
+import torch
+import trimesh
 
 WIDTH, HEIGHT, FRAMES, FPS = 96, 80, 8, 10.0
 
@@ -34,3 +39,56 @@ def write_video(path: Path, frames: np.ndarray, fps: float = FPS) -> Path:
     return path
 
 
+
+
+#: A tiny PME (64 px crops, 16 px heatmaps) on a sphere "hand" template: seconds on a CPU.
+TINY_NET: dict = dict(
+    flow="dis",
+    image_size=64,
+    hourglass_features=16,
+    hourglass_stacks=2,
+    hourglass_depth=2,
+    hourglass_modules=1,
+    hourglass_stem_features=16,
+    coarsening_levels=4,
+    mesh_fc_hidden=32,
+    mesh_channels=[16, 8, 3],
+    pose_channels=[8, 16],
+    pose_fc_hidden=32,
+)
+
+
+@dataclass
+class SphereTemplate:
+    """What PME needs from a hand template: vertices, faces and a content hash."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    name: str = "sphere"
+
+    def hash(self) -> str:
+        return hashlib.sha1(self.vertices.tobytes() + self.faces.tobytes()).hexdigest()
+
+
+def sphere_template() -> SphereTemplate:
+    mesh = trimesh.creation.icosphere(subdivisions=2)  # 162 vertices, 320 faces
+    return SphereTemplate(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int64))
+
+
+def stage_checkpoint(path: Path, net_config: dict, stage: str = "stage3", seed: int = 0,
+                     record_config: bool = True) -> Path:
+    """A checkpoint laid out as ``tassn fit`` (LightningCLI + a stage module) writes it, for a random PME."""
+    from tassn.nets.pme import PME
+
+    torch.manual_seed(seed)
+    net = PME(**net_config)
+    hparams = {"_class_path": f"tassn.stages.{stage}.{stage.capitalize()}", "lr": 1e-5,
+               "_instantiator": "lightning.pytorch.cli.instantiate_module"}
+    if record_config:
+        hparams["net"] = {"class_path": "tassn.nets.PME", "init_args": dict(net_config)}
+    torch.save({
+        "epoch": 0, "global_step": 0, "pytorch-lightning_version": lightning.__version__,
+        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+        "hyper_parameters": hparams, "tassn_stage": stage,
+    }, path)
+    return path

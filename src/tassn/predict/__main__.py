@@ -1,0 +1,107 @@
+"""``python -m tassn.predict --video in.mp4 --ckpt best.ckpt --out runs/predict/in`` (also ``tassn predict --video``).
+
+Writes 2D and 3D keypoints (CSV, NPZ), meshes (OBJ/PLY) and an overlay video into a new folder; see
+:func:`tassn.predict.runner.predict_video` for every option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from .decode import KEYPOINT_METHODS
+from .hand_crop import CROP_MODES
+from .model import PREDICT_STAGES
+from .writers import MESH_FORMATS
+
+
+def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the options of a video prediction run to ``parser`` (the ``tassn predict --video`` form too)."""
+    io = parser.add_argument_group("input and output")
+    io.add_argument("--video", required=True, help="video file OpenCV can read, or a folder of frame images")
+    io.add_argument("--ckpt", required=True, help="checkpoint of a trained stage (" + ", ".join(PREDICT_STAGES) + ")")
+    io.add_argument("--out", "--out-dir", dest="out_dir", required=True, help="run folder (new, or empty)")
+    io.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
+    io.add_argument("--fps", type=float, help="frame rate of a frame folder (default 30) or to override the video's")
+    io.add_argument("--max-frames", type=int, help="stop after this many frames")
+    crop = parser.add_argument_group("hand crop")
+    crop.add_argument("--crop", choices=CROP_MODES, default="auto",
+                      help="auto: keypoints when --keypoints-file is given, else track (default: auto)")
+    crop.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                      help="hand box in frame pixels: the crop for --crop box, the start for tracking")
+    crop.add_argument("--keypoints-file", help="per-frame 2D keypoints or boxes (.npy, .npz, .csv)")
+    crop.add_argument("--crop-margin", type=float, default=1.5, help="crop side / keypoints' extent (default 1.5)")
+    crop.add_argument("--track-smoothing", type=float, default=0.5,
+                      help="weight of the previous box when tracking, in [0, 1) (default 0.5)")
+    crop.add_argument("--left-hand", action="store_true", help="the video shows a left hand")
+    model = parser.add_argument_group("model")
+    model.add_argument("--fuse-reverse", action="store_true",
+                       help="also run the video backwards and average the two passes")
+    model.add_argument("--clip-length", type=int,
+                       help="restart the recurrence every N frames (default: carry it through the video)")
+    model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, … (default auto)")
+    model.add_argument("--keypoint-method", choices=KEYPOINT_METHODS, default="quadratic")
+    model.add_argument("--heatmap-temperature", type=float, default=0.25, help="soft-argmax temperature")
+    model.add_argument("--net-config", help="YAML of PME arguments overriding the checkpoint's")
+    model.add_argument("--stages", nargs="+", default=list(PREDICT_STAGES), help="checkpoint stages accepted")
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--mm-scale", type=float,
+                     help="reference bone (middle finger MCP→PIP) length in mm: adds millimetre outputs")
+    out.add_argument("--mesh-format", choices=MESH_FORMATS, default="obj", help="one mesh file per frame, or none")
+    out.add_argument("--no-overlay", dest="overlay", action="store_false", help="skip overlay.mp4")
+    out.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _net_overrides(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"net config {file} does not exist")
+    data = yaml.safe_load(file.read_text()) or {}
+    if isinstance(data, dict) and "init_args" in data:
+        data = data["init_args"]
+    if not isinstance(data, dict):
+        raise ValueError(f"net config {file} must be a mapping of PME arguments (or class_path/init_args)")
+    return data
+
+
+def run_from_args(args: argparse.Namespace) -> Path:
+    """Run :func:`predict_video` with parsed arguments."""
+    from .runner import predict_video
+
+    return predict_video(
+        video=args.video, ckpt=args.ckpt, out_dir=args.out_dir, box=args.box, keypoints_file=args.keypoints_file,
+        crop=args.crop, crop_margin=args.crop_margin, track_smoothing=args.track_smoothing,
+        left_hand=args.left_hand, fuse_reverse=args.fuse_reverse, mm_scale=args.mm_scale,
+        clip_length=args.clip_length, mesh_format=args.mesh_format, overlay=args.overlay, fps=args.fps,
+        max_frames=args.max_frames, device=args.device, keypoint_method=args.keypoint_method,
+        heatmap_temperature=args.heatmap_temperature, allowed_stages=args.stages,
+        net_overrides=_net_overrides(args.net_config), overwrite=args.overwrite, progress=not args.quiet,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run; user errors print one line and return 2 instead of a traceback."""
+    parser = add_predict_video_arguments(
+        argparse.ArgumentParser(prog="tassn predict", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        out = run_from_args(args)
+    except (FileNotFoundError, FileExistsError, ValueError) as err:  # bad input, named in the message
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

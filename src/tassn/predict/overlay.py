@@ -1,0 +1,176 @@
+"""The overlay video: each frame with the predicted mesh silhouette, 2D skeleton, crop box and a small 3D view.
+
+Everything drawn comes from one saved ``predictions.npz`` (:class:`~tassn.predict.writers.PredictionArrays`): the
+skeleton is ``kp2d``, the silhouette is the mesh projected with the saved weak-perspective ``camera``, the inset is
+``kp3d`` — the numbers in the CSV/NPZ/OBJ files and the pictures cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from tassn.hand.skeleton import BONES, NUM_JOINTS
+
+from .video_io import FrameSource, Mp4Writer, VideoReadError
+from .view3d import render_view3d, view_extent
+from .writers import PredictionArrays
+
+#: RGB per finger (thumb, index, middle, ring, little).
+FINGER_COLORS: tuple[tuple[int, int, int], ...] = (
+    (230, 60, 60), (240, 170, 40), (80, 200, 80), (60, 160, 230), (190, 90, 220),
+)
+#: RGB per bone of :data:`~tassn.hand.skeleton.BONES` (a bone takes its child joint's finger).
+BONE_COLORS: tuple[tuple[int, int, int], ...] = tuple(FINGER_COLORS[(child - 1) // 4] for _, child in BONES)
+_SHIFT = 4  # OpenCV fixed-point bits: sub-pixel positions for lines, circles and polygons
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    """How the overlay looks.
+
+    silhouette_color/alpha: tint of the mesh silhouette; min_confidence: joints below it (heatmap peak) are drawn
+    hollow and their bones are left out; inset_fraction: side of the 3D view relative to the frame's shorter side;
+    yaw_deg/pitch_deg: the 3D view's viewpoint; show_box: draw the crop box.
+    """
+
+    silhouette_color: tuple[int, int, int] = (90, 200, 255)
+    silhouette_alpha: float = 0.35
+    min_confidence: float = 0.1
+    inset_fraction: float = 0.3
+    yaw_deg: float = 70.0
+    pitch_deg: float = -20.0
+    show_box: bool = True
+    show_frame_number: bool = True
+
+
+def fit_weak_perspective(points3d: np.ndarray, kp2d: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Per-frame ``(s, tx, ty)`` minimising ``Σ w ‖s·X_xy + t − x‖²`` for ``F×J×3`` points and ``F×J×2`` pixels.
+
+    The closed form of weighted least squares (centre both sets, ``s = Σw⟨X̃, x̃⟩ / Σw‖X̃‖²``); weights default to 1
+    and non-finite points get weight 0.
+    """
+    xy = np.asarray(points3d, dtype=np.float64)[..., :2]
+    uv = np.asarray(kp2d, dtype=np.float64)
+    w = np.ones(uv.shape[:-1]) if weights is None else np.asarray(weights, dtype=np.float64).copy()
+    finite = np.isfinite(xy).all(-1) & np.isfinite(uv).all(-1) & np.isfinite(w)
+    w = np.where(finite, np.clip(w, 0.0, None), 0.0)
+    w = np.where(w.sum(-1, keepdims=True) > 0, w, finite.astype(np.float64))  # all-zero weights: use every point
+    xy, uv = np.where(finite[..., None], xy, 0.0), np.where(finite[..., None], uv, 0.0)
+    total = np.clip(w.sum(-1, keepdims=True), 1e-12, None)
+    mean_xy = (w[..., None] * xy).sum(-2) / total
+    mean_uv = (w[..., None] * uv).sum(-2) / total
+    dxy, duv = xy - mean_xy[..., None, :], uv - mean_uv[..., None, :]
+    s = (w * (dxy * duv).sum(-1)).sum(-1) / np.clip((w * (dxy**2).sum(-1)).sum(-1), 1e-12, None)
+    t = mean_uv - s[..., None] * mean_xy
+    return np.concatenate([s[..., None], t], axis=-1)
+
+
+def project(points3d: np.ndarray, camera: np.ndarray) -> np.ndarray:
+    """Weak-perspective pixels ``…×2`` of ``…×3`` points with ``camera (s, tx, ty)``."""
+    return camera[0] * points3d[..., :2] + camera[1:3]
+
+
+def mesh_silhouette(vertices: np.ndarray, faces: np.ndarray, camera: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``H×W`` uint8 {0, 1}: the union of the mesh's projected triangles (exact for a weak-perspective camera)."""
+    mask = np.zeros((height, width), np.uint8)
+    pixels = project(np.asarray(vertices, dtype=np.float64), camera)
+    if not np.isfinite(pixels).all():
+        return mask
+    triangles = np.round(pixels[faces] * (1 << _SHIFT)).astype(np.int32)
+    cv2.fillPoly(mask, list(triangles), 1, cv2.LINE_8, _SHIFT)
+    return mask
+
+
+def _fixed(point: np.ndarray) -> tuple[int, int]:
+    return int(round(point[0] * (1 << _SHIFT))), int(round(point[1] * (1 << _SHIFT)))
+
+
+def draw_skeleton(
+    image: np.ndarray, kp2d: np.ndarray, confidence: np.ndarray | None = None, min_confidence: float = 0.0,
+    thickness: int = 2,
+) -> np.ndarray:
+    """Draw the 21-joint skeleton (bones coloured by finger, joints white) on an RGB image, in place."""
+    conf = np.ones(NUM_JOINTS) if confidence is None else confidence
+    good = np.isfinite(kp2d).all(-1) & (conf >= min_confidence)
+    for (parent, child), color in zip(BONES, BONE_COLORS, strict=True):
+        if good[parent] and good[child]:
+            cv2.line(image, _fixed(kp2d[parent]), _fixed(kp2d[child]), color, thickness, cv2.LINE_AA, _SHIFT)
+    radius = (thickness + 1) * (1 << _SHIFT)
+    for j in range(NUM_JOINTS):
+        if np.isfinite(kp2d[j]).all():
+            cv2.circle(image, _fixed(kp2d[j]), radius, (255, 255, 255), -1 if good[j] else 1, cv2.LINE_AA, _SHIFT)
+    return image
+
+
+def tint(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float) -> np.ndarray:
+    """Blend ``color`` into the masked pixels and outline the mask, in place."""
+    inside = mask.astype(bool)
+    if inside.any():
+        image[inside] = ((1 - alpha) * image[inside] + alpha * np.asarray(color, np.float64)).astype(np.uint8)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(image, contours, -1, color, 1, cv2.LINE_AA)
+    return image
+
+
+def compose_frame(
+    frame: np.ndarray, arrays: PredictionArrays, i: int, extent: float, style: OverlayStyle | None = None
+) -> np.ndarray:
+    """The overlay of frame ``i`` of ``arrays`` on the RGB ``frame``: a new RGB image of the same size."""
+    style = style or OverlayStyle()
+    height, width = frame.shape[:2]
+    image = frame.copy()
+    thickness = max(1, round(min(width, height) / 240))
+    silhouette = mesh_silhouette(arrays.mesh[i], arrays.faces, arrays.camera[i], width, height)
+    tint(image, silhouette, style.silhouette_color, style.silhouette_alpha)
+    if style.show_box:
+        x0, y0 = arrays.crop_boxes[i, :2] - arrays.crop_boxes[i, 2] / 2
+        x1, y1 = arrays.crop_boxes[i, :2] + arrays.crop_boxes[i, 2] / 2
+        cv2.rectangle(image, _fixed((x0, y0)), _fixed((x1, y1)), (160, 160, 160), 1, cv2.LINE_AA, _SHIFT)
+    draw_skeleton(image, arrays.kp2d[i], arrays.confidence[i], style.min_confidence, thickness)
+    side = int(np.clip(round(min(width, height) * style.inset_fraction), 48, 320))
+    if side + 4 <= min(width, height):
+        inset = render_view3d(arrays.kp3d[i], side, extent, BONE_COLORS, style.yaw_deg, style.pitch_deg)
+        image[2 : 2 + side, width - side - 2 : width - 2] = inset
+    if style.show_frame_number:
+        cv2.putText(image, f"{int(arrays.frame_index[i])}", (4, height - 6), cv2.FONT_HERSHEY_SIMPLEX,
+                    max(0.35, min(width, height) / 800), (255, 255, 255), 1, cv2.LINE_AA)
+    return image
+
+
+def render_overlay_video(
+    source: FrameSource | str | Path,
+    predictions: PredictionArrays | str | Path,
+    out_path: str | Path,
+    style: OverlayStyle | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write the overlay MP4 of a video from its saved predictions (one output frame per predicted frame)."""
+    arrays = predictions if isinstance(predictions, PredictionArrays) else PredictionArrays.load_npz(predictions)
+    source = source if isinstance(source, FrameSource) else FrameSource(source, fps=arrays.fps)
+    if (source.info.width, source.info.height) != tuple(arrays.image_size):
+        raise ValueError(
+            f"video {source.path} is {source.info.width}×{source.info.height} but the predictions are for "
+            f"{arrays.image_size[0]}×{arrays.image_size[1]} frames"
+        )
+    extent = view_extent(arrays.kp3d)
+    wanted = {int(f): i for i, f in enumerate(arrays.frame_index)}
+    out_path = Path(out_path)
+    with Mp4Writer(out_path, arrays.fps, (source.info.width, source.info.height)) as writer, tqdm(
+        total=len(arrays), unit="frame", desc="overlay", disable=not progress, dynamic_ncols=True
+    ) as bar:
+        for index, frame in enumerate(source):
+            if index in wanted:
+                writer.write(compose_frame(frame, arrays, wanted[index], extent, style))
+                bar.update(1)
+            if writer.frames_written == len(arrays):
+                break
+    if writer.frames_written != len(arrays):
+        raise VideoReadError(
+            f"video {source.path} ended after {index + 1} frames, before the {len(arrays)} predicted frames"
+        )
+    return out_path

@@ -1,0 +1,147 @@
+"""predict_video end to end on a short synthetic video with a tiny random network."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import trimesh
+from predict_testdata import FRAMES, HEIGHT, WIDTH, blob_frames, stage_checkpoint
+
+from tassn.predict.__main__ import main
+from tassn.predict.hand_crop import CropBox
+from tassn.predict.model import load_model
+from tassn.predict.overlay import compose_frame, fit_weak_perspective
+from tassn.predict.runner import predict_video
+from tassn.predict.video_io import FrameSource, VideoReadError, read_frames
+from tassn.predict.view3d import view_extent
+from tassn.predict.writers import PredictionArrays
+from tassn.stages.checkpoints import CheckpointMismatchError
+
+BOX = (10.0, 12.0, 60.0, 62.0)
+
+
+def csv_values(path: Path) -> tuple[list[str], np.ndarray]:
+    with path.open() as handle:
+        rows = list(csv.reader(handle))
+    return rows[0], np.array(rows[1:], dtype=np.float64)
+
+
+def test_every_output_agrees(blob_video: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    out = predict_video(blob_video, tiny_ckpt, tmp_path / "run", box=BOX, mm_scale=30.0, fuse_reverse=True,
+                        progress=False)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["keypoints2d.csv", "keypoints3d.csv", "keypoints3d_mm.csv", "meshes", "overlay.mp4",
+                     "predictions.npz", "run.json"]
+    arrays = PredictionArrays.load_npz(out / "predictions.npz")
+    assert len(arrays) == FRAMES and arrays.mesh.shape == (FRAMES, 162, 3) and arrays.faces.shape == (320, 3)
+    assert np.isfinite(arrays.kp2d).all() and np.isfinite(arrays.kp3d).all()
+    # CSVs, NPZ and OBJ files hold the same numbers
+    _, rows2d = csv_values(out / "keypoints2d.csv")
+    np.testing.assert_allclose(rows2d[:, 5:].reshape(FRAMES, 21, 3)[..., :2], arrays.kp2d, atol=1e-4)
+    np.testing.assert_allclose(rows2d[:, 2:5], arrays.crop_boxes, atol=1e-4)
+    _, rows3d = csv_values(out / "keypoints3d.csv")
+    np.testing.assert_allclose(rows3d[:, 1:].reshape(FRAMES, 21, 3), arrays.kp3d, atol=1e-6)
+    _, rows_mm = csv_values(out / "keypoints3d_mm.csv")
+    np.testing.assert_allclose(rows_mm[:, 1:].reshape(FRAMES, 21, 3), arrays.kp3d * 30.0, atol=1e-4)
+    obj = trimesh.load(out / "meshes" / "frame_000005.obj", process=False)
+    np.testing.assert_allclose(obj.vertices, arrays.mesh[5] * 30.0, atol=1e-5)
+    np.testing.assert_array_equal(obj.faces, arrays.faces)
+    # the fused answer is the mean of the two passes, both kept
+    np.testing.assert_allclose(arrays.kp3d, 0.5 * (arrays.extra["kp3d_forward"] + arrays.extra["kp3d_reverse"]))
+    assert not np.allclose(arrays.extra["kp3d_forward"], arrays.extra["kp3d_reverse"])
+    # the overlay video: one frame per input frame, same size, drawn from these arrays
+    overlay = read_frames(out / "overlay.mp4")
+    assert overlay.shape == (FRAMES, HEIGHT, WIDTH, 3)
+    frames = read_frames(blob_video)
+    extent = view_extent(arrays.kp3d)
+    drawn = [compose_frame(frames[i], arrays, i, extent).astype(int) for i in (2, 6)]
+    assert np.abs(overlay[2] - drawn[0]).mean() < 6 < np.abs(overlay[2] - drawn[1]).mean()
+    run = json.loads((out / "run.json").read_text())
+    assert run["stage"] == "stage3" and run["frames"] == FRAMES and run["crop"] == "track"
+
+
+def test_forward_pass_is_the_networks_clip_recurrence(blob_folder: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    """With a fixed box and clips of 4, the frame-by-frame loop gives what PME.run gives on the same crops."""
+    out = predict_video(blob_folder, tiny_ckpt, tmp_path / "run", box=BOX, crop="box", clip_length=4,
+                        fuse_reverse=True, mesh_format="none", overlay=False, progress=False)
+    arrays = PredictionArrays.load_npz(out / "predictions.npz")
+    assert not (out / "meshes").exists() and not (out / "overlay.mp4").exists()
+    net = load_model(tiny_ckpt, device="cpu").net
+    box = CropBox.from_corners(*BOX)
+    crops = np.stack([box.cut(f, 64) for f in blob_frames()])
+    clips = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255).reshape(2, 4, 3, 64, 64)
+    with torch.no_grad():
+        forward, reverse = net.run(clips), net.run(clips, reverse=True)
+    np.testing.assert_allclose(arrays.extra["kp3d_forward"], forward.pose.reshape(FRAMES, 21, 3), atol=1e-5)
+    np.testing.assert_allclose(arrays.extra["kp3d_reverse"], reverse.pose.reshape(FRAMES, 21, 3), atol=1e-5)
+    np.testing.assert_allclose(arrays.crop_boxes, np.tile(box.as_array(), (FRAMES, 1)))
+    camera = fit_weak_perspective(arrays.kp3d, arrays.kp2d, arrays.confidence)
+    np.testing.assert_allclose(arrays.camera, camera)
+
+
+def test_left_hand_is_the_mirror_image(tmp_path: Path, tiny_ckpt: Path) -> None:
+    right, left = tmp_path / "right", tmp_path / "left"
+    right.mkdir(), left.mkdir()
+    for t, frame in enumerate(blob_frames(3)):
+        cv2.imwrite(str(right / f"{t}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(left / f"{t}.png"), cv2.cvtColor(frame[:, ::-1], cv2.COLOR_RGB2BGR))
+    x0, y0, x1, y1 = BOX
+    mirrored_box = (WIDTH - 1 - x1, y0, WIDTH - 1 - x0, y1)
+    common = dict(crop="box", mesh_format="none", overlay=False, progress=False)
+    a = PredictionArrays.load_npz(predict_video(right, tiny_ckpt, tmp_path / "a", box=BOX, **common)
+                                  / "predictions.npz")
+    b = PredictionArrays.load_npz(predict_video(left, tiny_ckpt, tmp_path / "b", box=mirrored_box, left_hand=True,
+                                                **common) / "predictions.npz")
+    np.testing.assert_allclose(b.kp2d[..., 0], WIDTH - 1 - a.kp2d[..., 0], atol=1e-3)
+    np.testing.assert_allclose(b.kp2d[..., 1], a.kp2d[..., 1], atol=1e-3)
+    np.testing.assert_allclose(b.kp3d, a.kp3d * [-1.0, 1.0, 1.0], atol=1e-5)
+    np.testing.assert_array_equal(b.faces, a.faces[:, ::-1])
+
+
+def test_refusals_and_clear_errors(blob_video: Path, tiny_ckpt: Path, tiny_net_config: dict, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        predict_video(blob_video, tiny_ckpt, out, progress=False)
+    predict_video(blob_video, tiny_ckpt, out, overwrite=True, max_frames=2, mesh_format="none", overlay=False,
+                  progress=False)
+    assert json.loads((out / "run.json").read_text())["frames"] == 2
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(VideoReadError, match=r"bad\.mp4"):
+        predict_video(bad, tiny_ckpt, tmp_path / "r1", progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(VideoReadError, match="holds no images"):
+        predict_video(empty, tiny_ckpt, tmp_path / "r2", progress=False)
+    stage1 = stage_checkpoint(tmp_path / "stage1.ckpt", tiny_net_config, stage="stage1")
+    with pytest.raises(CheckpointMismatchError, match=r"stage1\.ckpt.*stage 'stage1'"):
+        predict_video(blob_video, stage1, tmp_path / "r3", progress=False)
+    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(CheckpointMismatchError, match="not written by a tassn stage"):
+        predict_video(blob_video, tmp_path / "foreign.ckpt", tmp_path / "r4", progress=False)
+    bare = stage_checkpoint(tmp_path / "bare.ckpt", tiny_net_config, record_config=False)
+    with pytest.raises(CheckpointMismatchError, match="net_config"):
+        predict_video(blob_video, bare, tmp_path / "r5", progress=False)
+    assert not any((tmp_path / f"r{i}").exists() for i in range(1, 6))  # nothing written by refused runs
+    # … which net_overrides (--net-config) fixes
+    predict_video(blob_video, bare, tmp_path / "r6", net_overrides=tiny_net_config, max_frames=1, overlay=False,
+                  mesh_format="none", progress=False)
+
+
+def test_command_line(blob_folder: Path, tiny_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cli"
+    code = main(["--video", str(blob_folder), "--ckpt", str(tiny_ckpt), "--out", str(out), "--box", *map(str, BOX),
+                 "--mesh-format", "ply", "--max-frames", "3", "--quiet"])
+    assert code == 0 and capsys.readouterr().out.strip() == str(out)
+    assert sorted(p.name for p in (out / "meshes").iterdir()) == [f"frame_00000{i}.ply" for i in range(3)]
+    assert len(FrameSource(out / "overlay.mp4")) == 3
+    assert main(["--video", str(blob_folder), "--ckpt", str(tiny_ckpt), "--out", str(out), "--quiet"]) == 2
+    assert "already exists" in capsys.readouterr().err
