@@ -7,7 +7,7 @@ from data_modules.clips import gaussian_heatmaps, to_heatmap_coords
 
 from tassn.hand.skeleton import BONES
 from tassn.predict.decode import fuse_directions, heatmaps_to_keypoints
-from tassn.predict.view3d import project_view, render_view3d, view_extent, view_rotation
+from tassn.predict.view3d import ViewFrame, project_view, render_view3d, view_frame, view_rotation
 
 
 @pytest.mark.parametrize("sigma", [1.0, 2.0])
@@ -49,11 +49,13 @@ def test_view_rotation_turns_x_into_depth() -> None:
 def test_render_view3d_draws_the_pose_where_projected() -> None:
     pose = np.zeros((21, 3))
     pose[1:, 1] = -np.linspace(1, 4, 20)  # every joint straight up from the wrist
-    size, extent = 64, view_extent(pose[None])
-    assert extent == pytest.approx(4.4)
+    size, view = 64, view_frame(pose[None])
+    np.testing.assert_allclose(view.centre, [0.0, -2.0, 0.0])
+    assert view.extent == pytest.approx(2.2)
+    view = ViewFrame(np.zeros(3), 4.4)  # wrist in the middle of the view
     colors = [(255, 0, 0)] * len(BONES)
-    image = render_view3d(pose, size, extent, colors, yaw_deg=0.0, pitch_deg=0.0, label=None)
-    points, _ = project_view(pose, size, extent, view_rotation(0.0, 0.0))
+    image = render_view3d(pose, size, view, colors, yaw_deg=0.0, pitch_deg=0.0, label=None)
+    points, _ = project_view(pose, size, view, view_rotation(0.0, 0.0))
     # a vertical red line from the centre up to the tip's projection
     column = int(round(points[0, 0]))
     top, bottom = int(round(points[-1, 1])), int(round(points[0, 1]))
@@ -63,5 +65,5 @@ def test_render_view3d_draws_the_pose_where_projected() -> None:
     assert not drawn[2:-2, 2 : column - 3].any() and not drawn[2:-2, column + 4 : -2].any()
     reds = (image[:, :, 0] > 150) & (image[:, :, 1] < 100)
     assert reds[top:bottom, column - 2 : column + 3].sum() > 5
-    blank = render_view3d(np.full((21, 3), np.nan), size, extent, colors, label=None)
+    blank = render_view3d(np.full((21, 3), np.nan), size, view, colors, label=None)
     assert not ((blank[:, :, 0] > 150) & (blank[:, :, 1] < 100)).any()

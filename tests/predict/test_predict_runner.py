@@ -19,7 +19,6 @@ from tassn.predict.model import load_model
 from tassn.predict.overlay import compose_frame, fit_weak_perspective
 from tassn.predict.runner import predict_video
 from tassn.predict.video_io import FrameSource, VideoReadError, read_frames
-from tassn.predict.view3d import view_extent
 from tassn.predict.writers import PredictionArrays
 from tassn.stages.checkpoints import CheckpointMismatchError
 
@@ -59,8 +58,7 @@ def test_every_output_agrees(blob_video: Path, tiny_ckpt: Path, tmp_path: Path) 
     overlay = read_frames(out / "overlay.mp4")
     assert overlay.shape == (FRAMES, HEIGHT, WIDTH, 3)
     frames = read_frames(blob_video)
-    extent = view_extent(arrays.kp3d)
-    drawn = [compose_frame(frames[i], arrays, i, extent).astype(int) for i in (2, 6)]
+    drawn = [compose_frame(frames[i], arrays, i).astype(int) for i in (2, 6)]
     assert np.abs(overlay[2] - drawn[0]).mean() < 6 < np.abs(overlay[2] - drawn[1]).mean()
     run = json.loads((out / "run.json").read_text())
     assert run["stage"] == "stage3" and run["frames"] == FRAMES and run["crop"] == "track"

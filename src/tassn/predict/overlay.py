@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from tassn.hand.skeleton import BONES, NUM_JOINTS
 
 from .video_io import FrameSource, Mp4Writer, VideoReadError
-from .view3d import render_view3d, view_extent
+from .view3d import ViewFrame, render_view3d, view_frame
 from .writers import PredictionArrays
 
 #: RGB per finger (thumb, index, middle, ring, little).
@@ -118,10 +118,15 @@ def tint(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha
 
 
 def compose_frame(
-    frame: np.ndarray, arrays: PredictionArrays, i: int, extent: float, style: OverlayStyle | None = None
+    frame: np.ndarray, arrays: PredictionArrays, i: int, view: ViewFrame | None = None,
+    style: OverlayStyle | None = None,
 ) -> np.ndarray:
-    """The overlay of frame ``i`` of ``arrays`` on the RGB ``frame``: a new RGB image of the same size."""
+    """The overlay of frame ``i`` of ``arrays`` on the RGB ``frame``: a new RGB image of the same size.
+
+    ``view`` is the 3D inset's framing (default: :func:`~tassn.predict.view3d.view_frame` of all of ``arrays``).
+    """
     style = style or OverlayStyle()
+    view = view if view is not None else view_frame(arrays.kp3d)
     height, width = frame.shape[:2]
     image = frame.copy()
     thickness = max(1, round(min(width, height) / 240))
@@ -134,7 +139,7 @@ def compose_frame(
     draw_skeleton(image, arrays.kp2d[i], arrays.confidence[i], style.min_confidence, thickness)
     side = int(np.clip(round(min(width, height) * style.inset_fraction), 48, 320))
     if side + 4 <= min(width, height):
-        inset = render_view3d(arrays.kp3d[i], side, extent, BONE_COLORS, style.yaw_deg, style.pitch_deg)
+        inset = render_view3d(arrays.kp3d[i], side, view, BONE_COLORS, style.yaw_deg, style.pitch_deg)
         image[2 : 2 + side, width - side - 2 : width - 2] = inset
     if style.show_frame_number:
         cv2.putText(image, f"{int(arrays.frame_index[i])}", (4, height - 6), cv2.FONT_HERSHEY_SIMPLEX,
@@ -157,7 +162,7 @@ def render_overlay_video(
             f"video {source.path} is {source.info.width}×{source.info.height} but the predictions are for "
             f"{arrays.image_size[0]}×{arrays.image_size[1]} frames"
         )
-    extent = view_extent(arrays.kp3d)
+    view = view_frame(arrays.kp3d)
     wanted = {int(f): i for i, f in enumerate(arrays.frame_index)}
     out_path = Path(out_path)
     with Mp4Writer(out_path, arrays.fps, (source.info.width, source.info.height)) as writer, tqdm(
@@ -165,7 +170,7 @@ def render_overlay_video(
     ) as bar:
         for index, frame in enumerate(source):
             if index in wanted:
-                writer.write(compose_frame(frame, arrays, wanted[index], extent, style))
+                writer.write(compose_frame(frame, arrays, wanted[index], view, style))
                 bar.update(1)
             if writer.frames_written == len(arrays):
                 break

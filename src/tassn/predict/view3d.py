@@ -7,6 +7,7 @@ about the vertical axis (and tilts it) so that depth errors — invisible from t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -20,23 +21,36 @@ def view_rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:
     return Rotation.from_euler("yx", [yaw_deg, pitch_deg], degrees=True).as_matrix()
 
 
-def view_extent(poses: np.ndarray, margin: float = 1.1) -> float:
-    """Half-width of the view that holds every pose ``F×21×3`` of a video (one scale for all frames: no jitter)."""
-    radius = np.linalg.norm(np.nan_to_num(poses), axis=-1).max() if poses.size else 0.0
-    return float(max(radius * margin, 1e-6))
+@dataclass(frozen=True)
+class ViewFrame:
+    """The part of 3D space the view shows: a ball of radius ``extent`` around ``centre``."""
+
+    centre: np.ndarray
+    extent: float
 
 
-def project_view(pose: np.ndarray, size: int, extent: float, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Orthographic view pixels ``21×2`` and depths ``21`` of a root-relative pose ``21×3`` (root at the centre)."""
-    rotated = pose @ rotation.T
-    scale = (size / 2 - 2) / extent
+def view_frame(poses: np.ndarray, margin: float = 1.1) -> ViewFrame:
+    """The ball holding every pose ``F×21×3`` of a video: one centre and scale for all frames, so no jitter."""
+    finite = np.asarray(poses, dtype=np.float64).reshape(-1, 3)
+    finite = finite[np.isfinite(finite).all(axis=1)]
+    if not len(finite):
+        return ViewFrame(np.zeros(3), 1.0)
+    centre = (finite.min(axis=0) + finite.max(axis=0)) / 2
+    radius = np.linalg.norm(finite - centre, axis=1).max()
+    return ViewFrame(centre, float(max(radius * margin, 1e-6)))
+
+
+def project_view(pose: np.ndarray, size: int, frame: ViewFrame, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Orthographic view pixels ``21×2`` and depths ``21`` of a pose ``21×3`` (``frame.centre`` in the middle)."""
+    rotated = (pose - frame.centre) @ rotation.T
+    scale = (size / 2 - 2) / frame.extent
     return rotated[:, :2] * scale + (size - 1) / 2, rotated[:, 2]
 
 
 def render_view3d(
     pose: np.ndarray,
     size: int,
-    extent: float,
+    frame: ViewFrame,
     colors: Sequence[tuple[int, int, int]],
     yaw_deg: float = 70.0,
     pitch_deg: float = -20.0,
@@ -58,7 +72,7 @@ def render_view3d(
         cv2.putText(canvas, label, (4, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (200, 200, 200), 1, cv2.LINE_AA)
     if not np.isfinite(pose).all():
         return canvas
-    points, depth = project_view(pose, size, extent, view_rotation(yaw_deg, pitch_deg))
+    points, depth = project_view(pose, size, frame, view_rotation(yaw_deg, pitch_deg))
     thickness = max(1, size // 64)
     order = sorted(range(len(BONES)), key=lambda b: -(depth[BONES[b][0]] + depth[BONES[b][1]]))
     shift = 4  # sub-pixel line positions
