@@ -5,7 +5,7 @@ A user video has no labels, so this module serves only ``predict`` batches: cons
 
     tassn predict --config experiments/stage3.yaml --ckpt_path runs/stage3/checkpoints/best.ckpt \\
         --data data_modules.video.VideoDataModule --data.video in.mp4 --data.box "[120, 80, 360, 320]" \\
-        --trainer.callbacks+=tassn.predict.lightning.VideoPredictionWriter \\
+        --trainer.callbacks+=tassn.predict.prediction_writer.VideoPredictionWriter \\
         --trainer.callbacks.out_dir runs/predict/in
 
 Crops come from a fixed box or a keypoint file (see :mod:`tassn.predict.hand_crop`). Tracking the hand from the

@@ -14,7 +14,7 @@ import trimesh
 from predict_testdata import FRAMES, HEIGHT, WIDTH, blob_frames, stage_checkpoint
 
 from tassn.predict.__main__ import main
-from tassn.predict.hand_crop import CropBox
+from tassn.predict.hand_crop import CropBox, TrackingCrop
 from tassn.predict.model import load_model
 from tassn.predict.overlay import compose_frame, fit_weak_perspective
 from tassn.predict.runner import predict_video
@@ -143,3 +143,14 @@ def test_command_line(blob_folder: Path, tiny_ckpt: Path, tmp_path: Path, capsys
     assert len(FrameSource(out / "overlay.mp4")) == 3
     assert main(["--video", str(blob_folder), "--ckpt", str(tiny_ckpt), "--out", str(out), "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_tracking_crop_follows_each_frames_prediction(blob_video: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    out = predict_video(blob_video, tiny_ckpt, tmp_path / "run", box=BOX, track_smoothing=0.25, mesh_format="none",
+                        overlay=False, progress=False)
+    arrays = PredictionArrays.load_npz(out / "predictions.npz")
+    replay = TrackingCrop(initial=CropBox.from_corners(*BOX), margin=1.5, smoothing=0.25)
+    for t in range(FRAMES):
+        np.testing.assert_allclose(arrays.crop_boxes[t], replay.box(t, WIDTH, HEIGHT).as_array(), atol=1e-9)
+        replay.update(t, arrays.kp2d[t], arrays.confidence[t])
+    assert np.abs(np.diff(arrays.crop_boxes, axis=0)).max() > 1.0  # the box did move

@@ -7,7 +7,8 @@ at every clip here, as in training; there is no reverse pass)::
 
     tassn predict --config experiments/stage3.yaml --ckpt_path best.ckpt \\
         --data data_modules.video.VideoDataModule --data.video in.mp4 --data.box "[120, 80, 360, 320]" \\
-        --trainer.callbacks+=tassn.predict.lightning.VideoPredictionWriter --trainer.callbacks.out_dir runs/in
+        --trainer.callbacks+=tassn.predict.prediction_writer.VideoPredictionWriter \\
+        --trainer.callbacks.out_dir runs/in
 
 It runs in one process (the overlay re-reads the video); under several devices only rank 0 would see its share.
 """

@@ -10,8 +10,8 @@ from data_modules.video import VideoDataModule
 from lightning.pytorch import LightningModule, Trainer
 from predict_testdata import FRAMES, HEIGHT, WIDTH, stage_checkpoint
 
-from tassn.predict.lightning import VideoPredictionWriter
 from tassn.predict.model import load_model
+from tassn.predict.prediction_writer import VideoPredictionWriter
 from tassn.predict.runner import predict_video
 from tassn.predict.video_io import read_frames
 from tassn.predict.writers import PredictionArrays
