@@ -89,9 +89,14 @@ def run_from_args(args: argparse.Namespace) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run; user errors print one line and return 2 instead of a traceback."""
-    parser = add_predict_video_arguments(
-        argparse.ArgumentParser(prog="tassn predict", description=__doc__.split("\n\n")[0] if __doc__ else None)
-    )
+    parser = add_predict_video_arguments(argparse.ArgumentParser(
+        prog="tassn predict",
+        description="Run a trained tassn model on a hand video: 2D and 3D keypoints (CSV, NPZ), meshes (OBJ/PLY) "
+        "and an overlay video, written into a new folder.",
+        epilog="Hand crops: --crop box uses --box for every frame; --crop keypoints reads per-frame keypoints or "
+        "boxes from --keypoints-file; --crop track follows the previous frame's prediction, starting from --box or "
+        "the centred square; --crop full uses the centred square of every frame. Nothing is downloaded.",
+    ))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
