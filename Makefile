@@ -1,4 +1,13 @@
 # tassn — every target a user runs. `make help` lists them.
+#
+# The training recipe (paper §4.3) as file dependencies, so that a finished stage is not trained again:
+#   data → pretrain (synthetic source, 3D) ─┐
+#   data → stage 1 (heatmaps) ──────────────┴→ stage 2 (heatmaps + mesh, silhouettes) → stage 3 (TASSN) → eval
+# Each stage trains in runs/<DATA>-<CONFIG>/<stage>/ (pretrain in runs/source-<CONFIG>/pretrain/) and is done
+# when its fit.done exists; a run that was stopped resumes from its checkpoints/last.ckpt.
+#   make train-stage3                            CPU sizes on the synthetic videos (≈ 30 min on 2 cores)
+#   make train-stage3 DATA=stb DATA_ROOT=… CONFIG=paper      the paper's settings on STB (GPUs)
+#   make train-stage3 VARIANT=no_lc                          an ablation of experiments/ablations/
 SHELL := /bin/bash
 PYTHON ?= python3
 DATA ?= synthetic
@@ -6,11 +15,42 @@ CONFIG ?= cpu
 RUNS ?= runs
 DATA_ROOT ?=
 SEED ?= 0
+VARIANT ?=
+SWEEP ?= experiments/sweeps/stage3.yaml
+COUNT ?= 4
 export OMP_NUM_THREADS ?= 2
 
 STAMP := .install.stamp
 
-.PHONY: help install test test-slow lint data
+TASSN := $(PYTHON) -m tassn
+OVERLAY := experiments/$(CONFIG).yaml
+DATA_CFG := experiments/data/$(DATA).yaml
+SOURCE_CFG := experiments/data/synthetic_source.yaml
+VARIANT_CFG := $(if $(VARIANT),experiments/ablations/$(VARIANT).yaml)
+RUN := $(RUNS)/$(DATA)-$(CONFIG)
+SOURCE_RUN := $(RUNS)/source-$(CONFIG)
+STAGE3_DIR := $(RUN)/stage3$(if $(VARIANT),-$(VARIANT))
+EVAL_DIR ?= $(RUN)/eval
+CKPT ?=
+
+TARGET_ARGS := --config $(DATA_CFG) $(if $(DATA_ROOT),--data.init_args.root=$(DATA_ROOT))
+SOURCE_ARGS := --config $(SOURCE_CFG)
+last = $(1)/checkpoints/last.ckpt
+# the stage's own file and schedule overlay (experiments/<CONFIG>/<stage>.yaml, when there is one)
+stage_files = experiments/$(1).yaml $(wildcard experiments/$(CONFIG)/$(1).yaml)
+# $(call configs,STAGE): the config files of a stage, in composition order (stage, data, sizes, schedule)
+configs = --config experiments/$(1).yaml $(2) --config $(OVERLAY) \
+	$(addprefix --config ,$(wildcard experiments/$(CONFIG)/$(1).yaml)) --seed_everything=$(SEED)
+
+# $(call fit,RUN_DIR,ARGS): train into RUN_DIR; resume from its last.ckpt unless the stage had finished before
+# (then its inputs changed and it starts over). fit.done marks a finished stage.
+define fit
+	$(TASSN) fit $(2) --trainer.default_root_dir=$(1) $(if $(wildcard $(1)/fit.done),,--ckpt_path=last)
+	@touch $(1)/fit.done
+endef
+
+.PHONY: help install test test-slow lint data pretrain train-stage1 train-stage2 train-stage3 eval report sweep \
+	check-config
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
@@ -31,3 +71,69 @@ test-slow: $(STAMP) ## run the slow tests only
 
 lint: $(STAMP) ## ruff
 	$(PYTHON) -m ruff check src data_modules tests benchmarks
+
+check-config:
+	@for f in $(OVERLAY) $(DATA_CFG) $(VARIANT_CFG); do \
+	  [ -f "$$f" ] || { echo "make: $$f not found (CONFIG=$(CONFIG) DATA=$(DATA) VARIANT=$(VARIANT)); see experiments/" >&2; exit 2; }; \
+	done
+	@if [ "$(DATA)" != synthetic ] && [ -n "$(DATA_ROOT)" ] && [ ! -d "$(DATA_ROOT)" ]; then \
+	  echo "make: DATA_ROOT=$(DATA_ROOT) is not a folder; point it at the $(DATA) dataset (docs/datasets.md)" >&2; exit 2; fi
+
+# ------------------------------------------------------------------------------------------------------- data
+$(RUN)/data.done: $(DATA_CFG) $(OVERLAY) | $(STAMP) check-config
+	$(TASSN) prepare $(TARGET_ARGS) --config $(OVERLAY)
+	@mkdir -p $(@D) && touch $@
+
+$(SOURCE_RUN)/data.done: $(SOURCE_CFG) $(OVERLAY) | $(STAMP) check-config
+	$(TASSN) prepare $(SOURCE_ARGS) --config $(OVERLAY)
+	@mkdir -p $(@D) && touch $@
+
+data: $(RUN)/data.done ## generate/check the target data (DATA=synthetic|stb|mhp, DATA_ROOT=…) and its GrabCut silhouettes
+
+# ----------------------------------------------------------------------------------------------------- stages
+$(SOURCE_RUN)/pretrain/fit.done: $(SOURCE_RUN)/data.done $(call stage_files,pretrain) $(SOURCE_CFG) $(OVERLAY) \
+	  | $(STAMP)
+	$(call fit,$(@D),$(call configs,pretrain,$(SOURCE_ARGS)))
+
+$(RUN)/stage1/fit.done: $(RUN)/data.done $(call stage_files,stage1) $(DATA_CFG) $(OVERLAY) | $(STAMP)
+	$(call fit,$(@D),$(call configs,stage1,$(TARGET_ARGS)))
+
+$(RUN)/stage2/fit.done: $(RUN)/stage1/fit.done $(SOURCE_RUN)/pretrain/fit.done $(call stage_files,stage2) | $(STAMP)
+	$(call fit,$(@D),$(call configs,stage2,$(TARGET_ARGS)) \
+	  --model.init_args.init_heatmap_from=$(call last,$(RUN)/stage1) \
+	  --model.init_args.init_mesh_from=$(call last,$(SOURCE_RUN)/pretrain))
+
+$(STAGE3_DIR)/fit.done: $(RUN)/stage2/fit.done $(call stage_files,stage3) $(VARIANT_CFG) | $(STAMP)
+	$(call fit,$(@D),$(call configs,stage3,$(TARGET_ARGS) $(addprefix --config ,$(VARIANT_CFG))) \
+	  --model.init_args.init_from=$(call last,$(RUN)/stage2))
+
+$(STAGE3_DIR)/test.done: $(STAGE3_DIR)/fit.done
+	$(TASSN) test $(call configs,stage3,$(TARGET_ARGS)) \
+	  --trainer.default_root_dir=$(STAGE3_DIR) --ckpt_path=$(call last,$(STAGE3_DIR))
+	@touch $@
+
+pretrain: $(SOURCE_RUN)/pretrain/fit.done ## pretrain the mesh and pose estimators on the synthetic source domain (3D labels)
+
+train-stage1: $(RUN)/stage1/fit.done ## stage 1: heatmap estimator with L_h on the target data
+
+train-stage2: $(RUN)/stage2/fit.done ## stage 2: heatmaps + mesh with L_h + λs·L_m (from stage 1 and pretrain)
+
+train-stage3: $(STAGE3_DIR)/test.done ## the whole recipe through stage 3 (TASSN), then test and print the table
+	$(TASSN) report $(STAGE3_DIR)
+
+report: ## print the results table of the last test run(s) of this DATA/CONFIG beside the paper's Table 1
+	$(TASSN) report $(wildcard $(RUN)/stage3*) $(wildcard $(EVAL_DIR))
+
+eval: | $(STAMP) check-config ## test a checkpoint on the target data's test split: make eval CKPT=path/to.ckpt
+	@if [ -z "$(CKPT)" ] || [ ! -f "$(CKPT)" ]; then \
+	  echo "make eval: checkpoint CKPT='$(CKPT)' not found; pass CKPT=path/to.ckpt (e.g. $(call last,$(STAGE3_DIR)))" >&2; \
+	  exit 2; fi
+	$(TASSN) test $(call configs,stage3,$(TARGET_ARGS)) --trainer.default_root_dir=$(EVAL_DIR) --ckpt_path=$(CKPT)
+	$(TASSN) report $(EVAL_DIR)
+
+sweep: $(RUN)/stage2/fit.done ## run a W&B sweep of stage 3 (SWEEP=file, COUNT trials; needs `wandb login`)
+	@$(PYTHON) -c "from tassn.cli import wandb_mode; import sys; \
+	  sys.exit(0 if wandb_mode() == 'online' else 'make sweep: W&B sweeps need the W&B server; run \`wandb login\` first')"
+	@set -o pipefail; id=$$(wandb sweep "$(SWEEP)" 2>&1 | tee /dev/stderr | sed -n 's/.*wandb agent \([^ ]*\).*/\1/p' | tail -n 1); \
+	  [ -n "$$id" ] || { echo "make sweep: could not read the sweep id from 'wandb sweep $(SWEEP)'" >&2; exit 2; }; \
+	  wandb agent --count $(COUNT) "$$id"

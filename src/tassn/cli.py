@@ -1,0 +1,199 @@
+"""The command line: ``tassn fit|validate|test|predict --config …`` (LightningCLI) and ``tassn report``.
+
+Configs compose: a stage file, a data file and a size overlay, later files overriding earlier ones::
+
+    tassn fit --config experiments/stage3.yaml --config experiments/data/synthetic.yaml --config experiments/cpu.yaml
+
+Every run writes into ``trainer.default_root_dir``:
+``checkpoints/{best,last}.ckpt`` (shared by the runs of that folder, so ``--ckpt_path last`` resumes) and a new
+``version_<n>/`` per run with its ``config.yaml``, ``metrics.csv``, PCK curves and test results; a previous run's
+config is never overwritten. W&B logs too (offline when not logged in; ``WANDB_MODE=disabled`` turns it off).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from data_modules.layout import DatasetLayoutError
+from jsonargparse import ActionConfigFile, ArgumentParser
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from tassn.stages.checkpoints import CheckpointMismatchError
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+MONITOR = "val/epe_mm"
+
+
+def checkpoint_dir(default_root_dir: str | None) -> str:
+    """Where a run folder keeps its checkpoints: one place per folder, so ``--ckpt_path last`` finds them."""
+    return str(Path(default_root_dir or os.getcwd()) / "checkpoints")
+
+
+def crop_side(datamodule: Any) -> int:
+    """The side of the data's square crops, which is the network's input side."""
+    return datamodule.crop.size
+
+
+def wandb_mode() -> str:
+    """``online``, ``offline`` or ``disabled``: ``WANDB_MODE`` if set, else online only when logged in."""
+    mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if mode in ("disabled", "dryrun", "offline", "online"):
+        return "offline" if mode == "dryrun" else mode
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    import wandb
+
+    return "online" if wandb.login(prompt=False, verify=False) else "offline"
+
+
+def default_loggers(root_dir: str) -> list[Logger]:
+    """CSV logs in a new ``version_<n>`` folder of ``root_dir`` (first, so it is the run's log_dir) plus W&B."""
+    loggers: list[Logger] = [CSVLogger(save_dir=root_dir, name="")]
+    mode = wandb_mode()
+    if mode != "disabled":
+        from lightning.pytorch.loggers import WandbLogger
+
+        root = Path(root_dir)
+        loggers.append(
+            WandbLogger(
+                save_dir=root_dir,
+                project=os.environ.get("WANDB_PROJECT", "tassn"),
+                name=f"{root.parent.name}/{root.name}" if root.parent.name else root.name,
+                offline=mode == "offline",
+            )
+        )
+    return loggers
+
+
+class TassnCLI(LightningCLI):
+    """LightningCLI over every stage (``tassn.stages``) and every dataset (``data_modules``).
+
+    Adds a configurable best/last :class:`ModelCheckpoint` (``--checkpoint.*``) kept in
+    ``<default_root_dir>/checkpoints`` and, unless ``trainer.logger`` is configured, CSV + W&B loggers.
+    ``model.init_args.net.init_args.image_size`` is linked to ``data.init_args.crop_size``.
+    """
+
+    def __init__(self, args: Sequence[str] | dict | None = None, run: bool = True, **kwargs: Any) -> None:
+        from data_modules.base import HandClipDataModule
+
+        from tassn.stages.base import StageModule
+
+        kwargs.setdefault("save_config_kwargs", {"overwrite": False})
+        kwargs.setdefault("parser_kwargs", {"parser_mode": "yaml"})
+        super().__init__(
+            StageModule,
+            HandClipDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": MONITOR,
+                "checkpoint.mode": "min",
+                "checkpoint.filename": "best",
+                "checkpoint.save_last": True,
+                "checkpoint.enable_version_counter": False,
+            }
+        )
+        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=checkpoint_dir)
+        # one size for crops and network: the PME's input side is the data's crop side (an instantiation link,
+        # so that the checkpoint's hyper-parameters record it and the network can be rebuilt from them)
+        parser.link_arguments(
+            "data", "model.init_args.net.init_args.image_size", compute_fn=crop_side, apply_on="instantiate"
+        )
+
+    def before_instantiate_classes(self) -> None:
+        # A W&B sweep runs many trials with one command line: give each its own run folder.
+        sweep, run_id = os.environ.get("WANDB_SWEEP_ID"), os.environ.get("WANDB_RUN_ID")
+        if sweep and run_id:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            root = Path(config.trainer.default_root_dir or os.getcwd()) / f"trial-{run_id}"
+            config.trainer.default_root_dir = str(root)
+            config.checkpoint.dirpath = checkpoint_dir(str(root))
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        if trainer_config.get("logger") in (None, True) and "logger" not in kwargs:
+            kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
+        return super().instantiate_trainer(**kwargs)
+
+
+def prepare(argv: Sequence[str]) -> None:
+    """``tassn prepare --config …``: generate or check the configured dataset and its GrabCut silhouettes.
+
+    Reads the same config files as ``fit`` and instantiates only ``data``, so a dataset is ready (with progress
+    bars) before any training starts; ``fit`` would do the same work in ``prepare_data``.
+    """
+    from data_modules.base import HandClipDataModule
+
+    parser = ArgumentParser(prog="tassn prepare", description=prepare.__doc__)
+    parser.add_argument("--config", action=ActionConfigFile, help="the config files of a `tassn fit` run")
+    parser.add_subclass_arguments(HandClipDataModule, "data", required=True)
+    for other in ("model", "trainer", "checkpoint", "optimizer", "lr_scheduler", "seed_everything", "ckpt_path"):
+        parser.add_argument(f"--{other}", type=Any, help="read and ignored (used by fit)")
+    config = parser.parse_args(list(argv))
+    datamodule = parser.instantiate_classes(config).data
+    datamodule.prepare_data()
+    for stage in ("fit", "test"):
+        datamodule.setup(stage)
+
+
+USER_ERRORS = (FileNotFoundError, CheckpointMismatchError, DatasetLayoutError)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``tassn fit|validate|test|predict …`` (LightningCLI), ``tassn prepare …`` and ``tassn report …``.
+
+    Errors in the user's input (a missing dataset or checkpoint, a checkpoint of the wrong stage) end the
+    command with their message and exit status 2 instead of a traceback.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "report":
+            from tassn import report
+
+            raise SystemExit(report.main(argv[1:]))
+        if argv and argv[0] == "prepare":
+            prepare(argv[1:])
+            return
+        TassnCLI(args=argv)
+    except USER_ERRORS as err:
+        sys.stderr.write(f"tassn: error: {err}\n")
+        raise SystemExit(2) from err
+
+
+LIGHTNING_CLASH = """\
+This `lightning` command is tassn's: it runs `lightning {subcommands} --config …`, the same as `tassn`.
+`{command}` is not one of those. Lightning ships no `lightning` command of its own; the separate lightning-sdk
+package installs a different `lightning` tool under the same name (for Lightning AI's cloud). If you meant that
+tool, install lightning-sdk in another environment, where it keeps the name.
+"""
+
+
+def lightning_main(argv: Sequence[str] | None = None) -> None:
+    """``lightning fit|validate|test|predict …``: the tassn CLI under the name the Lightning docs use."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and (argv[0] in SUBCOMMANDS or argv[0] in ("-h", "--help")):
+        main(argv)
+        return
+    sys.stderr.write(
+        LIGHTNING_CLASH.format(subcommands="|".join(SUBCOMMANDS), command=" ".join(["lightning", *argv]).strip())
+    )
+    raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""``tassn report RUN_DIR|test_results.json …``: our test results beside the paper's Table 1.
+
+``tassn test`` writes ``test_results.json`` into its run folder (``version_<n>/``); given a folder, the newest one
+under it is read. The table shows EPE, AUC 0–50 and AUC 20–50 of each result, then the paper's rows for the same
+dataset (for the synthetic videos, which the paper does not use, both of its datasets for scale), and the path of
+each PCK-curve PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+#: TASSN, WACV 2021, Table 1 (3D hand pose on the target datasets): AUC 0–50, AUC 20–50, EPE (mm).
+PAPER_TABLE1: dict[str, dict[str, tuple[float, float, float]]] = {
+    "stb": {
+        "TASSN w/o L_c": (0.541, 0.735, 24.2),
+        "TASSN w/o L_c^m": (0.754, 0.936, 13.6),
+        "TASSN": (0.773, 0.972, 11.3),
+    },
+    "mhp": {
+        "TASSN w/o L_c": (0.492, 0.677, 28.2),
+        "TASSN w/o L_c^m": (0.665, 0.870, 17.5),
+        "TASSN": (0.689, 0.892, 16.2),
+    },
+}
+RESULTS_FILE = "test_results.json"
+
+
+def find_results(path: str | Path) -> Path:
+    """``path`` itself when it is a file, else the newest ``test_results.json`` under the folder ``path``."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is neither a {RESULTS_FILE} nor a run folder")
+    found = sorted(path.rglob(RESULTS_FILE), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(
+            f"no {RESULTS_FILE} under {path}: run `tassn test … --trainer.default_root_dir={path}` (or `make eval`) first"
+        )
+    return found[-1]
+
+
+def load_results(path: Path) -> dict:
+    """Read and check one results file."""
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read {path}: {err}") from err
+    metrics = results.get("metrics") if isinstance(results, dict) else None
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{path}: expected a JSON object with a 'metrics' object (written by `tassn test`)")
+    return results
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(results: Sequence[dict]) -> str:
+    """Rows of ours (from ``results``) and the paper's Table 1 rows of the same datasets, as aligned text."""
+    header = f"{'':40s} {'AUC 0–50 ↑':>11s} {'AUC 20–50 ↑':>12s} {'EPE mm ↓':>9s}"
+    lines = [header, "-" * len(header)]
+    datasets: list[str] = []
+    for r in results:
+        m = r["metrics"]
+        label = f"ours, {r.get('dataset') or '?'}: {r.get('variant') or r.get('stage') or '?'}"
+        lines.append(
+            f"{label:40s} {_cell(m.get('auc_0_50'), 3):>11s} {_cell(m.get('auc_20_50'), 3):>12s} "
+            f"{_cell(m.get('epe_mm'), 1):>9s}"
+        )
+        dataset = str(r.get("dataset") or "")
+        for d in PAPER_TABLE1 if dataset not in PAPER_TABLE1 else [dataset]:
+            if d not in datasets:
+                datasets.append(d)
+    for d in datasets:
+        for variant, (auc050, auc2050, epe) in PAPER_TABLE1[d].items():
+            label = f"paper, {d.upper()}: {variant}"
+            lines.append(f"{label:40s} {auc050:>11.3f} {auc2050:>12.3f} {epe:>9.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tassn report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", help=f"run folders or {RESULTS_FILE} files")
+    args = parser.parse_args(argv)
+    try:
+        files = [find_results(p) for p in args.paths]
+        results = [load_results(f) for f in files]
+    except (FileNotFoundError, ValueError) as err:
+        print(f"tassn report: error: {err}", file=sys.stderr)
+        return 2
+    print(format_table(results))
+    if any(str(r.get("dataset")) not in PAPER_TABLE1 for r in results):
+        print("(the paper has no synthetic videos: its STB and MHP rows are shown for scale, not as a comparison)")
+    for f, r in zip(files, results, strict=True):
+        curve = r.get("pck_curve_png")
+        print(f"results: {f}" + (f"\nPCK curve: {curve}" if curve else "\nPCK curve: – (no 3D labels)"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""What every training stage shares: the PME, which sub-networks train, Adam, evaluation and stage hand-over.
+
+A stage (:mod:`tassn.stages.pretrain`, ``stage1``, ``stage2``, ``stage3``) only writes its ``training_step`` as the
+paper's equation for that stage. Validation and test are the same for all: run the clip forward, measure 2D PCK on
+the heatmaps and, when the batch has 3D labels, EPE / PCK / AUC of the pose (root and reference bone aligned to the
+ground truth), log the PCK curve as an image and keep it as a PNG (and the test results as JSON) in the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.utilities import rank_zero_only
+
+from tassn.nets.pme import PME, SUBNETS, PMEOutput
+from tassn.stages.checkpoints import STAGE_KEY, load_net_from_checkpoint
+from tassn.stages.evaluation import EvaluationMetrics
+
+#: batch entries that carry 3D ground truth; target-domain training never reads them.
+LABELS_3D: tuple[str, ...] = ("kp3d", "mesh3d", "true_silhouettes")
+
+
+def without_3d(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The batch minus its 3D labels: what a stage trained without 3D supervision is allowed to see."""
+    return {k: v for k, v in batch.items() if k not in LABELS_3D}
+
+
+class StageModule(LightningModule):
+    """Base of the training stages: owns a :class:`~tassn.nets.PME` and trains the sub-networks it names.
+
+    Args:
+        net: the PME network (``class_path: tassn.nets.PME`` in configs).
+        lr: Adam learning rate (paper: 1e-5).
+        weight_decay: Adam weight decay.
+        train_modules: sub-networks that train (among ``flow, heatmap, mesh, pose``); the others are frozen.
+            Default: the stage's own (:attr:`default_train_modules`).
+        init_from: a Lightning checkpoint of an earlier stage whose network weights start this one (loaded when
+            fitting starts; a resumed run restores its own weights afterwards).
+        init_from_stages: stages whose checkpoints ``init_from`` accepts (default: :attr:`default_init_stages`).
+        pck2d_threshold: pixel distance (in the ``S×S`` crop) under which a 2D keypoint counts as correct.
+    """
+
+    #: name stored in every checkpoint this stage writes (:data:`~tassn.stages.checkpoints.STAGE_KEY`).
+    stage: ClassVar[str] = "base"
+    default_train_modules: ClassVar[tuple[str, ...]] = ("heatmap", "mesh", "pose")
+    default_init_stages: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        net: PME,
+        lr: float = 1e-5,
+        weight_decay: float = 0.0,
+        train_modules: Sequence[str] | None = None,
+        init_from: str | None = None,
+        init_from_stages: Sequence[str] | None = None,
+        pck2d_threshold: float = 5.0,
+    ) -> None:
+        super().__init__()
+        # Under LightningCLI the hyper-parameters are the parsed config, ``net`` included as class_path/init_args,
+        # which is what lets ``load_from_checkpoint`` rebuild the network; outside it ``net`` is an object.
+        self.save_hyperparameters(ignore=[] if _given_hyperparameters.get() is not None else ["net", "renderer"])
+        if lr <= 0:
+            raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr}")
+        self.net = net
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.train_modules = tuple(self.default_train_modules if train_modules is None else train_modules)
+        unknown = [m for m in self.train_modules if m not in SUBNETS]
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: unknown train_modules {unknown}; expected names among {SUBNETS}")
+        self.init_from = init_from
+        self.init_from_stages = tuple(self.default_init_stages if init_from_stages is None else init_from_stages)
+        self.net.unfreeze(*[m for m in self.train_modules if m != "flow" or self._flow_has_weights()])
+        self.net.freeze(*[m for m in SUBNETS if m not in self.train_modules])
+        self.val_metrics = EvaluationMetrics(pck2d_threshold)
+        self.test_metrics = EvaluationMetrics(pck2d_threshold)
+        self._initialised = False
+
+    def _flow_has_weights(self) -> bool:
+        return any(True for _ in self.net.flow.parameters())
+
+    # ------------------------------------------------------------------------------------------ initialisation
+    def init_sources(self) -> list[tuple[str, Sequence[str], Sequence[str] | None]]:
+        """``(checkpoint, accepted stages, sub-networks or None for all)`` to load, in order, when fitting starts."""
+        if self.init_from is None:
+            return []
+        return [(self.init_from, self.init_from_stages, None)]
+
+    def initialise(self) -> None:
+        """Load :meth:`init_sources` into ``net`` once (the checkpoint's stage and shapes are checked)."""
+        if self._initialised:
+            return
+        for path, stages, modules in self.init_sources():
+            load_net_from_checkpoint(self.net, path, stages, modules)
+        self._initialised = True
+
+    def setup(self, stage: str) -> None:
+        # Before Lightning restores a resumed run, so its own weights win over the initialisation.
+        if stage == "fit":
+            self.initialise()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[STAGE_KEY] = self.stage
+
+    # -------------------------------------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"{type(self).__name__}: nothing to train; train_modules={self.train_modules}")
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+
+    def log_losses(self, losses: Mapping[str, torch.Tensor], batch_size: int, split: str = "train") -> None:
+        """Log ``{name: value}`` as ``split/name``: per step and per epoch (synced across processes)."""
+        for name, value in losses.items():
+            self.log(
+                f"{split}/{name}",
+                value.detach(),
+                prog_bar=name == "loss",
+                on_step=split == "train",
+                on_epoch=True,
+                sync_dist=True,
+                batch_size=batch_size,
+            )
+
+    # -------------------------------------------------------------------------------------------- evaluation
+    def forward(self, clip: torch.Tensor, reverse: bool = False) -> PMEOutput:
+        return self.net.run(clip, reverse=reverse)
+
+    def _evaluate(self, batch: Mapping[str, Any], metrics: EvaluationMetrics) -> PMEOutput:
+        out = self.net.run(batch["frames"])
+        metrics.update(out, batch)
+        return out
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics)
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics)
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        out = self.net.run(batch["frames"])
+        return {"pose": out.pose, "mesh": out.mesh, "heatmaps": out.heatmaps[:, :, -1]}
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_evaluation("val", self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        results = self._finish_evaluation("test", self.test_metrics)
+        self._write_results(results)
+
+    def _finish_evaluation(self, split: str, metrics: EvaluationMetrics) -> dict[str, Any]:
+        results = metrics.compute()
+        for name, value in results["scalars"].items():
+            self.log(f"{split}/{name}", value, sync_dist=False)
+        if results.get("curve") is not None and not self.trainer.sanity_checking:
+            self._log_curve(split, results["curve"])
+        metrics.reset()
+        return results
+
+    @rank_zero_only
+    def _log_curve(self, split: str, curve: dict[str, list[float]]) -> None:
+        from tassn.stages.evaluation import pck_curve_image, save_png
+
+        image = pck_curve_image(curve, title=f"{type(self).__name__} {split}, epoch {self.current_epoch}")
+        run_dir = self.run_dir()
+        if run_dir is not None:
+            save_png(image, run_dir / f"pck_curve_{split}.png")
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key=f"{split}/pck_curve", images=[image], step=self.global_step)
+
+    def run_dir(self) -> Path | None:
+        """This run's own folder (the first logger's ``version_<n>``), or None without a trainer or logger."""
+        trainer = getattr(self, "_trainer", None)
+        if trainer is None or trainer.log_dir is None:
+            return None
+        return Path(trainer.log_dir)
+
+    @rank_zero_only
+    def _write_results(self, results: dict[str, Any]) -> None:
+        run_dir = self.run_dir()
+        if run_dir is None:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        payload = {
+            "stage": self.stage,
+            "variant": self.variant(),
+            "dataset": type(datamodule).__name__.removesuffix("DataModule").lower() if datamodule else None,
+            "checkpoint": self.trainer.ckpt_path,
+            "metrics": {k: float(v) for k, v in results["scalars"].items()},
+            "pck_curve": results.get("curve"),
+            "pck_curve_png": str(run_dir / "pck_curve_test.png") if results.get("curve") else None,
+        }
+        (run_dir / "test_results.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+    def variant(self) -> str:
+        """A short name of this configuration for result tables."""
+        return self.stage

@@ -1,0 +1,78 @@
+"""Validation/test measurements of a stage: 2D PCK on the heatmaps, 3D EPE / PCK / AUC on the pose, PCK curve.
+
+One :class:`EvaluationMetrics` per split (``self.val_metrics``, ``self.test_metrics``); its states are
+torchmetrics states, so the numbers are synced over DDP processes before they are computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tassn.metrics import PCK2D, PoseMetrics3D, heatmap_argmax
+from tassn.nets.pme import PMEOutput
+
+
+class EvaluationMetrics(nn.Module):
+    """2D PCK of the last stack's heatmap peaks against ``kp2d`` and, when batches carry ``kp3d``, 3D metrics.
+
+    Args:
+        pck2d_threshold: crop pixels under which a 2D keypoint is correct.
+    """
+
+    def __init__(self, pck2d_threshold: float = 5.0) -> None:
+        super().__init__()
+        self.pck2d = PCK2D(threshold=pck2d_threshold)
+        self.pose3d = PoseMetrics3D()
+
+    def update(self, out: PMEOutput, batch: Mapping[str, Any]) -> None:
+        """Add one batch: predictions ``out`` (with a T axis) and the batch's labels."""
+        heatmaps = out.heatmaps[:, :, -1]  # B×T×21×h×w, last stack
+        stride = batch["frames"].shape[-1] / heatmaps.shape[-1]
+        kp2d = heatmap_argmax(heatmaps.flatten(0, 1)) * stride
+        visible = batch["visible"].flatten(0, 1)
+        self.pck2d.update(kp2d, batch["kp2d"].flatten(0, 1), visible)
+        if "kp3d" in batch:
+            self.pose3d.update(out.pose.flatten(0, 1), batch["kp3d"].flatten(0, 1))
+
+    def compute(self) -> dict[str, Any]:
+        """``{"scalars": {pck2d, [epe_mm, auc_0_50, auc_20_50]}, "curve": {thresholds_mm, pck} or None}``."""
+        scalars = {"pck2d": self.pck2d.compute()}
+        curve = None
+        if self.pose3d.has_data():
+            result = self.pose3d.compute()
+            scalars.update({k: result[k] for k in ("epe_mm", "auc_0_50", "auc_20_50")})
+            curve = {
+                "thresholds_mm": [float(t) for t in result["thresholds_mm"]],
+                "pck": [float(p) for p in result["pck"]],
+            }
+        return {"scalars": scalars, "curve": curve}
+
+    def reset(self) -> None:
+        self.pck2d.reset()
+        self.pose3d.reset()
+
+
+def pck_curve_image(curve: Mapping[str, list[float]], title: str = "") -> np.ndarray:
+    """The PCK curve as an ``H×W×3`` uint8 RGB image."""
+    from tassn.viz import pck_curve_figure
+
+    return pck_curve_figure({title or "ours": curve})
+
+
+def save_png(image: np.ndarray, path: Path) -> None:
+    """Write an RGB ``H×W×3`` uint8 image (creating the folder)."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+
+
+def as_float(value: torch.Tensor | float) -> float:
+    return float(value.item() if isinstance(value, torch.Tensor) else value)
