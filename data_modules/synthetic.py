@@ -530,7 +530,7 @@ def draw_labels(image: np.ndarray, kp2d: np.ndarray, mask: np.ndarray | None = N
 
 
 def contact_sheet(folders: Sequence[Path], out: Path | str, columns: int = 6, crop: CropConfig | None = None,
-                  tile: int = 128) -> Path:
+                  tile: int = 128, palette: bool = True) -> Path:
     """A PNG grid: per folder one row of frames with labels and true outlines (green), one row of hand crops
     with the GrabCut silhouette (red) against the true one (green)."""
     crop = crop or CropConfig(size=64, margin=1.4)
@@ -563,7 +563,12 @@ def contact_sheet(folders: Sequence[Path], out: Path | str, columns: int = 6, cr
     sheet = np.concatenate(rows, 0)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_png(out, sheet)
+    if palette:  # a 256-colour PNG is a quarter of the size: fit for committing to the docs
+        from PIL import Image  # Pillow comes with matplotlib
+
+        Image.fromarray(sheet).quantize(256, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
+    else:
+        _write_png(out, sheet)
     return out
 
 
