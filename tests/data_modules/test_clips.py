@@ -136,3 +136,14 @@ def test_corrupt_frame_skips_the_clip_with_a_warning(tiny_video, caplog):
     assert str(bad) in caplog.text and "1 clip(s) skipped" in caplog.text
     assert ds.skipped == 1
     assert item["frames"].abs().sum() > 0
+
+
+def test_dataset_bbox_sets_the_crop(tiny_video):
+    frame = tiny_video.frames[0]
+    frame.bbox = (10.0, 20.0, 50.0, 40.0)  # centre (30, 30), longer side 40
+    out = crop_frame(frame, mirror=False, crop=CropConfig(size=40, margin=1.0))
+    np.testing.assert_allclose(out.A[:2, :2], np.eye(2))
+    np.testing.assert_allclose(transform_points(out.A, np.array([[30.0, 30.0]])), [[19.5, 19.5]])
+    mirrored = crop_frame(frame, mirror=True, crop=CropConfig(size=40, margin=1.0))
+    # the box is mirrored with the image: x centre 95 − 30 = 65 in the flipped frame
+    np.testing.assert_allclose(transform_points(mirrored.A, np.array([[30.0, 30.0]])), [[19.5, 19.5]])
