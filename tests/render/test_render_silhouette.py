@@ -33,8 +33,8 @@ def test_renderer_shapes_and_backend() -> None:
     v, f = grid_square(3, 4.5, 4.3, 10)  # covers pixel centres 5…14 × 5…14; no centre on a diagonal
     out = r(v.expand(2, 3, -1, -1), f)  # B×T×V×3
     assert out.shape == (2, 3, 1, 32, 32)
-    # the soft edge gives and takes the same area; internal edges dip slightly (as in PyTorch3D)
-    assert out[0, 0, 0].sum().item() == pytest.approx(100.0, rel=0.03)
+    # the soft outer edge gives and takes the same area; alpha dips near internal edges (as in PyTorch3D)
+    assert 93.0 < out[0, 0, 0].sum().item() < 100.5
     hard = SilhouetteRenderer(32, sigma=1e-9, backend="soft")(v[None], f)
     assert hard.sum().item() == pytest.approx(100.0, abs=1e-3)
     auto = SilhouetteRenderer(32)
