@@ -1,0 +1,202 @@
+"""The paper's losses (Eq. 1–6), one function each, and their weighted sum.
+
+- Eq. 1  ``L_h = 1/K Σ_k ‖H_k − H̄_k‖²_F`` on every hourglass stack (intermediate supervision: the stacks' losses
+  are summed by default), averaged over frames.
+- Eq. 2  ``L_m = ‖s − s̄‖²_F`` between the rendered and the GrabCut silhouette. The default normalisation is the
+  per-pixel mean (``‖·‖²_F / (H·W)``), so that λs = 0.1 means the same at any resolution; ``"sum"`` is the
+  equation as printed.
+- Eq. 3–4  ``L_c^p = 1/n Σ_i ‖p_i − p̃_i‖²_F`` and ``L_c^m`` alike, between the forward and the reversed-order
+  predictions of the same frames (both already in the clip's frame order); both directions get gradients, as
+  the two orders supervise each other.
+- Eq. 5  ``L_c = λc^m·L_c^m + λc^p·L_c^p``;  Eq. 6  ``L = λs·L_m + λh·L_h + L_c``.
+
+Every input of :func:`total_loss` may be a tensor or a zero-argument callable returning one, so that a term whose
+weight is 0 is never computed (e.g. no silhouette is rendered when λs = 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+TensorOrThunk = Tensor | Callable[[], Tensor]
+SilhouetteNorm = Literal["mean", "sum"]
+StackReduction = Literal["sum", "mean"]
+
+
+@dataclass
+class LossWeights:
+    """Weights of Eq. 5–6 (paper §4.3, stage 3: λs = 0.1, λh = 1, λc^p = λc^m = 10). 0 switches a term off."""
+
+    heatmap: float = 1.0
+    silhouette: float = 0.1
+    pose_consistency: float = 10.0
+    mesh_consistency: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("heatmap", "silhouette", "pose_consistency", "mesh_consistency"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"loss weight {name} must be ≥ 0; got {getattr(self, name)}")
+
+
+def heatmap_loss(
+    pred: Tensor, target: Tensor, visible: Tensor | None = None, stack_reduction: StackReduction = "sum"
+) -> Tensor:
+    """Eq. 1. ``pred …×S×K×h×w`` (S hourglass stacks) or ``…×K×h×w``; ``target …×K×h×w``; ``visible …×K``.
+
+    Per frame and stack: mean over keypoints of ``‖H_k − H̄_k‖²_F``; with ``visible`` the mean runs over the
+    labelled keypoints only (a frame with none contributes 0). Stacks are summed (or averaged), frames averaged.
+    """
+    if pred.dim() == target.dim():
+        pred = pred.unsqueeze(-4)
+    if (
+        pred.dim() != target.dim() + 1
+        or pred.shape[:-4] != target.shape[:-3]
+        or pred.shape[-3:] != target.shape[-3:]
+    ):
+        raise ValueError(
+            f"heatmaps: pred …×S×K×h×w must match target …×K×h×w; got {tuple(pred.shape)}, {tuple(target.shape)}"
+        )
+    per_kp = (pred - target.unsqueeze(-4)).pow(2).sum(dim=(-1, -2))  # …×S×K
+    if visible is None:
+        per_stack = per_kp.mean(-1)
+    else:
+        if visible.shape != target.shape[:-2]:
+            raise ValueError(f"visible must be …×K {tuple(target.shape[:-2])}; got {tuple(visible.shape)}")
+        w = visible.to(per_kp.dtype).unsqueeze(-2)
+        per_stack = (per_kp * w).sum(-1) / w.sum(-1).clamp_min(1.0)
+    if stack_reduction not in ("sum", "mean"):
+        raise ValueError(f"stack_reduction must be 'sum' or 'mean'; got {stack_reduction!r}")
+    per_frame = per_stack.sum(-1) if stack_reduction == "sum" else per_stack.mean(-1)
+    return per_frame.mean()
+
+
+def silhouette_loss(
+    rendered: Tensor, target: Tensor, normalization: SilhouetteNorm = "mean", weights: Tensor | None = None
+) -> Tensor:
+    """Eq. 2 between ``rendered …×1×H×W`` and ``target`` (same shape), averaged over frames.
+
+    ``normalization="mean"`` (default) divides each frame's ``‖s − s̄‖²_F`` by its pixel count; ``"sum"`` keeps
+    it as printed. ``weights …`` (per frame, e.g. 0 where GrabCut failed) give a weighted mean over frames.
+    """
+    if rendered.shape != target.shape or rendered.dim() < 3:
+        raise ValueError(
+            f"silhouettes: rendered and target must both be …×1×H×W; got {tuple(rendered.shape)}, {tuple(target.shape)}"
+        )
+    if normalization not in ("mean", "sum"):
+        raise ValueError(f"normalization must be 'mean' or 'sum'; got {normalization!r}")
+    sq = (rendered - target.to(rendered.dtype)).pow(2)
+    per_frame = sq.mean(dim=(-1, -2, -3)) if normalization == "mean" else sq.sum(dim=(-1, -2, -3))
+    return _frame_mean(per_frame, weights)
+
+
+def consistency_loss(forward: Tensor, reversed_: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Eq. 3 / Eq. 4: mean over frames of ``‖x_i − x̃_i‖²_F`` for ``forward``, ``reversed_ …×T×N×3``.
+
+    Both must be in the clip's frame order (PME.run returns them so). ``weights …×T`` optional frame weights.
+    """
+    if forward.shape != reversed_.shape or forward.dim() < 2:
+        raise ValueError(
+            f"consistency: forward and reversed must match (…×T×N×3); got {tuple(forward.shape)}, {tuple(reversed_.shape)}"
+        )
+    per_frame = (forward - reversed_).pow(2).sum(dim=(-1, -2))
+    return _frame_mean(per_frame, weights)
+
+
+pose_consistency_loss = consistency_loss  #: L_c^p (Eq. 3) on poses ``…×T×21×3``
+mesh_consistency_loss = consistency_loss  #: L_c^m (Eq. 4) on meshes ``…×T×V×3``
+
+
+def temporal_consistency_loss(
+    pose: Tensor,
+    pose_reversed: Tensor,
+    mesh: Tensor,
+    mesh_reversed: Tensor,
+    lambda_pose: float,
+    lambda_mesh: float,
+) -> Tensor:
+    """Eq. 5: ``λc^m·L_c^m + λc^p·L_c^p``."""
+    return lambda_mesh * mesh_consistency_loss(mesh, mesh_reversed) + lambda_pose * pose_consistency_loss(
+        pose, pose_reversed
+    )
+
+
+def total_loss(
+    weights: LossWeights,
+    *,
+    heatmaps: TensorOrThunk | None = None,
+    heatmap_targets: TensorOrThunk | None = None,
+    visible: TensorOrThunk | None = None,
+    silhouettes: TensorOrThunk | None = None,
+    silhouette_targets: TensorOrThunk | None = None,
+    pose: TensorOrThunk | None = None,
+    pose_reversed: TensorOrThunk | None = None,
+    mesh: TensorOrThunk | None = None,
+    mesh_reversed: TensorOrThunk | None = None,
+    silhouette_normalization: SilhouetteNorm = "mean",
+    heatmap_stack_reduction: StackReduction = "sum",
+) -> dict[str, Tensor]:
+    """Eq. 6 with only the terms whose weight is > 0 computed.
+
+    Returns ``{"loss": total, "loss_h": …, "loss_m": …, "loss_c_pose": …, "loss_c_mesh": …}`` (unweighted terms,
+    only those computed; the keys are the log names). A term with weight > 0 but a missing input raises.
+    """
+
+    def need(name: str, value: TensorOrThunk | None, term: str) -> Tensor:
+        if value is None:
+            raise ValueError(
+                f"loss term {term} has weight > 0 but {name} was not given (set its weight to 0 to skip it)"
+            )
+        return value() if callable(value) else value
+
+    def maybe(value: TensorOrThunk | None) -> Tensor | None:
+        return value() if callable(value) else value
+
+    out: dict[str, Tensor] = {}
+    total: Tensor | None = None
+
+    def add(key: str, weight: float, value: Tensor) -> None:
+        nonlocal total
+        out[key] = value
+        total = weight * value if total is None else total + weight * value
+
+    if weights.heatmap > 0:
+        h = heatmap_loss(
+            need("heatmaps", heatmaps, "L_h"),
+            need("heatmap_targets", heatmap_targets, "L_h"),
+            maybe(visible),
+            heatmap_stack_reduction,
+        )
+        add("loss_h", weights.heatmap, h)
+    if weights.silhouette > 0:
+        m = silhouette_loss(
+            need("silhouettes", silhouettes, "L_m"),
+            need("silhouette_targets", silhouette_targets, "L_m"),
+            silhouette_normalization,
+        )
+        add("loss_m", weights.silhouette, m)
+    if weights.pose_consistency > 0:
+        cp = pose_consistency_loss(need("pose", pose, "L_c^p"), need("pose_reversed", pose_reversed, "L_c^p"))
+        add("loss_c_pose", weights.pose_consistency, cp)
+    if weights.mesh_consistency > 0:
+        cm = mesh_consistency_loss(need("mesh", mesh, "L_c^m"), need("mesh_reversed", mesh_reversed, "L_c^m"))
+        add("loss_c_mesh", weights.mesh_consistency, cm)
+    if total is None:
+        raise ValueError("every loss weight is 0: nothing to optimise")
+    out["loss"] = total
+    return out
+
+
+def _frame_mean(per_frame: Tensor, weights: Tensor | None) -> Tensor:
+    if weights is None:
+        return per_frame.mean()
+    if weights.shape != per_frame.shape:
+        raise ValueError(
+            f"frame weights must have shape {tuple(per_frame.shape)}; got {tuple(weights.shape)}"
+        )
+    w = weights.to(per_frame.dtype)
+    return (per_frame * w).sum() / w.sum().clamp_min(torch.finfo(per_frame.dtype).tiny)
