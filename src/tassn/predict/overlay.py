@@ -48,30 +48,9 @@ class OverlayStyle:
     show_frame_number: bool = True
 
 
-def fit_weak_perspective(points3d: np.ndarray, kp2d: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """Per-frame ``(s, tx, ty)`` minimising ``Σ w ‖s·X_xy + t − x‖²`` for ``F×J×3`` points and ``F×J×2`` pixels.
-
-    The closed form of weighted least squares (centre both sets, ``s = Σw⟨X̃, x̃⟩ / Σw‖X̃‖²``); weights default to 1
-    and non-finite points get weight 0.
-    """
-    xy = np.asarray(points3d, dtype=np.float64)[..., :2]
-    uv = np.asarray(kp2d, dtype=np.float64)
-    w = np.ones(uv.shape[:-1]) if weights is None else np.asarray(weights, dtype=np.float64).copy()
-    finite = np.isfinite(xy).all(-1) & np.isfinite(uv).all(-1) & np.isfinite(w)
-    w = np.where(finite, np.clip(w, 0.0, None), 0.0)
-    w = np.where(w.sum(-1, keepdims=True) > 0, w, finite.astype(np.float64))  # all-zero weights: use every point
-    xy, uv = np.where(finite[..., None], xy, 0.0), np.where(finite[..., None], uv, 0.0)
-    total = np.clip(w.sum(-1, keepdims=True), 1e-12, None)
-    mean_xy = (w[..., None] * xy).sum(-2) / total
-    mean_uv = (w[..., None] * uv).sum(-2) / total
-    dxy, duv = xy - mean_xy[..., None, :], uv - mean_uv[..., None, :]
-    s = (w * (dxy * duv).sum(-1)).sum(-1) / np.clip((w * (dxy**2).sum(-1)).sum(-1), 1e-12, None)
-    t = mean_uv - s[..., None] * mean_xy
-    return np.concatenate([s[..., None], t], axis=-1)
-
-
 def project(points3d: np.ndarray, camera: np.ndarray) -> np.ndarray:
-    """Weak-perspective pixels ``…×2`` of ``…×3`` points with ``camera (s, tx, ty)``."""
+    """Weak-perspective pixels ``…×2`` of ``…×3`` points with ``camera (s, tx, ty)`` (as
+    :func:`tassn.render.weak_perspective_project`)."""
     return camera[0] * points3d[..., :2] + camera[1:3]
 
 

@@ -23,10 +23,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from tassn.render import fit_weak_perspective
+
 from .decode import KEYPOINT_METHODS, fuse_directions, heatmaps_to_keypoints
 from .hand_crop import CropBox, CropProvider, make_crop_provider
 from .model import PREDICT_STAGES, LoadedModel, load_model
-from .overlay import OverlayStyle, fit_weak_perspective, render_overlay_video
+from .overlay import OverlayStyle, render_overlay_video
 from .video_io import FrameSource
 from .writers import (
     MESH_DIR,
@@ -216,6 +218,14 @@ def fuse_passes(passes: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray
     }
 
 
+def weak_perspective_camera(pose: np.ndarray, kp2d: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """``F×3`` ``(s, tx, ty)``: the training's weak-perspective fit (:func:`tassn.render.fit_weak_perspective`)
+    of the pose's ``xy`` to the 2D keypoints, each weighted by its heatmap confidence."""
+    camera = fit_weak_perspective(torch.as_tensor(pose, dtype=torch.float64), torch.as_tensor(kp2d, dtype=torch.float64),
+                                  torch.as_tensor(confidence, dtype=torch.float64))
+    return torch.cat([camera.scale[..., None], camera.translation], dim=-1).numpy()
+
+
 def assemble(
     kp_crop: np.ndarray,
     confidence: np.ndarray,
@@ -247,7 +257,7 @@ def assemble(
         mesh = mesh * flip.astype(mesh.dtype)
         faces = faces[:, ::-1].copy()
         extra = {k: v * flip if k.startswith("kp3d_") else v for k, v in (extra or {}).items()}
-    camera = fit_weak_perspective(pose, kp2d, confidence)
+    camera = weak_perspective_camera(pose, kp2d, confidence)
     n = len(kp2d)
     return PredictionArrays(
         frame_index=np.arange(n, dtype=np.int64) if frame_index is None else np.asarray(frame_index, np.int64),
