@@ -54,6 +54,9 @@ def test_tracking_follows_keypoints_with_smoothing() -> None:
     assert box.size == pytest.approx(np.sqrt(80.0 * 20.0))  # geometric mean of the sizes
     tracker.update(1, kp, np.zeros(4))  # no confident keypoint: the box stays
     assert tracker.box(2, 96, 80) == box
+    runaway = TrackingCrop(initial=CropBox(40.0, 40.0, 60.0), margin=3.0, smoothing=0.0)
+    runaway.update(0, np.array([[-500.0, 0.0], [500.0, 10.0], [200.0, 300.0]]), np.ones(3))
+    assert runaway.box(1, 96, 80) == CropBox(0.0, 79.0, 96.0)  # centre kept in the frame, side ≤ 96
     fast = TrackingCrop(initial=CropBox(0, 0, 10), margin=1.0, smoothing=0.0)
     fast.update(0, kp, np.ones(4))
     np.testing.assert_allclose(fast.box(1, 96, 80).as_array(), [20.0, 20.0, 20.0])

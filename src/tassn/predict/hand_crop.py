@@ -138,7 +138,8 @@ class TrackingCrop:
     After each frame, the square around its confident keypoints (× ``margin``) becomes the measurement; centre
     and log-size are smoothed exponentially (``smoothing`` = weight of the old box, 0 = no smoothing) so one bad
     frame does not throw the crop off the hand. With fewer than ``MIN_KEYPOINTS`` keypoints above
-    ``min_confidence`` the box stays where it was.
+    ``min_confidence`` the box stays where it was. The centre stays inside the frame and the side within
+    ``[min_size, frame's longer side]``, so a run of bad predictions cannot send the crop away for good.
     """
 
     name = "track"
@@ -160,8 +161,14 @@ class TrackingCrop:
         self._current: CropBox | None = initial
 
     def box(self, index: int, width: int, height: int) -> CropBox:
+        """The current box, kept inside sane bounds: centre in the frame, side at most the frame's longer side."""
         if self._current is None:
             self._current = CropBox.centred_square(width, height)
+        box = self._current
+        bounded = CropBox(float(np.clip(box.cx, 0, width - 1)), float(np.clip(box.cy, 0, height - 1)),
+                          float(np.clip(box.size, self.min_size, max(width, height, self.min_size))))
+        if bounded != box:
+            self._current = bounded
         return self._current
 
     def update(self, index: int, kp2d: np.ndarray, confidence: np.ndarray) -> None:

@@ -27,6 +27,7 @@ FINGER_COLORS: tuple[tuple[int, int, int], ...] = (
 #: RGB per bone of :data:`~tassn.hand.skeleton.BONES` (a bone takes its child joint's finger).
 BONE_COLORS: tuple[tuple[int, int, int], ...] = tuple(FINGER_COLORS[(child - 1) // 4] for _, child in BONES)
 _SHIFT = 4  # OpenCV fixed-point bits: sub-pixel positions for lines, circles and polygons
+_MAX_COORD = 2**15  # pixels; drawn coordinates beyond this are left out
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,11 @@ def mesh_silhouette(vertices: np.ndarray, faces: np.ndarray, camera: np.ndarray,
     pixels = project(np.asarray(vertices, dtype=np.float64), camera)
     if not np.isfinite(pixels).all():
         return mask
-    triangles = np.round(pixels[faces] * (1 << _SHIFT)).astype(np.int32)
-    cv2.fillPoly(mask, list(triangles), 1, cv2.LINE_8, _SHIFT)
+    triangles = pixels[faces]
+    # OpenCV's fixed-point drawing needs small coordinates; a face that far out is a broken prediction anyway
+    triangles = triangles[(np.abs(triangles) < _MAX_COORD).all(axis=(1, 2))]
+    if len(triangles):
+        cv2.fillPoly(mask, list(np.round(triangles * (1 << _SHIFT)).astype(np.int32)), 1, cv2.LINE_8, _SHIFT)
     return mask
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import Callback
 
 from tassn.stages.checkpoints import CheckpointMismatchError, checkpoint_stage
 
@@ -36,8 +36,11 @@ from .writers import MESH_FORMATS, RUN_JSON, check_out_dir, prepare_out_dir
 PREDICTION_KEYS: tuple[str, ...] = ("pose", "mesh", "heatmaps")
 
 
-class VideoPredictionWriter(BasePredictionWriter):
+class VideoPredictionWriter(Callback):
     """Writes a prediction run folder (see :mod:`tassn.predict.writers`) from ``trainer.predict`` on a video.
+
+    A plain callback rather than Lightning's ``BasePredictionWriter``: it needs each batch's own ``frame_index``,
+    not the sampler's indices, which an iterable video dataset does not have.
 
     Args:
         out_dir: the run folder; must not exist or be empty unless ``overwrite``.
@@ -61,7 +64,7 @@ class VideoPredictionWriter(BasePredictionWriter):
         heatmap_temperature: float = 0.25,
         allowed_stages: Sequence[str] = PREDICT_STAGES,
     ) -> None:
-        super().__init__(write_interval="batch")
+        super().__init__()
         if mesh_format not in MESH_FORMATS:
             raise ValueError(f"mesh_format must be one of {MESH_FORMATS}, got {mesh_format!r}")
         if keypoint_method not in KEYPOINT_METHODS:
@@ -99,16 +102,16 @@ class VideoPredictionWriter(BasePredictionWriter):
                 )
         self._parts = {k: [] for k in ("frame_index", "kp_crop", "confidence", "pose", "mesh", "crop_box")}
 
-    def write_on_batch_end(
+    def on_predict_batch_end(
         self,
         trainer: Trainer,
         pl_module: LightningModule,
-        prediction: Any,
-        batch_indices: Sequence[int] | None,
+        outputs: Any,
         batch: Mapping[str, Any],
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        prediction = outputs
         if not isinstance(prediction, Mapping) or any(k not in prediction for k in PREDICTION_KEYS):
             raise ValueError(
                 f"{type(pl_module).__name__}.predict_step must return a dict with {list(PREDICTION_KEYS)}, "
