@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 
 from tassn.hand.skeleton import BONES
-from tassn.predict.overlay import BONE_COLORS, compose_frame, draw_skeleton, mesh_silhouette, tint
+from tassn.predict.overlay import BONE_COLORS, compose_frame, mesh_silhouette, outline
 from tassn.predict.writers import PredictionArrays
 
 SQUARE = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
@@ -24,13 +24,13 @@ def test_silhouette_is_the_projected_mesh() -> None:
     assert mesh_silhouette(SQUARE * np.nan, SQUARE_FACES, np.array([10.0, 0.0, 0.0]), 64, 48).sum() == 0
 
 
-def test_tint_blends_inside_only() -> None:
-    image = np.full((20, 20, 3), 100, np.uint8)
+def test_outline_traces_the_mask_border() -> None:
+    image = np.zeros((20, 20, 3), np.uint8)
     mask = np.zeros((20, 20), np.uint8)
     mask[5:15, 5:15] = 1
-    tint(image, mask, (200, 0, 0), 0.5)
-    np.testing.assert_array_equal(image[10, 10], [150, 50, 50])
-    np.testing.assert_array_equal(image[0, 0], [100, 100, 100])
+    outline(image, mask, (200, 0, 0))
+    assert image[5, 10, 0] > 100 and image[14, 10, 0] > 100  # on the border
+    assert image[10, 10].sum() == 0 and image[0, 0].sum() == 0  # not inside, not outside
 
 
 def hand_keypoints() -> np.ndarray:
@@ -41,21 +41,6 @@ def hand_keypoints() -> np.ndarray:
         for slot in range(4):
             kp[1 + 4 * finger + slot] = (20 + 15 * finger, 70 - 12 * slot)
     return kp
-
-
-def test_skeleton_bones_have_their_finger_colour() -> None:
-    image = np.zeros((100, 100, 3), np.uint8)
-    kp = hand_keypoints()
-    draw_skeleton(image, kp, thickness=2)
-    for b in (1, 6, 18):  # a thumb, index and little-finger bone, sampled between the joint dots
-        parent, child = BONES[b]
-        x, y = np.round(kp[parent] + 0.5 * (kp[child] - kp[parent])).astype(int)
-        np.testing.assert_allclose(image[y, x], BONE_COLORS[b], atol=40)
-    low = np.ones(21)
-    low[8] = 0.0  # index tip unsure: its bone is left out
-    blank = draw_skeleton(np.zeros((100, 100, 3), np.uint8), kp, low, min_confidence=0.5, thickness=2)
-    x, y = np.round(kp[7] + 0.5 * (kp[8] - kp[7])).astype(int)
-    assert blank[y, x].sum() == 0
 
 
 def test_compose_frame_places_every_layer() -> None:
@@ -72,6 +57,14 @@ def test_compose_frame_places_every_layer() -> None:
     # inside the silhouette (a 24 px square around the wrist), away from the skeleton: the tint
     np.testing.assert_allclose(out[99, 59], 0.65 * 60 + 0.35 * np.array([90, 200, 255]), atol=1.5)
     np.testing.assert_array_equal(out[110, 59], [60, 60, 60])  # below it: untouched
+    # bones in their finger's colour, sampled between the joint discs
+    for b in (1, 6, 18):
+        parent, child = BONES[b]
+        x, y = np.round(kp2d[parent] + 0.5 * (kp2d[child] - kp2d[parent])).astype(int)
+        np.testing.assert_allclose(out[y, x], BONE_COLORS[b], atol=60)
+    unsure = PredictionArrays(**{**arrays.__dict__, "confidence": np.where(np.arange(21) == 8, 0.0, 1.0)[None]})
+    x, y = np.round(kp2d[7] + 0.5 * (kp2d[8] - kp2d[7])).astype(int)
+    assert (compose_frame(frame, unsure, 0)[y, x] == 60).all()  # the unsure index tip's bone is left out
     side = round(120 * 0.3)
     inset = out[2 : 2 + side, 160 - side - 2 : 158]
     assert (inset.reshape(-1, 3) == [32, 32, 32]).all(axis=1).mean() > 0.5  # the 3D view's background

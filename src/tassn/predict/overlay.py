@@ -14,18 +14,15 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from tassn.hand.skeleton import BONES, NUM_JOINTS
+from tassn.hand.skeleton import BONES
+from tassn.viz import draw_skeleton, joint_color, overlay_silhouette
 
 from .video_io import FrameSource, Mp4Writer, VideoReadError
 from .view3d import ViewFrame, render_view3d, view_frame
 from .writers import PredictionArrays
 
-#: RGB per finger (thumb, index, middle, ring, little).
-FINGER_COLORS: tuple[tuple[int, int, int], ...] = (
-    (230, 60, 60), (240, 170, 40), (80, 200, 80), (60, 160, 230), (190, 90, 220),
-)
-#: RGB per bone of :data:`~tassn.hand.skeleton.BONES` (a bone takes its child joint's finger).
-BONE_COLORS: tuple[tuple[int, int, int], ...] = tuple(FINGER_COLORS[(child - 1) // 4] for _, child in BONES)
+#: RGB per bone of :data:`~tassn.hand.skeleton.BONES`: its finger's colour, as in :func:`tassn.viz.draw_skeleton`.
+BONE_COLORS: tuple[tuple[int, int, int], ...] = tuple(joint_color(child) for _, child in BONES)
 _SHIFT = 4  # OpenCV fixed-point bits: sub-pixel positions for lines, circles and polygons
 _MAX_COORD = 2**15  # pixels; drawn coordinates beyond this are left out
 
@@ -34,8 +31,8 @@ _MAX_COORD = 2**15  # pixels; drawn coordinates beyond this are left out
 class OverlayStyle:
     """How the overlay looks.
 
-    silhouette_color/alpha: tint of the mesh silhouette; min_confidence: joints below it (heatmap peak) are drawn
-    hollow and their bones are left out; inset_fraction: side of the 3D view relative to the frame's shorter side;
+    silhouette_color/alpha: tint of the mesh silhouette; min_confidence: joints below it (heatmap peak) and their
+    bones are left out; inset_fraction: side of the 3D view relative to the frame's shorter side;
     yaw_deg/pitch_deg: the 3D view's viewpoint; show_box: draw the crop box.
     """
 
@@ -69,34 +66,14 @@ def mesh_silhouette(vertices: np.ndarray, faces: np.ndarray, camera: np.ndarray,
     return mask
 
 
-def _fixed(point: np.ndarray) -> tuple[int, int]:
+def _fixed(point: np.ndarray | tuple[float, float]) -> tuple[int, int]:
     return int(round(point[0] * (1 << _SHIFT))), int(round(point[1] * (1 << _SHIFT)))
 
 
-def draw_skeleton(
-    image: np.ndarray, kp2d: np.ndarray, confidence: np.ndarray | None = None, min_confidence: float = 0.0,
-    thickness: int = 2,
-) -> np.ndarray:
-    """Draw the 21-joint skeleton (bones coloured by finger, joints white) on an RGB image, in place."""
-    conf = np.ones(NUM_JOINTS) if confidence is None else confidence
-    good = np.isfinite(kp2d).all(-1) & (conf >= min_confidence)
-    for (parent, child), color in zip(BONES, BONE_COLORS, strict=True):
-        if good[parent] and good[child]:
-            cv2.line(image, _fixed(kp2d[parent]), _fixed(kp2d[child]), color, thickness, cv2.LINE_AA, _SHIFT)
-    radius = (thickness + 1) * (1 << _SHIFT)
-    for j in range(NUM_JOINTS):
-        if np.isfinite(kp2d[j]).all():
-            cv2.circle(image, _fixed(kp2d[j]), radius, (255, 255, 255), -1 if good[j] else 1, cv2.LINE_AA, _SHIFT)
-    return image
-
-
-def tint(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float) -> np.ndarray:
-    """Blend ``color`` into the masked pixels and outline the mask, in place."""
-    inside = mask.astype(bool)
-    if inside.any():
-        image[inside] = ((1 - alpha) * image[inside] + alpha * np.asarray(color, np.float64)).astype(np.uint8)
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(image, contours, -1, color, 1, cv2.LINE_AA)
+def outline(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
+    """Draw the outer contour of a {0, 1} mask on an RGB image, in place (the tint alone hides thin parts)."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(image, contours, -1, color, 1, cv2.LINE_AA)
     return image
 
 
@@ -111,15 +88,14 @@ def compose_frame(
     style = style or OverlayStyle()
     view = view if view is not None else view_frame(arrays.kp3d)
     height, width = frame.shape[:2]
-    image = frame.copy()
-    thickness = max(1, round(min(width, height) / 240))
     silhouette = mesh_silhouette(arrays.mesh[i], arrays.faces, arrays.camera[i], width, height)
-    tint(image, silhouette, style.silhouette_color, style.silhouette_alpha)
+    image = overlay_silhouette(frame, silhouette, style.silhouette_color, style.silhouette_alpha)
+    outline(image, silhouette, style.silhouette_color)
     if style.show_box:
         x0, y0 = arrays.crop_boxes[i, :2] - arrays.crop_boxes[i, 2] / 2
         x1, y1 = arrays.crop_boxes[i, :2] + arrays.crop_boxes[i, 2] / 2
         cv2.rectangle(image, _fixed((x0, y0)), _fixed((x1, y1)), (160, 160, 160), 1, cv2.LINE_AA, _SHIFT)
-    draw_skeleton(image, arrays.kp2d[i], arrays.confidence[i], style.min_confidence, thickness)
+    image = draw_skeleton(image, arrays.kp2d[i], arrays.confidence[i] >= style.min_confidence)
     side = int(np.clip(round(min(width, height) * style.inset_fraction), 48, 320))
     if side + 4 <= min(width, height):
         inset = render_view3d(arrays.kp3d[i], side, view, BONE_COLORS, style.yaw_deg, style.pitch_deg)
