@@ -77,3 +77,18 @@ def test_import_is_light() -> None:
 
     assert render.SilhouetteRenderer is SilhouetteRenderer
     assert "matplotlib" not in sys.modules or "matplotlib.pyplot" not in sys.modules
+
+
+def test_weak_perspective_fit_then_render_lands_on_the_keypoints() -> None:
+    # a normalised "hand": joints on a line, mesh = a square around them; 2D labels from a known camera
+    joints = torch.zeros(1, 21, 3)
+    joints[0, :, 1] = torch.linspace(-1.0, 1.0, 21)
+    mesh, faces = grid_square(3, -0.5, -1.2, 2.4)
+    mesh = mesh[None] - torch.tensor([0.0, 0.0, 1.0])
+    kp2d = 10.0 * joints[..., :2] + torch.tensor([40.0, 30.0])
+    mesh_px, joints_px, cam = render.fit_and_project(mesh, joints, kp2d)
+    assert cam.scale.item() == pytest.approx(10.0, abs=1e-5)
+    alpha = SilhouetteRenderer(64, backend="soft")(mesh_px, faces)[0, 0]
+    for x, y in kp2d[0].round().long().tolist():
+        assert alpha[y, x].item() > 0.5
+    assert alpha[30, 20].item() == 0.0 and alpha[5, 40].item() == 0.0
