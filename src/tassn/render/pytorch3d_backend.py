@@ -72,7 +72,7 @@ def pytorch3d_silhouette(
     blur = blur_radius_for(sigma) if blur_radius is None else float(blur_radius)
     B = vertices_px.shape[0]
     verts = pixels_to_ndc(vertices_px, image_size)
-    meshes = p3d.Meshes(verts=verts, faces=faces.long()[None].expand(B, -1, -1))
+    meshes = p3d.Meshes(verts=verts, faces=faces.long()[None].expand(B, -1, -1).contiguous())
     pix_to_face, _zbuf, _bary, dists = p3d.rasterize_meshes(
         meshes,
         image_size=image_size,
