@@ -10,6 +10,7 @@ from tassn.losses import (
     consistency_loss,
     heatmap_loss,
     silhouette_loss,
+    squared_error,
     temporal_consistency_loss,
     total_loss,
 )
@@ -60,6 +61,8 @@ def test_consistency_loss_is_mean_over_frames_of_squared_frobenius() -> None:
     assert got.item() == pytest.approx(10 * 6.0 + 2 * 21.0)
     with pytest.raises(ValueError, match="consistency"):
         consistency_loss(fwd, rev[:, :2])
+    assert squared_error(rev, fwd).item() == pytest.approx(6.0)
+    assert squared_error(rev, fwd, torch.tensor([[1.0, 0.0, 0.0]])).item() == pytest.approx(9.0)
 
 
 def test_total_loss_weights_and_switched_off_terms() -> None:

@@ -13,7 +13,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from tassn.hand.normalize import normalize_3d
-from tassn.metrics import AUC_20_50_THRESHOLDS_MM, PCK_THRESHOLDS_MM, KeypointMetrics3D, KeypointPCK2D
+from tassn.metrics import (
+    AUC_20_50_THRESHOLDS_MM,
+    PCK2D,
+    PCK_THRESHOLDS_MM,
+    SCALAR_KEYS,
+    PoseMetrics3D,
+    heatmap_argmax,
+)
 
 
 def random_hands(n: int, seed: int, noise_mm: float = 15.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,17 +57,20 @@ def test_grids_are_the_documented_ones() -> None:
 
 def test_matches_numpy_reference_over_several_updates() -> None:
     pred, gt = random_hands(64, seed=0)
-    metric = KeypointMetrics3D()
+    metric = PoseMetrics3D()
     for chunk in range(4):
         sl = slice(16 * chunk, 16 * (chunk + 1))
         metric.update(pred[sl].reshape(4, 4, 21, 3), gt[sl].reshape(4, 4, 21, 3))  # B×T×21×3
-    got = {k: v.item() for k, v in metric.compute().items()}
+    result = metric.compute()
+    got = {k: result[k].item() for k in SCALAR_KEYS}
     ref = numpy_reference(pred.double().numpy(), gt.double().numpy())
     for key in ("epe_mm", "auc_0_50", "auc_20_50"):
         assert got[key] == pytest.approx(ref[key], abs=1e-4), key
     assert got["epe_median_mm"] == pytest.approx(ref["epe_median_mm"], abs=0.05)  # one histogram bin
     t, pck = metric.pck_curve()
     assert t.shape == pck.shape == (20,)
+    torch.testing.assert_close(result["pck"], pck)
+    torch.testing.assert_close(result["thresholds_mm"], t)
     assert pck[0].item() == pytest.approx(1 / 21, abs=1e-6)  # only the aligned roots have zero error
     assert pck[-1].item() <= 1.0 and bool((pck[1:] >= pck[:-1]).all())
 
@@ -73,7 +83,7 @@ def test_known_offsets() -> None:
     offset[:, 0] = 0.0  # the root is aligned anyway
     pred_mm = gt + offset
     pred_norm, _, _ = normalize_3d(pred_mm, gt)
-    metric = KeypointMetrics3D(pck_thresholds_mm=[0.0, 9.0, 11.0, 50.0], include_root=False)
+    metric = PoseMetrics3D(pck_thresholds_mm=[0.0, 9.0, 11.0, 50.0], include_root=False)
     metric.update(pred_norm, gt)
     out = metric.compute()
     assert out["epe_mm"].item() == pytest.approx(10.0, abs=1e-9)
@@ -83,35 +93,42 @@ def test_known_offsets() -> None:
     # trapz over [0, 9, 11, 50] of [0, 0, 1, 1] / 50 = (0 + 1 + 39) / 50
     assert out["auc_0_50"].item() == pytest.approx(40 / 50)
     assert out["auc_20_50"].item() == pytest.approx(1.0)
-    mm = KeypointMetrics3D(input_space="mm", include_root=False)
+    mm = PoseMetrics3D(input_space="mm", include_root=False)
     mm.update(pred_mm + 100.0, gt)  # a global shift is removed by root alignment
     assert mm.compute()["epe_mm"].item() == pytest.approx(10.0, abs=1e-9)
+    assert mm.has_data() and not PoseMetrics3D().has_data()
 
 
 def test_visibility_mask_and_bad_input() -> None:
     pred, gt = random_hands(2, seed=4)
     visible = torch.zeros(2, 21, dtype=torch.bool)
     visible[:, 5] = True
-    metric = KeypointMetrics3D()
+    metric = PoseMetrics3D()
     metric.update(pred, gt, visible)
     assert int(metric.count) == 2
     with pytest.raises(ValueError, match="…×21×3"):
         metric.update(pred[..., :2], gt[..., :2])
     with pytest.raises(ValueError, match="increasing"):
-        KeypointMetrics3D(pck_thresholds_mm=[10.0, 5.0])
+        PoseMetrics3D(pck_thresholds_mm=[10.0, 5.0])
 
 
 def test_pck2d() -> None:
     target = torch.zeros(1, 4, 2)
     pred = torch.tensor([[[3.0, 4.0], [0.0, 12.0], [0.0, 13.0], [100.0, 0.0]]])  # errors 5, 12, 13, 100
-    m = KeypointPCK2D(threshold=0.05, unit="fraction", image_size=256)  # 12.8 px
+    m = PCK2D(threshold=0.05, unit="fraction", image_size=256)  # 12.8 px
     m.update(pred, target)
-    out = m.compute()
-    assert out["pck2d"].item() == pytest.approx(0.5)
-    assert out["epe2d_px"].item() == pytest.approx(130 / 4)
-    px = KeypointPCK2D(threshold=5.0, unit="px")
+    assert m.compute().item() == pytest.approx(0.5)
+    assert m.epe_px().item() == pytest.approx(130 / 4)
+    px = PCK2D()  # 5 px
     px.update(pred, target, torch.tensor([[True, True, False, False]]))
-    assert px.compute()["pck2d"].item() == pytest.approx(0.5)
+    assert px.compute().item() == pytest.approx(0.5)
+
+
+def test_heatmap_argmax() -> None:
+    h = torch.zeros(2, 21, 8, 6)
+    h[1, 3, 5, 2] = 1.0
+    xy = heatmap_argmax(h)
+    assert xy.shape == (2, 21, 2) and xy[1, 3].tolist() == [2.0, 5.0]
 
 
 def _free_port() -> int:
@@ -126,13 +143,14 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         pred, gt = random_hands(40, seed=7)
-        metric = KeypointMetrics3D()
-        pck2d = KeypointPCK2D(threshold=10.0, unit="px")
+        metric = PoseMetrics3D()
+        pck2d = PCK2D(threshold=10.0, unit="px")
         sl = slice(rank * 20, (rank + 1) * 20)
         metric.update(pred[sl], gt[sl])
         pck2d.update(pred[sl, :, :2] * 30, gt[sl, :, :2])
-        out = {k: v.item() for k, v in metric.compute().items()}
-        out["pck2d"] = pck2d.compute()["pck2d"].item()
+        result = metric.compute()
+        out = {k: result[k].item() for k in SCALAR_KEYS}
+        out["pck2d"] = pck2d.compute().item()
         out["curve"] = metric.pck_curve()[1].tolist()
         torch.save(out, Path(out_dir) / f"rank{rank}.pt")
     finally:
@@ -142,12 +160,13 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
 def test_ddp_sync_equals_single_process(tmp_path: Path) -> None:
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     pred, gt = random_hands(40, seed=7)
-    single = KeypointMetrics3D()
+    single = PoseMetrics3D()
     single.update(pred, gt)
-    expected = {k: v.item() for k, v in single.compute().items()}
-    p2 = KeypointPCK2D(threshold=10.0, unit="px")
+    result = single.compute()
+    expected = {k: result[k].item() for k in SCALAR_KEYS}
+    p2 = PCK2D(threshold=10.0, unit="px")
     p2.update(pred[..., :2] * 30, gt[..., :2])
-    expected["pck2d"] = p2.compute()["pck2d"].item()
+    expected["pck2d"] = p2.compute().item()
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt")
         for key, value in expected.items():

@@ -74,5 +74,9 @@ def test_plot_pck_curves_returns_an_rgb_image() -> None:
     assert any("0.689" in line for line in reference_legend("mhp"))
     with pytest.raises(ValueError, match="reference"):
         reference_legend("rhd")  # type: ignore[arg-type]
+    as_mapping = plot_pck_curves(
+        {"ours": {"thresholds_mm": t.tolist(), "pck": np.clip(t / 40, 0, 1).tolist()}}
+    )
+    assert as_mapping.ndim == 3 and as_mapping.dtype == np.uint8
     with pytest.raises(ValueError, match="curve"):
         plot_pck_curves({"bad": (t, t[:5])})

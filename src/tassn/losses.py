@@ -94,6 +94,18 @@ def silhouette_loss(
     return _frame_mean(per_frame, weights)
 
 
+def squared_error(a: Tensor, b: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Mean over frames of the squared Frobenius norm over the last two dims: ``a``, ``b …×N×C``.
+
+    The form shared by Eq. 3–4 and by supervised 3D losses on synthetic data. ``weights …`` optional per frame.
+    """
+    if a.shape != b.shape or a.dim() < 2:
+        raise ValueError(
+            f"squared error: both inputs must be …×N×C of one shape; got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
+    return _frame_mean((a - b).pow(2).sum(dim=(-1, -2)), weights)
+
+
 def consistency_loss(forward: Tensor, reversed_: Tensor, weights: Tensor | None = None) -> Tensor:
     """Eq. 3 / Eq. 4: mean over frames of ``‖x_i − x̃_i‖²_F`` for ``forward``, ``reversed_ …×T×N×3``.
 
@@ -103,8 +115,7 @@ def consistency_loss(forward: Tensor, reversed_: Tensor, weights: Tensor | None 
         raise ValueError(
             f"consistency: forward and reversed must match (…×T×N×3); got {tuple(forward.shape)}, {tuple(reversed_.shape)}"
         )
-    per_frame = (forward - reversed_).pow(2).sum(dim=(-1, -2))
-    return _frame_mean(per_frame, weights)
+    return squared_error(forward, reversed_, weights)
 
 
 pose_consistency_loss = consistency_loss  #: L_c^p (Eq. 3) on poses ``…×T×21×3``

@@ -33,6 +33,8 @@ from tassn.hand.skeleton import ROOT
 PCK_THRESHOLDS_MM: tuple[float, ...] = tuple(torch.linspace(0, 50, 20).tolist())
 #: Thresholds (mm) for AUC 20–50: 1 mm steps over exactly 20–50 mm.
 AUC_20_50_THRESHOLDS_MM: tuple[float, ...] = tuple(torch.linspace(20, 50, 31).tolist())
+#: The scalar entries of :meth:`PoseMetrics3D.compute` (the others are the PCK curve).
+SCALAR_KEYS: tuple[str, ...] = ("epe_mm", "epe_median_mm", "auc_0_50", "auc_20_50")
 
 
 def auc(thresholds: Tensor, pck: Tensor) -> Tensor:
@@ -47,13 +49,14 @@ def _thresholds(values: Sequence[float] | None, default: tuple[float, ...], name
     return t
 
 
-class KeypointMetrics3D(Metric):
+class PoseMetrics3D(Metric):
     """3D EPE (mean, median), PCK curve, AUC 0–50 mm and AUC 20–50 mm under the protocol in this module's doc.
 
     ``update(pred …×21×3, target_mm …×21×3, visible …×21 | None)``: ``pred`` is root-relative and scale-normalised
     (``input_space="normalized"``, what the networks predict) or already in mm (``"mm"``, still root-aligned).
-    ``compute()`` → ``{"epe_mm", "epe_median_mm", "auc_0_50", "auc_20_50"}`` (scalars, loggable as they are);
-    ``pck_curve()`` → ``(thresholds_mm, pck)`` for plots.
+    ``compute()`` → ``{"epe_mm", "epe_median_mm", "auc_0_50", "auc_20_50"}`` (scalars) plus the curve
+    ``"thresholds_mm"`` and ``"pck"`` (1-D, for plots; :data:`SCALAR_KEYS` are the loggable ones);
+    ``pck_curve()`` → ``(thresholds_mm, pck)`` alone.
     """
 
     full_state_update = False
@@ -124,13 +127,20 @@ class KeypointMetrics3D(Metric):
         bins = torch.clamp((e / self.bin_mm).floor().long(), max=self.num_bins)
         self.histogram += torch.bincount(bins, minlength=self.num_bins + 1)
 
+    def has_data(self) -> bool:
+        """True once any keypoint was measured (on this process)."""
+        return bool(self.count > 0)
+
     def compute(self) -> dict[str, Tensor]:
         n = self.count.clamp_min(1).double()
+        pck = self.pck_counts.double() / n
         return {
             "epe_mm": self.error_sum / n,
             "epe_median_mm": self._median(),
-            "auc_0_50": auc(self.thresholds, self.pck_counts.double() / n),
+            "auc_0_50": auc(self.thresholds, pck),
             "auc_20_50": auc(self.thresholds_20_50, self.pck_counts_20_50.double() / n),
+            "thresholds_mm": self.thresholds.clone(),
+            "pck": pck,
         }
 
     def pck_curve(self) -> tuple[Tensor, Tensor]:
@@ -149,12 +159,12 @@ class KeypointMetrics3D(Metric):
         return (i + (half - before) / inside) * self.bin_mm
 
 
-class KeypointPCK2D(Metric):
-    """2D PCK and EPE in crop pixels: a keypoint is correct when ``‖pred − gt‖ ≤ threshold``.
+class PCK2D(Metric):
+    """2D PCK in crop pixels: the fraction of (visible) keypoints with ``‖pred − gt‖ ≤ threshold``.
 
-    ``threshold`` is in pixels (``unit="px"``) or a fraction of the crop side ``image_size`` (``"fraction"``,
-    default 0.05 → 12.8 px at 256). ``update(pred …×21×2, target …×21×2, visible …×21 | None)``;
-    ``compute()`` → ``{"pck2d", "epe2d_px"}``.
+    ``threshold`` is in pixels (``unit="px"``, default 5 px) or a fraction of the crop side ``image_size``
+    (``unit="fraction"``, e.g. 0.05 → 12.8 px at 256). ``update(pred …×21×2, target …×21×2, visible …×21 | None)``;
+    ``compute()`` → the PCK (scalar); ``epe_px()`` → the mean 2D error.
     """
 
     full_state_update = False
@@ -163,14 +173,14 @@ class KeypointPCK2D(Metric):
 
     def __init__(
         self,
-        threshold: float = 0.05,
-        unit: Literal["fraction", "px"] = "fraction",
+        threshold: float = 5.0,
+        unit: Literal["px", "fraction"] = "px",
         image_size: int = 256,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if unit not in ("fraction", "px"):
-            raise ValueError(f"unit must be 'fraction' or 'px'; got {unit!r}")
+            raise ValueError(f"unit must be 'px' or 'fraction'; got {unit!r}")
         if threshold <= 0 or image_size <= 0:
             raise ValueError(f"threshold and image_size must be positive; got {threshold}, {image_size}")
         self.threshold_px = float(threshold) * (image_size if unit == "fraction" else 1.0)
@@ -192,6 +202,17 @@ class KeypointPCK2D(Metric):
         self.count += err.numel()
         self.error_sum += err.sum()
 
-    def compute(self) -> dict[str, Tensor]:
-        n = self.count.clamp_min(1).double()
-        return {"pck2d": self.correct.double() / n, "epe2d_px": self.error_sum / n}
+    def compute(self) -> Tensor:
+        return self.correct.double() / self.count.clamp_min(1).double()
+
+    def epe_px(self) -> Tensor:
+        """Mean 2D error in pixels, synced across processes like ``compute``."""
+        with self.sync_context(should_sync=self._to_sync, should_unsync=self._should_unsync):
+            return self.error_sum / self.count.clamp_min(1).double()
+
+
+def heatmap_argmax(heatmaps: Tensor) -> Tensor:
+    """``…×J×h×w`` heatmaps → ``…×J×2`` (x, y) of each map's maximum, in heatmap pixels (centres at integers)."""
+    w = heatmaps.shape[-1]
+    idx = heatmaps.flatten(-2).argmax(-1)
+    return torch.stack(((idx % w).to(heatmaps.dtype), (idx // w).to(heatmaps.dtype)), dim=-1)

@@ -128,13 +128,14 @@ def reference_legend(reference: Literal["stb", "mhp"]) -> list[str]:
 
 
 def plot_pck_curves(
-    curves: Mapping[str, tuple[ArrayLike, ArrayLike]],
+    curves: Mapping[str, tuple[ArrayLike, ArrayLike] | Mapping[str, ArrayLike]],
     reference: Literal["stb", "mhp"] | None = None,
     title: str | None = None,
     size: Sequence[float] = (6.4, 4.8),
     dpi: int = 100,
 ) -> np.ndarray:
-    """3D PCK curves like the paper's Fig. 6, one per run: ``{name: (thresholds_mm, pck)}``.
+    """3D PCK curves like the paper's Fig. 6, one per run: ``{name: (thresholds_mm, pck)}`` (or
+    ``{name: {"thresholds_mm": …, "pck": …}}``, as :meth:`tassn.metrics.PoseMetrics3D.compute` gives them).
 
     Each run's legend gives its AUC over the plotted range; with ``reference`` the paper's TASSN numbers for that
     dataset are listed in the legend (the paper publishes numbers, not curve samples). Returns H×W×3 uint8.
@@ -146,7 +147,8 @@ def plot_pck_curves(
     fig = Figure(figsize=tuple(size), dpi=dpi)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    for name, (t, pck) in curves.items():
+    for name, curve in curves.items():
+        t, pck = (curve["thresholds_mm"], curve["pck"]) if isinstance(curve, Mapping) else curve
         t_np, p_np = _numpy(t).astype(np.float64), _numpy(pck).astype(np.float64)
         if t_np.shape != p_np.shape or t_np.ndim != 1 or t_np.size < 2:
             raise ValueError(f"curve {name!r}: thresholds and pck must be equal-length 1-D arrays")
@@ -170,12 +172,16 @@ def plot_pck_curves(
     return np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[..., :3])
 
 
+#: The name the stages use for :func:`plot_pck_curves`.
+pck_curve_figure = plot_pck_curves
+
 __all__ = [
     "PAPER_RESULTS",
     "draw_skeleton",
     "frame_to_uint8",
     "joint_color",
     "overlay_silhouette",
+    "pck_curve_figure",
     "plot_pck_curves",
     "reference_legend",
 ]
