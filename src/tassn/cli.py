@@ -160,16 +160,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     Errors in the user's input (a missing dataset or checkpoint, a checkpoint of the wrong stage) end the
     command with their message and exit status 2 instead of a traceback.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] == "report":
+        if args and args[0] == "report":
             from tassn import report
 
-            raise SystemExit(report.main(argv[1:]))
-        if argv and argv[0] == "prepare":
-            prepare(argv[1:])
+            raise SystemExit(report.main(args[1:]))
+        if args and args[0] == "prepare":
+            prepare(args[1:])
             return
-        TassnCLI(args=argv)
+        # from the command line LightningCLI reads sys.argv itself (it is re-read by DDP's launched processes)
+        TassnCLI(args=None if argv is None else args)
     except USER_ERRORS as err:
         sys.stderr.write(f"tassn: error: {err}\n")
         raise SystemExit(2) from err
@@ -185,12 +186,12 @@ tool, install lightning-sdk in another environment, where it keeps the name.
 
 def lightning_main(argv: Sequence[str] | None = None) -> None:
     """``lightning fit|validate|test|predict …``: the tassn CLI under the name the Lightning docs use."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and (argv[0] in SUBCOMMANDS or argv[0] in ("-h", "--help")):
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and (args[0] in SUBCOMMANDS or args[0] in ("-h", "--help")):
         main(argv)
         return
     sys.stderr.write(
-        LIGHTNING_CLASH.format(subcommands="|".join(SUBCOMMANDS), command=" ".join(["lightning", *argv]).strip())
+        LIGHTNING_CLASH.format(subcommands="|".join(SUBCOMMANDS), command=" ".join(["lightning", *args]).strip())
     )
     raise SystemExit(2)
 

@@ -152,23 +152,24 @@ class StageModule(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         results = self._finish_evaluation("test", self.test_metrics)
-        self._write_results(results)
+        self._write_results(results, self.run_dir())
 
     def _finish_evaluation(self, split: str, metrics: EvaluationMetrics) -> dict[str, Any]:
-        results = metrics.compute()
+        results = metrics.compute()  # synced across processes
         for name, value in results["scalars"].items():
             self.log(f"{split}/{name}", value, sync_dist=False)
+        run_dir = self.run_dir()  # on every process: finding it is a collective call under DDP
         if results.get("curve") is not None and not self.trainer.sanity_checking:
-            self._log_curve(split, results["curve"])
+            self._log_curve(split, results["curve"], run_dir)
         metrics.reset()
         return results
 
     @rank_zero_only
-    def _log_curve(self, split: str, curve: dict[str, list[float]]) -> None:
+    def _log_curve(self, split: str, curve: dict[str, list[float]], run_dir: Path | None) -> None:
         from tassn.stages.evaluation import pck_curve_image, save_png
 
-        image = pck_curve_image(curve, title=f"{type(self).__name__} {split}, epoch {self.current_epoch}")
-        run_dir = self.run_dir()
+        title = f"{type(self).__name__} ({self.variant()}), {split}, epoch {self.current_epoch}"
+        image = pck_curve_image(curve, title=title, dataset=self.dataset_name())
         if run_dir is not None:
             save_png(image, run_dir / f"pck_curve_{split}.png")
         for logger in self.loggers:
@@ -176,29 +177,35 @@ class StageModule(LightningModule):
                 logger.log_image(key=f"{split}/pck_curve", images=[image], step=self.global_step)
 
     def run_dir(self) -> Path | None:
-        """This run's own folder (the first logger's ``version_<n>``), or None without a trainer or logger."""
+        """This run's own folder (the first logger's ``version_<n>``), or None without a trainer or logger.
+
+        Call it on every process: under DDP the trainer broadcasts the folder from rank 0."""
         trainer = getattr(self, "_trainer", None)
         if trainer is None or trainer.log_dir is None:
             return None
         return Path(trainer.log_dir)
 
     @rank_zero_only
-    def _write_results(self, results: dict[str, Any]) -> None:
-        run_dir = self.run_dir()
+    def _write_results(self, results: dict[str, Any], run_dir: Path | None) -> None:
         if run_dir is None:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
-        datamodule = getattr(self.trainer, "datamodule", None)
         payload = {
             "stage": self.stage,
             "variant": self.variant(),
-            "dataset": type(datamodule).__name__.removesuffix("DataModule").lower() if datamodule else None,
+            "dataset": self.dataset_name(),
             "checkpoint": self.trainer.ckpt_path,
             "metrics": {k: float(v) for k, v in results["scalars"].items()},
             "pck_curve": results.get("curve"),
             "pck_curve_png": str(run_dir / "pck_curve_test.png") if results.get("curve") else None,
         }
         (run_dir / "test_results.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+    def dataset_name(self) -> str | None:
+        """``synthetic``, ``stb``, ``mhp``, … from the trainer's datamodule class, or None without one."""
+        trainer = getattr(self, "_trainer", None)
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        return type(datamodule).__name__.removesuffix("DataModule").lower() if datamodule is not None else None
 
     def variant(self) -> str:
         """A short name of this configuration for result tables."""

@@ -14,8 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from tassn.metrics import PCK2D, PoseMetrics3D, heatmap_argmax
+from tassn.metrics import PCK2D, SCALAR_KEYS, PoseMetrics3D, heatmap_argmax
 from tassn.nets.pme import PMEOutput
+
+
+def heatmap_to_crop(points: torch.Tensor, stride: float) -> torch.Tensor:
+    """Heatmap pixels → crop pixels, pixel centres at integers in both (the targets' convention:
+    ``heatmap = (crop + 0.5) / stride − 0.5``)."""
+    return (points + 0.5) * stride - 0.5
 
 
 class EvaluationMetrics(nn.Module):
@@ -32,21 +38,21 @@ class EvaluationMetrics(nn.Module):
 
     def update(self, out: PMEOutput, batch: Mapping[str, Any]) -> None:
         """Add one batch: predictions ``out`` (with a T axis) and the batch's labels."""
-        heatmaps = out.heatmaps[:, :, -1]  # B×T×21×h×w, last stack
-        stride = batch["frames"].shape[-1] / heatmaps.shape[-1]
-        kp2d = heatmap_argmax(heatmaps.flatten(0, 1)) * stride
+        heatmaps = out.heatmaps[:, :, -1].flatten(0, 1)  # (B·T)×21×h×w, last stack
+        kp2d = heatmap_to_crop(heatmap_argmax(heatmaps), batch["frames"].shape[-1] / heatmaps.shape[-1])
         visible = batch["visible"].flatten(0, 1)
         self.pck2d.update(kp2d, batch["kp2d"].flatten(0, 1), visible)
         if "kp3d" in batch:
-            self.pose3d.update(out.pose.flatten(0, 1), batch["kp3d"].flatten(0, 1))
+            self.pose3d.update(out.pose.flatten(0, 1), batch["kp3d"].flatten(0, 1), visible)
 
     def compute(self) -> dict[str, Any]:
-        """``{"scalars": {pck2d, [epe_mm, auc_0_50, auc_20_50]}, "curve": {thresholds_mm, pck} or None}``."""
+        """``{"scalars": {pck2d[, epe_mm, epe_median_mm, auc_0_50, auc_20_50]}, "curve": {thresholds_mm, pck} or
+        None}``; the 3D entries only when batches carried ``kp3d``."""
         scalars = {"pck2d": self.pck2d.compute()}
         curve = None
         if self.pose3d.has_data():
             result = self.pose3d.compute()
-            scalars.update({k: result[k] for k in ("epe_mm", "auc_0_50", "auc_20_50")})
+            scalars.update({k: result[k] for k in SCALAR_KEYS})
             curve = {
                 "thresholds_mm": [float(t) for t in result["thresholds_mm"]],
                 "pck": [float(p) for p in result["pck"]],
@@ -58,11 +64,12 @@ class EvaluationMetrics(nn.Module):
         self.pose3d.reset()
 
 
-def pck_curve_image(curve: Mapping[str, list[float]], title: str = "") -> np.ndarray:
-    """The PCK curve as an ``H×W×3`` uint8 RGB image."""
+def pck_curve_image(curve: Mapping[str, list[float]], title: str = "", dataset: str | None = None) -> np.ndarray:
+    """The PCK curve as an ``H×W×3`` uint8 RGB image; for STB and MHP the legend lists the paper's numbers."""
     from tassn.viz import pck_curve_figure
 
-    return pck_curve_figure({title or "ours": curve})
+    reference = dataset if dataset in ("stb", "mhp") else None
+    return pck_curve_figure({"ours": curve}, reference=reference, title=title or None)
 
 
 def save_png(image: np.ndarray, path: Path) -> None:
@@ -72,7 +79,3 @@ def save_png(image: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {path}")
-
-
-def as_float(value: torch.Tensor | float) -> float:
-    return float(value.item() if isinstance(value, torch.Tensor) else value)

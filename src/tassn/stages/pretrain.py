@@ -21,7 +21,8 @@ from tassn.stages.base import StageModule
 class Pretrain(StageModule):
     """``L = λh·L_h + λp·‖p − p̄‖² + λm·‖m − m̄‖²`` with ``p̄, m̄`` the 3D labels, root-relative and scale-normalised.
 
-    The squared errors are summed over joints / vertices and averaged over frames, like L_c (Eq. 3–4).
+    The squared errors are summed over joints / vertices and averaged over frames, like L_c (Eq. 3–4); the
+    heatmap term is L_h (Eq. 1).
 
     Args:
         lambda_h, lambda_pose, lambda_mesh: weights of the three terms.

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from tassn.losses import heatmap_loss, silhouette_loss
+from tassn.losses import LossWeights, total_loss
 from tassn.nets.pme import PME, PMEOutput
 from tassn.render import SilhouetteRenderer, fit_weak_perspective
 from tassn.stages.base import StageModule, without_3d
@@ -62,14 +62,14 @@ class SilhouetteStage(StageModule):
         rendered = self.renderer(vertices, self.net.template_faces)
         return rendered.unflatten(0, (b, t))
 
-    def silhouette_loss(self, out: PMEOutput, batch: Mapping[str, Any]) -> torch.Tensor:
-        """L_m (Eq. 2) of a clip's predictions against the batch's GrabCut ``silhouettes``."""
+    def grabcut_silhouettes(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The batch's GrabCut ``silhouettes B×T×1×S×S``: the targets of L_m."""
         if "silhouettes" not in batch:
             raise KeyError(
                 f"{type(self).__name__} needs GrabCut silhouettes in training batches: "
                 "set data.init_args.silhouettes: true"
             )
-        return silhouette_loss(self.render_silhouettes(out, batch), batch["silhouettes"])
+        return batch["silhouettes"]
 
 
 class Stage2(SilhouetteStage):
@@ -125,9 +125,13 @@ class Stage2(SilhouetteStage):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         batch = without_3d(batch)
         out = self.net.run(batch["frames"])
-        losses = {"loss_h": heatmap_loss(out.heatmaps, batch["heatmaps"], batch["visible"])}
-        if self.lambda_s > 0:
-            losses["loss_m"] = self.silhouette_loss(out, batch)
-        losses["loss"] = self.lambda_h * losses["loss_h"] + self.lambda_s * losses.get("loss_m", 0.0)
+        losses = total_loss(  # L = λh·L_h + λs·L_m
+            LossWeights(heatmap=self.lambda_h, silhouette=self.lambda_s, pose_consistency=0, mesh_consistency=0),
+            heatmaps=out.heatmaps,
+            heatmap_targets=batch["heatmaps"],
+            visible=batch["visible"],
+            silhouettes=lambda: self.render_silhouettes(out, batch),
+            silhouette_targets=lambda: self.grabcut_silhouettes(batch),
+        )
         self.log_losses(losses, batch_size=batch["frames"].shape[0])
         return losses["loss"]

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from tassn.losses import consistency_loss, heatmap_loss
+from tassn.losses import LossWeights, total_loss
 from tassn.nets.pme import PME
 from tassn.render import SilhouetteRenderer
 from tassn.stages.base import without_3d
@@ -58,23 +58,31 @@ class Stage3(SilhouetteStage):
         self.lambda_c_pose = lambda_c_pose
         self.lambda_c_mesh = lambda_c_mesh
 
+    @property
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(self.lambda_h, self.lambda_s, self.lambda_c_pose, self.lambda_c_mesh)
+
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         batch = without_3d(batch)
         forward = self.net.run(batch["frames"])
-        backward = self.net.run(batch["frames"], reverse=True)
-        losses = {
-            "loss_h": 0.5 * sum(heatmap_loss(o.heatmaps, batch["heatmaps"], batch["visible"])
-                                for o in (forward, backward)),
-            "loss_c_pose": consistency_loss(forward.pose, backward.pose),
-            "loss_c_mesh": consistency_loss(forward.mesh, backward.mesh),
-        }
-        if self.lambda_s > 0:
-            losses["loss_m"] = 0.5 * sum(self.silhouette_loss(o, batch) for o in (forward, backward))
-        losses["loss"] = (
-            self.lambda_s * losses.get("loss_m", 0.0)
-            + self.lambda_h * losses["loss_h"]
-            + self.lambda_c_pose * losses["loss_c_pose"]
-            + self.lambda_c_mesh * losses["loss_c_mesh"]
+        reversed_ = self.net.run(batch["frames"], reverse=True)  # reversed temporal measurement, in clip order
+
+        def both(x: torch.Tensor) -> torch.Tensor:  # targets of the forward and then the reversed predictions
+            return torch.cat([x, x])
+
+        losses = total_loss(  # Eq. 6: L = λs·L_m + λh·L_h + λc^p·L_c^p + λc^m·L_c^m
+            self.loss_weights,
+            heatmaps=torch.cat([forward.heatmaps, reversed_.heatmaps]),
+            heatmap_targets=both(batch["heatmaps"]),
+            visible=both(batch["visible"]),
+            silhouettes=lambda: torch.cat(
+                [self.render_silhouettes(forward, batch), self.render_silhouettes(reversed_, batch)]
+            ),
+            silhouette_targets=lambda: both(self.grabcut_silhouettes(batch)),
+            pose=forward.pose,
+            pose_reversed=reversed_.pose,
+            mesh=forward.mesh,
+            mesh_reversed=reversed_.mesh,
         )
         self.log_losses(losses, batch_size=batch["frames"].shape[0])
         return losses["loss"]

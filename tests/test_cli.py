@@ -1,0 +1,156 @@
+"""The command line: fit/test through LightningCLI, run folders, resume, config errors, `lightning`, `report`.
+
+Tiny networks and videos (tests/stages/conftest.py builds them); W&B is disabled.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent / "stages"))
+from stage_fixtures import *  # noqa: E402,F401,F403  (tiny nets, videos and configs)
+
+
+def run_cli(args: list[str]):
+    from tassn.cli import TassnCLI
+
+    return TassnCLI(args=args)
+
+
+def metrics_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_fit_writes_run_folders_and_resumes_from_last(write_configs, tmp_path) -> None:
+    configs = write_configs("Stage1", trainer={"max_steps": 2, "max_epochs": 5})
+    run_cli(["fit", *configs])
+    root = tmp_path / "run"
+    last = root / "checkpoints" / "last.ckpt"
+    assert last.is_file() and (root / "checkpoints" / "best.ckpt").is_file()
+    first = torch.load(last, weights_only=True)
+    assert first["global_step"] == 2 and first["tassn_stage"] == "stage1"
+    assert first["hyper_parameters"]["net"]["init_args"]["image_size"] == 32  # linked from data.crop_size
+
+    # a stopped run continues from its last checkpoint: the step count goes on, a new run folder keeps its config
+    cli = run_cli(["fit", *configs, "--trainer.max_steps=4", "--ckpt_path=last"])
+    assert cli.trainer.global_step == 4
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+    assert sorted(p.name for p in root.glob("version_*")) == ["version_0", "version_1"]
+    assert (root / "version_0" / "config.yaml").read_text() != (root / "version_1" / "config.yaml").read_text()
+    steps = [int(r["step"]) for r in metrics_rows(root / "version_1" / "metrics.csv") if r.get("train/loss_step")]
+    assert steps and min(steps) >= 2
+
+
+def test_test_subcommand_writes_results_and_report_prints_them(write_configs, tmp_path, capsys) -> None:
+    configs = write_configs("Stage3", trainer={"max_steps": 1})
+    run_cli(["fit", *configs])
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    run_cli(["test", *configs, f"--ckpt_path={last}"])
+    results_files = list((tmp_path / "run").rglob("test_results.json"))
+    assert len(results_files) == 1
+    results = json.loads(results_files[0].read_text())
+    assert results["stage"] == "stage3" and results["variant"] == "TASSN" and results["dataset"] == "synthetic"
+    assert set(results["metrics"]) == {"epe_mm", "epe_median_mm", "auc_0_50", "auc_20_50", "pck2d"}
+    assert 0 < results["metrics"]["epe_mm"] < 1000
+    assert 0 <= results["metrics"]["auc_20_50"] <= 1
+    assert Path(results["pck_curve_png"]).is_file()
+
+    from tassn.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(tmp_path / "run")])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    epe = f"{results['metrics']['epe_mm']:.1f}"
+    assert "ours, synthetic: TASSN" in out and epe in out and "paper, STB: TASSN" in out and "0.972" in out
+
+
+def test_a_checkpoint_rebuilds_its_stage_without_the_config(write_configs, tmp_path) -> None:
+    from tassn.stages import Stage2
+
+    configs = write_configs("Stage2", trainer={"max_steps": 1})
+    cli = run_cli(["fit", *configs])
+    loaded = Stage2.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert loaded.net.image_size == 32 and loaded.lambda_s == pytest.approx(0.1)
+    trained = cli.model.net.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in loaded.net.state_dict().items())
+
+
+def test_config_typos_get_jsonargparse_errors(write_configs, tmp_path, capsys) -> None:
+    configs = write_configs("Stage3")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(["fit", *configs, "--model.init_args.lamda_s=0.5"])
+    assert exit_info.value.code != 0
+    assert "lamda_s" in capsys.readouterr().err
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("trainer:\n  max_epoch: 3\n")
+    with pytest.raises(SystemExit):
+        run_cli(["fit", *configs, "--config", str(typo)])
+    assert "max_epoch" in capsys.readouterr().err
+
+
+def test_user_errors_end_with_a_message_and_status_2(write_configs, tmp_path, capsys) -> None:
+    from tassn.cli import main
+
+    configs = write_configs("Stage3", model={"init_from": str(tmp_path / "missing.ckpt")})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *configs])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "tassn: error:" in err and "missing.ckpt" in err and "Traceback" not in err
+
+
+def test_lightning_command_explains_the_name_clash(capsys) -> None:
+    from tassn.cli import lightning_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        lightning_main(["login"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "lightning login" in err and "lightning-sdk" in err and "fit|validate|test|predict" in err
+
+
+def test_prepare_generates_the_configured_data(write_configs, tmp_path, capsys) -> None:
+    from tassn.cli import main
+
+    configs = write_configs("Stage1", data={"root": str(tmp_path / "fresh"), "num_test_videos": 1})
+    main(["prepare", *configs])
+    assert len(list((tmp_path / "fresh").glob("target-train-*"))) == 1
+    assert len(list((tmp_path / "fresh").glob("target-test-*"))) == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo DDP on CPU is exercised on Linux")
+def test_two_process_ddp_syncs_metrics_and_trains(write_configs, tmp_path) -> None:
+    configs = write_configs(
+        "Stage3",
+        trainer={"max_steps": 2, "devices": 2, "strategy": "ddp", "num_sanity_val_steps": 0},
+        data={"batch_size": 1},
+        name="ddp",
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd() / "src"), str(Path.cwd())])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tassn", "fit", *configs], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    root = tmp_path / "ddp"
+    last = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 2  # 4 training clips, one per process per step: 2 steps per epoch
+    rows = metrics_rows(next(root.glob("version_*/metrics.csv")))
+    ddp_epe = [float(r["val/epe_mm"]) for r in rows if r.get("val/epe_mm")][-1]
+
+    # the same weights validated in one process on all clips: the synced DDP value must match
+    single = run_cli(
+        ["validate", *configs, "--trainer.devices=1", "--trainer.strategy=auto",
+         f"--ckpt_path={root / 'checkpoints' / 'last.ckpt'}"]
+    )
+    assert single.trainer.callback_metrics["val/epe_mm"].item() == pytest.approx(ddp_epe, rel=1e-4)
