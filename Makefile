@@ -137,3 +137,72 @@ sweep: $(RUN)/stage2/fit.done ## run a W&B sweep of stage 3 (SWEEP=file, COUNT t
 	@set -o pipefail; id=$$(wandb sweep "$(SWEEP)" 2>&1 | tee /dev/stderr | sed -n 's/.*wandb agent \([^ ]*\).*/\1/p' | tail -n 1); \
 	  [ -n "$$id" ] || { echo "make sweep: could not read the sweep id from 'wandb sweep $(SWEEP)'" >&2; exit 2; }; \
 	  wandb agent --count $(COUNT) "$$id"
+
+# ------------------------------------------------------------------------------------------------- benchmarks
+# `make ablation`: the paper's Table 1 on our data (docs/results.md).
+#
+# Per seed s, in $(ABLATION_RUNS)/seed-<s>/ (so no run of `make train-stage3` is touched), the whole recipe is
+# trained with --seed_everything=s by the Makefile's own rules (pretrain → stage 1 → stage 2), then from that one
+# stage-2 checkpoint three stage-3 runs: full TASSN, w/o L_c^m (experiments/ablations/no_lc_mesh.yaml) and
+# w/o L_c (experiments/ablations/no_lc.yaml). Beside them, on the same held-out target test videos:
+#   eval-pretrain   the source-pretrained model (3D labels of the source domain only, no target training)
+#   eval-stage2     the stage-2 model (target 2D labels + silhouettes, no temporal training)
+#   upper_bound     the pretrained model trained further with the target's own 3D labels
+#                   (experiments/ablations/upper_bound.yaml, the pre-training's schedule)
+# Every run is a file target (fit.done / test.done), so an interrupted `make ablation` goes on where it stopped
+# and a finished run is never trained again. Seeds are independent goals: `make -j2 ablation` runs two at once.
+# benchmarks/ablation_report.py then writes the table, JSON and PNG.
+
+SEEDS ?= 0 1 2
+ABLATION_RUNS ?= $(RUNS)/ablation
+ABLATION_OUT ?= benchmarks/results
+ABLATION_PNG ?= docs/images/ablation_pck.png
+ABLATION_VARIANTS := no_lc no_lc_mesh
+ABLATION_UPPER_CFG := experiments/ablations/upper_bound.yaml
+# the upper bound needs 3D mesh labels for training, which only the synthetic videos have (STB and MHP: the
+# paper's own upper bounds are the published 3D-supervised methods, docs/results.md)
+ABLATION_UPPER := $(if $(filter synthetic,$(DATA)),$(RUN)/upper_bound/test.done)
+
+# $(call ablation_test,STAGE,RUN_DIR,CKPT): test CKPT on the target test split with STAGE's config, into RUN_DIR
+define ablation_test
+	$(TASSN) test $(call configs,$(1),$(TARGET_ARGS)) --trainer.default_root_dir=$(2) --ckpt_path=$(3)
+	@touch $(2)/test.done
+endef
+
+.PHONY: ablation-one $(addprefix ablation-seed-,$(SEEDS))
+
+$(addprefix ablation-seed-,$(SEEDS)): ablation-seed-%: | $(STAMP) check-config
+	$(MAKE) --no-print-directory ablation-one SEED=$* RUNS=$(ABLATION_RUNS)/seed-$*
+
+# One seed (RUN and SOURCE_RUN carry RUNS=$(ABLATION_RUNS)/seed-<s> here); the stage-3 variants go through the
+# stage-3 rule above, one VARIANT per sub-make.
+ablation-one: $(RUN)/eval-pretrain/test.done $(RUN)/eval-stage2/test.done $(ABLATION_UPPER)
+	$(MAKE) --no-print-directory $(RUN)/stage3/test.done VARIANT=
+	$(foreach v,$(ABLATION_VARIANTS),$(MAKE) --no-print-directory $(RUN)/stage3-$(v)/test.done VARIANT=$(v) &&) true
+
+$(RUN)/eval-pretrain/test.done: $(SOURCE_RUN)/pretrain/fit.done $(RUN)/data.done
+	$(call ablation_test,pretrain,$(@D),$(call last,$(SOURCE_RUN)/pretrain))
+
+$(RUN)/eval-stage2/test.done: $(RUN)/stage2/fit.done
+	$(call ablation_test,stage2,$(@D),$(call last,$(RUN)/stage2))
+
+$(RUN)/upper_bound/fit.done: $(RUN)/data.done $(SOURCE_RUN)/pretrain/fit.done $(ABLATION_UPPER_CFG) \
+	  $(call stage_files,pretrain) | $(STAMP)
+	$(call fit,$(@D),$(call configs,pretrain,$(TARGET_ARGS) --config $(ABLATION_UPPER_CFG)) \
+	  --model.init_args.init_from=$(call last,$(SOURCE_RUN)/pretrain))
+
+$(RUN)/upper_bound/test.done: $(RUN)/upper_bound/fit.done
+	$(call ablation_test,pretrain,$(@D),$(call last,$(@D)))
+
+# `make bench`: speed and memory (docs/results.md).
+BENCH_DEVICE ?= cpu
+BENCH_ARGS ?=
+
+.PHONY: ablation bench
+ablation: $(addprefix ablation-seed-,$(SEEDS)) ## Table 1: stage 3 w/o L_c, w/o L_c^m, full + baselines per seed (SEEDS="0 1 2"), table + PCK PNG
+	$(PYTHON) benchmarks/ablation_report.py $(ABLATION_RUNS) --data $(DATA) --config $(CONFIG) --seeds $(SEEDS) \
+	  --out $(ABLATION_OUT) --png $(ABLATION_PNG)
+
+bench: | $(STAMP) ## speed and memory: PME nets, training throughput per stage, renderer (BENCH_DEVICE=cpu|cuda)
+	$(PYTHON) benchmarks/bench_nets.py
+	$(PYTHON) benchmarks/bench_train.py --device $(BENCH_DEVICE) $(BENCH_ARGS)

@@ -1,0 +1,306 @@
+"""Table 1 of the paper on our data: the runs of ``make ablation`` aggregated over seeds.
+
+``make ablation`` trains, per seed, the recipe into ``<runs>/seed-<s>/<data>-<config>/`` and tests every model on the
+target's held-out test videos (``tassn test`` writes ``test_results.json``). This script reads those results and
+writes, for EPE (mm, mean over keypoints), AUC 0–50 and AUC 20–50:
+
+- ``ablation.json``: every seed's numbers, mean ± std (sample std over seeds), the PCK curves, the paired
+  differences between the three TASSN settings and whether the paper's ordering (TASSN < w/o L_c^m < w/o L_c in
+  EPE) holds per seed and on the means;
+- ``ablation.md``: the table in the paper's layout with the paper's numbers beside ours;
+- a PNG of the mean PCK curves of the three settings (the paper's Fig. 6)::
+
+    python benchmarks/ablation_report.py runs/ablation --data synthetic --config cpu --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+METRICS: tuple[str, ...] = ("auc_0_50", "auc_20_50", "epe_mm")
+#: (key, table label, run folder under <data>-<config>/); the paper's three settings are the middle rows.
+ROWS: tuple[tuple[str, str, str], ...] = (
+    ("pretrain", "pretrain only (source 3D, no target training)", "eval-pretrain"),
+    ("stage2", "stage 2 (no temporal training)", "eval-stage2"),
+    ("no_lc", "TASSN w/o L_c", "stage3-no_lc"),
+    ("no_lc_mesh", "TASSN w/o L_c^m", "stage3-no_lc_mesh"),
+    ("full", "TASSN", "stage3"),
+    ("upper_bound", "upper bound (target 3D labels)", "upper_bound"),
+)
+SETTINGS: tuple[str, ...] = ("no_lc", "no_lc_mesh", "full")
+#: TASSN, WACV 2021, Table 1: (AUC 0–50, AUC 20–50, EPE mm).
+PAPER: dict[str, dict[str, tuple[float, float, float]]] = {
+    "stb": {"no_lc": (0.541, 0.735, 24.2), "no_lc_mesh": (0.754, 0.936, 13.6), "full": (0.773, 0.972, 11.3)},
+    "mhp": {"no_lc": (0.492, 0.677, 28.2), "no_lc_mesh": (0.665, 0.870, 17.5), "full": (0.689, 0.892, 16.2)},
+}
+RESULTS_FILE = "test_results.json"
+
+
+@dataclass
+class Stat:
+    """Mean and sample standard deviation (0 for one value) of one quantity over seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat:
+        values = [float(v) for v in values]
+        return cls(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+
+    def fmt(self, digits: int) -> str:
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}" if self.n > 1 else f"{self.mean:.{digits}f}"
+
+
+def newest_results(folder: Path) -> Path | None:
+    """The newest ``test_results.json`` under ``folder`` (each ``tassn test`` writes a new ``version_<n>/``)."""
+    if not folder.is_dir():
+        return None
+    found = sorted(folder.rglob(RESULTS_FILE), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def load_seed(run: Path) -> dict[str, dict[str, Any]]:
+    """``{row key: {"metrics", "pck_curve", "path"}}`` of the rows whose results exist in one seed's run folder."""
+    rows: dict[str, dict[str, Any]] = {}
+    for key, _, sub in ROWS:
+        path = newest_results(run / sub)
+        if path is None:
+            continue
+        try:
+            data = json.loads(path.read_text())
+            metrics = {m: float(data["metrics"][m]) for m in METRICS}
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: expected `tassn test` results with metrics {METRICS}: {err}") from err
+        rows[key] = {"metrics": metrics, "pck_curve": data.get("pck_curve"), "path": str(path)}
+    return rows
+
+
+def fit_wall_seconds(folder: Path) -> float | None:
+    """Wall time of the last training run in ``folder``: its ``config.yaml`` (written at the start) to the last
+    write of its ``metrics.csv``; None when the folder has no finished run. Resumed runs count their last part."""
+    versions = sorted(folder.glob("version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    if not (folder / "fit.done").exists() or not versions:
+        return None
+    metrics = versions[-1]
+    config = metrics.parent / "config.yaml"
+    start = (config if config.exists() else metrics.parent / "hparams.yaml").stat().st_mtime
+    return metrics.stat().st_mtime - start
+
+
+def wall_times(run: Path, source_run: Path) -> dict[str, float]:
+    """Training wall times (s) of one seed's runs, by run folder name."""
+    folders = {"pretrain": source_run / "pretrain", "stage1": run / "stage1", "stage2": run / "stage2",
+               "stage3": run / "stage3", "stage3-no_lc_mesh": run / "stage3-no_lc_mesh",
+               "stage3-no_lc": run / "stage3-no_lc", "upper_bound": run / "upper_bound"}
+    out = {}
+    for name, folder in folders.items():
+        seconds = fit_wall_seconds(folder)
+        if seconds is not None:
+            out[name] = round(seconds, 1)
+    return out
+
+
+def mean_curve(curves: Sequence[Mapping[str, list[float]]]) -> tuple[list[float], list[float]] | None:
+    """The PCK curve averaged over seeds (all on the same threshold grid), or None without curves."""
+    curves = [c for c in curves if c]
+    if not curves:
+        return None
+    thresholds = curves[0]["thresholds_mm"]
+    for c in curves:
+        if len(c["thresholds_mm"]) != len(thresholds) or any(
+            abs(a - b) > 1e-6 for a, b in zip(c["thresholds_mm"], thresholds, strict=True)
+        ):
+            raise ValueError("PCK curves of different seeds use different threshold grids")
+    pck = [statistics.fmean(values) for values in zip(*(c["pck"] for c in curves), strict=True)]
+    return list(thresholds), pck
+
+
+def ordering(per_seed: Mapping[str, Mapping[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The paper's claims, tested per seed and on the means: EPE(full) < EPE(w/o L_c^m) < EPE(w/o L_c).
+
+    Differences are paired by seed (the three settings of a seed share the stage-2 checkpoint): ``a − b`` in mm,
+    positive when ``b`` is better. A difference whose mean is within one standard deviation of the paired
+    differences of zero is reported as within noise.
+    """
+    seeds = [s for s, rows in per_seed.items() if all(k in rows for k in SETTINGS)]
+    result: dict[str, Any] = {"seeds": seeds}
+    pairs = {"no_lc - full": ("no_lc", "full"), "no_lc_mesh - full": ("no_lc_mesh", "full"),
+             "no_lc - no_lc_mesh": ("no_lc", "no_lc_mesh")}
+    for name, (a, b) in pairs.items():
+        diffs = [per_seed[s][a]["metrics"]["epe_mm"] - per_seed[s][b]["metrics"]["epe_mm"] for s in seeds]
+        if not diffs:
+            continue
+        stat = Stat.of(diffs)
+        result[f"epe_{name.replace(' ', '')}"] = {
+            "per_seed": diffs,
+            "mean": stat.mean,
+            "std": stat.std,
+            "holds_in_seeds": sum(d > 0 for d in diffs),
+            "within_noise": len(diffs) < 2 or abs(stat.mean) <= stat.std,
+        }
+    result["full_order_holds_in_seeds"] = sum(
+        per_seed[s]["full"]["metrics"]["epe_mm"] < per_seed[s]["no_lc_mesh"]["metrics"]["epe_mm"]
+        < per_seed[s]["no_lc"]["metrics"]["epe_mm"]
+        for s in seeds
+    )
+    return result
+
+
+def summarise(root: Path, data: str, config: str, seeds: Sequence[str]) -> dict[str, Any]:
+    """Everything the table, JSON and PNG show, from ``root/seed-<s>/<data>-<config>/``."""
+    per_seed: dict[str, dict[str, dict[str, Any]]] = {}
+    times: dict[str, dict[str, float]] = {}
+    for seed in seeds:
+        seed_root = root / f"seed-{seed}"
+        run = seed_root / f"{data}-{config}"
+        rows = load_seed(run)
+        if rows:
+            per_seed[str(seed)] = rows
+        times[str(seed)] = wall_times(run, seed_root / f"source-{config}")
+    if not per_seed:
+        raise FileNotFoundError(
+            f"no {RESULTS_FILE} under {root}/seed-{{{','.join(map(str, seeds))}}}/{data}-{config}/: run `make ablation` first"
+        )
+    summary: dict[str, Any] = {}
+    for key, label, _ in ROWS:
+        runs = {s: rows[key] for s, rows in per_seed.items() if key in rows}
+        if not runs:
+            continue
+        summary[key] = {
+            "label": label,
+            "seeds": list(runs),
+            **{m: vars(Stat.of([r["metrics"][m] for r in runs.values()])) for m in METRICS},
+            "per_seed": {s: r["metrics"] for s, r in runs.items()},
+            "pck_curve_mean": mean_curve([r["pck_curve"] for r in runs.values()]),
+            "results_files": {s: r["path"] for s, r in runs.items()},
+        }
+    return {
+        "data": data,
+        "config": config,
+        "seeds_requested": [str(s) for s in seeds],
+        "rows": summary,
+        "ordering": ordering(per_seed),
+        "train_wall_s": times,
+        "paper_table1": {d: {k: dict(zip(METRICS, v, strict=True)) for k, v in rows.items()} for d, rows in PAPER.items()},
+    }
+
+
+def markdown(summary: Mapping[str, Any]) -> str:
+    """The table in the paper's layout (AUC 0–50 ↑, AUC 20–50 ↑, EPE ↓), with the paper's rows beside ours."""
+    data = summary["data"]
+    paper = [data] if data in PAPER else list(PAPER)
+    head = "| setting | seeds | AUC 0–50 ↑ | AUC 20–50 ↑ | EPE (mm) ↓ |" + "".join(
+        f" paper {d.upper()}: AUC 0–50 / AUC 20–50 / EPE |" for d in paper
+    )
+    lines = [head, "|" + "---|" * (5 + len(paper))]
+    for key, row in summary["rows"].items():
+        cells = [
+            row["label"],
+            str(len(row["seeds"])),
+            Stat(**row["auc_0_50"]).fmt(3),
+            Stat(**row["auc_20_50"]).fmt(3),
+            Stat(**row["epe_mm"]).fmt(1),
+        ]
+        for d in paper:
+            ref = PAPER[d].get(key)
+            cells.append(f"{ref[0]:.3f} / {ref[1]:.3f} / {ref[2]:.1f}" if ref else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"Data: {data}, config: {summary['config']}; mean ± sample std over seeds. "
+                 "The paper's numbers are on real videos (STB, MHP), not comparable in absolute terms on other data.")
+    lines.append("")
+    lines.append(ordering_text(summary["ordering"]))
+    return "\n".join(lines) + "\n"
+
+
+def ordering_text(order: Mapping[str, Any]) -> str:
+    """One paragraph: does the paper's EPE ordering hold, and by how much (paired over seeds)."""
+    seeds = order.get("seeds", [])
+    if not seeds:
+        return "The paper's ordering could not be tested: no seed has all three TASSN settings."
+    n = len(seeds)
+    parts = [
+        f"Paper's ordering (EPE: TASSN < w/o L_c^m < w/o L_c) holds in {order['full_order_holds_in_seeds']} of {n} "
+        "seed(s)."
+    ]
+    names = {
+        "epe_no_lc-full": "L_c (w/o L_c − TASSN)",
+        "epe_no_lc_mesh-full": "L_c^m (w/o L_c^m − TASSN)",
+        "epe_no_lc-no_lc_mesh": "L_c^p (w/o L_c − w/o L_c^m)",
+    }
+    for key, name in names.items():
+        d = order.get(key)
+        if d is None:
+            continue
+        noise = " — within seed noise" if d["within_noise"] else ""
+        parts.append(
+            f"Gain from {name}: {d['mean']:+.2f} ± {d['std']:.2f} mm EPE, positive in {d['holds_in_seeds']}/{n} "
+            f"seed(s){noise}."
+        )
+    return " ".join(parts)
+
+
+def plot(summary: Mapping[str, Any], png: Path) -> None:
+    """Mean PCK curves of the three TASSN settings (the paper's Fig. 6) as a PNG."""
+    import cv2
+
+    from tassn.viz import plot_pck_curves
+
+    curves = {}
+    for key in SETTINGS:
+        row = summary["rows"].get(key)
+        if row and row["pck_curve_mean"]:
+            curves[f"{row['label']} (n={len(row['seeds'])})"] = tuple(row["pck_curve_mean"])
+    if not curves:
+        raise ValueError("no PCK curves of the TASSN settings to plot (test batches without 3D labels?)")
+    data = summary["data"]
+    image = plot_pck_curves(
+        curves,
+        reference=data if data in PAPER else None,
+        title=f"3D PCK on the {data} test videos, mean over seeds ({summary['config']} config)",
+    )
+    png.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(png), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {png}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, help="the ablation runs folder (make: ABLATION_RUNS, default runs/ablation)")
+    parser.add_argument("--data", default="synthetic", help="DATA of the runs (synthetic, stb, mhp)")
+    parser.add_argument("--config", default="cpu", help="CONFIG of the runs (cpu, paper)")
+    parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
+                        help="folder for ablation.json and ablation.md")
+    parser.add_argument("--png", type=Path, default=Path("docs/images/ablation_pck.png"))
+    args = parser.parse_args(argv)
+    try:
+        summary = summarise(args.root, args.data, args.config, args.seeds)
+        args.out.mkdir(parents=True, exist_ok=True)
+        stem = "ablation" if (args.data, args.config) == ("synthetic", "cpu") else f"ablation-{args.data}-{args.config}"
+        (args.out / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
+        table = markdown(summary)
+        (args.out / f"{stem}.md").write_text(table)
+        plot(summary, args.png)
+    except (FileNotFoundError, ValueError, OSError) as err:
+        print(f"ablation_report: error: {err}", file=sys.stderr)
+        return 2
+    print(table)
+    missing = [s for s in args.seeds if s not in {s for r in summary["rows"].values() for s in r["seeds"]}]
+    if missing:
+        print(f"(no results yet for seed(s) {', '.join(missing)})")
+    print(f"wrote {args.out / (stem + '.json')}, {args.out / (stem + '.md')}, {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

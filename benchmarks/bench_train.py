@@ -1,0 +1,491 @@
+"""Training and inference speed and peak memory of the tassn stages, on CPU or CUDA (``--device``).
+
+Four measurements, each at the CPU configuration (64² crops, the narrow PME of ``experiments/cpu.yaml``, batch 8,
+4-frame clips) and at the paper's size (256² crops, the full PME, a small batch, a few steps):
+
+- **train**: one optimiser step of each stage's own ``training_step`` (pretrain, stage 1, stage 2, stage 3 and
+  stage 3 without L_c) on a fixed batch: clips/s, frames/s, ms per frame and the peak memory of the step.
+  Stage 3 runs every clip forward and reversed and renders both, so its cost per frame is compared with
+  stage 2's (a single-frame model: one direction) — the price of the temporal training.
+- **render**: the silhouette renderer, forward + backward, per batch of meshes: the built-in soft rasterizer and
+  PyTorch3D where it imports (skipped with the reason otherwise).
+- **infer**: PME inference per flow backend (eval, no autograd), ms per frame over a clip.
+- **profile** (``--profile``): ``torch.profiler`` on the stage-3 step at the CPU size, top operators by self time.
+
+Batches are tensors shaped like the data modules' (frames, heatmaps, 2D keypoints of a posed template hand
+placed in the crop, its rendered silhouettes, 3D labels), so the numbers measure the model, not the data
+loader or the disk. Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during the case; on CPU the peak
+resident set size above the size just before the case, sampled every 2 ms from ``/proc/self/statm``, with glibc
+told to return every block over 64 KiB to the system when it is freed (``MALLOC_MMAP_THRESHOLD_``, set by
+re-executing the script), so that one case's freed memory does not hide the next case's.
+Prints tables and writes JSON (default ``benchmarks/results/train.json``)::
+
+    python benchmarks/bench_train.py [--device cpu|cuda] [--sizes cpu paper] [--threads 2] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_nets import build_flow, machine  # noqa: E402 (the sibling benchmark's helpers)
+from tassn.hand.skeleton import NUM_JOINTS  # noqa: E402
+from tassn.nets import PME  # noqa: E402
+
+#: the narrow PME of experiments/cpu.yaml
+CPU_NET: dict[str, Any] = dict(
+    hourglass_features=32, hourglass_stacks=2, hourglass_depth=2, hourglass_modules=1, hourglass_stem_features=32,
+    mesh_fc_hidden=128, mesh_channels=(32, 16, 3), pose_channels=(16, 32), pose_fc_hidden=128,
+)
+
+
+@dataclass(frozen=True)
+class Size:
+    """One benchmark size: crop side, network arguments, batch and clip length, repetitions."""
+
+    name: str
+    image_size: int
+    net: Mapping[str, Any]
+    batch: int
+    clip_len: int
+    steps: int
+    warmup: int = 1
+    render_batch: int = 32
+
+
+SIZES: dict[str, Size] = {
+    # experiments/cpu.yaml: 64² crops, narrow PME, batch 8 of 4-frame clips
+    "cpu": Size("cpu-64", 64, CPU_NET, batch=8, clip_len=4, steps=5, render_batch=32),
+    # the paper's model and crop (experiments/paper.yaml); a small batch so that a CPU finishes in minutes
+    "paper": Size("paper-256", 256, {}, batch=2, clip_len=4, steps=2, render_batch=24),
+}
+#: glibc: serve (and return on free) every allocation over 64 KiB with mmap
+MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "65536")
+STAGES: tuple[str, ...] = ("pretrain", "stage1", "stage2", "stage3", "stage3 w/o L_c")
+
+
+# ----------------------------------------------------------------------------------------------------- memory
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class PeakMemory:
+    """Peak memory of a block: CUDA allocator peak on a GPU, sampled RSS above the starting RSS on CPU."""
+
+    device: torch.device
+    interval_s: float = 0.002
+    peak_bytes: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    @contextmanager
+    def measure(self) -> Iterator[PeakMemory]:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            start = torch.cuda.memory_allocated(self.device)
+            yield self
+            torch.cuda.synchronize(self.device)
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device) - start
+            return
+        start = _rss_bytes()
+        peak = [start]
+        self._stop.clear()
+
+        def sample() -> None:
+            while not self._stop.is_set():
+                peak[0] = max(peak[0], _rss_bytes())
+                time.sleep(self.interval_s)
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
+            self.peak_bytes = max(peak[0], _rss_bytes()) - start
+
+
+# ----------------------------------------------------------------------------------------------------- inputs
+def posed_hands(n: int, image_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                  torch.Tensor, torch.Tensor]:
+    """``n`` randomly posed template hands placed in an ``S×S`` crop by a weak-perspective camera (about 70% of the
+    crop): ``(vertices_px n×V×3, kp2d n×21×2, faces F×3, vertices_mm n×V×3, joints_mm n×21×3)``."""
+    from tassn.hand.kinematics import random_pose
+    from tassn.hand.template import load_template
+
+    template = load_template("procedural")
+    vertices, joints = template.pose(random_pose(n, torch.Generator().manual_seed(seed)))
+    centre = joints.mean(dim=1, keepdim=True)
+    extent = (joints[..., :2] - centre[..., :2]).abs().amax(dim=(1, 2)).clamp_min(1.0)
+    scale = (0.35 * image_size / extent)[:, None, None]
+
+    def to_crop(x: torch.Tensor) -> torch.Tensor:
+        xy = (x[..., :2] - centre[..., :2]) * scale + (image_size - 1) / 2
+        return torch.cat([xy, x[..., 2:] * scale], dim=-1)
+
+    return to_crop(vertices), to_crop(joints)[..., :2], template.faces, vertices, joints
+
+
+def hand_batch(size: Size, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A batch shaped like the data modules': a posed template hand per frame with its heatmaps and rendered
+    silhouette (so that the renderer and the camera fit see hand-sized meshes) and the 3D labels the
+    pre-training reads; the frames are noise."""
+    from tassn.render import SilhouetteRenderer
+
+    b, t, s = size.batch, size.clip_len, size.image_size
+    vertices_px, kp2d, faces, vertices, joints = posed_hands(b * t, s, seed)
+    with torch.no_grad():
+        silhouettes = SilhouetteRenderer(s, backend="soft")(vertices_px, faces) > 0.5
+    h = s // 4
+    grid = torch.arange(h, dtype=torch.float32)
+    kp_h = kp2d / 4
+    heat = torch.exp(-((grid[None, None, None, :] - kp_h[..., 0, None, None]) ** 2
+                       + (grid[None, None, :, None] - kp_h[..., 1, None, None]) ** 2) / 2.0)
+    depth = torch.tensor([0.0, 0.0, 500.0])
+    batch = {
+        "frames": torch.rand(b, t, 3, s, s, generator=torch.Generator().manual_seed(seed)),
+        "heatmaps": heat.reshape(b, t, NUM_JOINTS, h, h),
+        "kp2d": kp2d.reshape(b, t, NUM_JOINTS, 2),
+        "visible": torch.ones(b, t, NUM_JOINTS),
+        "silhouettes": silhouettes.float().reshape(b, t, 1, s, s),
+        "kp3d": (joints + depth).reshape(b, t, NUM_JOINTS, 3),
+        "mesh3d": (vertices + depth).reshape(b, t, -1, 3),
+    }
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def build_net(size: Size, flow: str = "none") -> PME:
+    torch.manual_seed(0)
+    return PME(flow=flow, image_size=size.image_size, **size.net)
+
+
+def build_stage(name: str, size: Size, renderer_backend: str = "soft") -> torch.nn.Module:
+    """The stage's LightningModule with a fresh PME (flow ``none``: DIS is OpenCV on the CPU and is measured
+    under ``infer``; zero flow keeps the training numbers about the trained networks)."""
+    from tassn.render import SilhouetteRenderer
+    from tassn.stages import Pretrain, Stage1, Stage2, Stage3
+
+    net = build_net(size)
+    if name == "pretrain":
+        return Pretrain(net)
+    if name == "stage1":
+        return Stage1(net)
+    renderer = SilhouetteRenderer(size.image_size, backend=renderer_backend)
+    if name == "stage2":
+        return Stage2(net, renderer=renderer)
+    if name == "stage3":
+        return Stage3(net, renderer=renderer)
+    if name == "stage3 w/o L_c":
+        return Stage3(net, renderer=renderer, lambda_c_pose=0.0, lambda_c_mesh=0.0)
+    raise ValueError(f"unknown stage {name!r}; expected one of {STAGES}")
+
+
+# ----------------------------------------------------------------------------------------------------- timing
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device, steps: int, warmup: int) -> tuple[list[float], int]:
+    """Wall seconds of ``steps`` calls after ``warmup`` calls, and the peak memory (bytes) of the timed calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    memory = PeakMemory(device)
+    with memory.measure():
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times.append(time.perf_counter() - t0)
+    return times, memory.peak_bytes
+
+
+def train_step_fn(module: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> Callable[[], None]:
+    """One optimiser step of ``module.training_step`` as Lightning runs it (zero_grad, step, backward, update)."""
+    optimiser = module.configure_optimizers()
+    module.train()
+
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        loss = module.training_step(batch, 0)
+        loss.backward()
+        optimiser.step()
+
+    return step
+
+
+def bench_train(size: Size, device: torch.device, stages: tuple[str, ...]) -> list[dict[str, Any]]:
+    batch = hand_batch(size, device)
+    frames = size.batch * size.clip_len
+    rows = []
+    for name in stages:
+        module = build_stage(name, size).to(device)
+        module.log = lambda *a, **k: None  # no trainer: logging is not part of the step's cost
+        times, peak = timed(train_step_fn(module, batch), device, size.steps, size.warmup)
+        t = statistics.median(times)
+        rows.append({
+            "size": size.name, "stage": name, "batch": size.batch, "clip_len": size.clip_len, "steps": size.steps,
+            "s_per_step": t, "clips_per_s": size.batch / t, "frames_per_s": frames / t,
+            "ms_per_frame": 1e3 * t / frames, "peak_mem_mb": peak / 2**20,
+        })
+        print(f"  train {size.name:9s} {name:15s} {1e3 * t / frames:8.1f} ms/frame", flush=True)
+        del module
+    return rows
+
+
+def bench_render(size: Size, device: torch.device, backends: tuple[str, ...] = ("soft", "pytorch3d")
+                 ) -> list[dict[str, Any]]:
+    """Forward + backward of the silhouette renderer for ``render_batch`` hand meshes."""
+    from tassn.render import SilhouetteRenderer, load_pytorch3d
+
+    b = size.render_batch
+    vertices_px, _, faces, _, _ = posed_hands(b, size.image_size, seed=1)
+    verts, faces = vertices_px.to(device), faces.to(device)
+    with torch.no_grad():
+        target = (SilhouetteRenderer(size.image_size, backend="soft")(vertices_px, faces.cpu()) > 0.5).float()
+    target = target.to(device)
+    rows = []
+    for backend in backends:
+        row: dict[str, Any] = {"size": size.name, "backend": backend, "batch": b}
+        if backend == "pytorch3d":
+            try:
+                load_pytorch3d()
+            except ImportError as err:
+                row["skipped"] = str(err).split(". ")[0]
+                rows.append(row)
+                print(f"  render {size.name:9s} {backend}: skipped ({row['skipped']})", flush=True)
+                continue
+        renderer = SilhouetteRenderer(size.image_size, backend=backend)
+        v = verts.clone().requires_grad_(True)
+
+        def forward(r: SilhouetteRenderer = renderer, v: torch.Tensor = v) -> torch.Tensor:
+            return r(v, faces)
+
+        def forward_backward(forward: Callable[[], torch.Tensor] = forward) -> None:
+            ((forward() - target) ** 2).mean().backward()
+
+        with torch.no_grad():
+            t_fwd, _ = timed(forward, device, size.steps, size.warmup)
+        t_all, peak = timed(forward_backward, device, size.steps, size.warmup)
+        row.update({"forward_ms": 1e3 * statistics.median(t_fwd), "forward_backward_ms": 1e3 * statistics.median(t_all),
+                    "peak_mem_mb": peak / 2**20})
+        rows.append(row)
+        print(f"  render {size.name:9s} {backend}: {row['forward_backward_ms']:.1f} ms fwd+bwd", flush=True)
+    return rows
+
+
+def bench_infer(size: Size, device: torch.device, flows: tuple[str, ...]) -> list[dict[str, Any]]:
+    """PME inference over a clip (eval, no autograd) per flow backend, in ms per frame."""
+    clip = torch.rand(1, size.clip_len, 3, size.image_size, size.image_size, device=device)
+    rows = []
+    for flow in flows:
+        row: dict[str, Any] = {"size": size.name, "flow": flow, "clip_len": size.clip_len}
+        if flow == "dis" and device.type != "cpu":
+            row["note"] = "DIS runs in OpenCV on the CPU; frames go to the host and back"
+        net = build_net(size)
+        try:
+            net.flow = build_flow(flow)
+        except ImportError as err:
+            row["skipped"] = str(err)
+            rows.append(row)
+            continue
+        net.freeze("flow")
+        net = net.to(device).eval()
+        with torch.no_grad():
+            times, peak = timed(lambda n=net: n.run(clip), device, size.steps, size.warmup)
+        row.update({"ms_per_frame": 1e3 * statistics.median(times) / size.clip_len, "peak_mem_mb": peak / 2**20})
+        rows.append(row)
+        print(f"  infer  {size.name:9s} flow {flow:9s} {row['ms_per_frame']:8.1f} ms/frame", flush=True)
+    return rows
+
+
+def _label_modules(modules: Mapping[str, torch.nn.Module]) -> list[Any]:
+    """Wrap each module's forward in a profiler range named ``forward: <name>`` (via hooks; returns the handles)."""
+    from torch.autograd.profiler import record_function
+
+    handles = []
+    for name, module in modules.items():
+        ranges: list[Any] = []
+
+        def pre(_m: Any, _a: Any, n: str = name, r: list[Any] = ranges) -> None:
+            r.append(record_function(f"forward: {n}"))
+            r[-1].__enter__()
+
+        def post(_m: Any, _a: Any, _o: Any, r: list[Any] = ranges) -> None:
+            r.pop().__exit__(None, None, None)
+
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    return handles
+
+
+def profile_stage3(size: Size, device: torch.device, top: int = 12) -> dict[str, list[dict[str, Any]]]:
+    """Where stage 3's training step spends its time (torch.profiler, 2 steps): the forward time of each
+    sub-network and of the renderer, the backward time of the heaviest autograd nodes, and the operators with
+    the most self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    batch = hand_batch(size, device)
+    module = build_stage("stage3", size).to(device)
+    module.log = lambda *a, **k: None
+    step = train_step_fn(module, batch)
+    step()
+    net = module.net
+    handles = _label_modules({"flow": net.flow, "heatmap (hourglass)": net.heatmap, "mesh (GCN)": net.mesh,
+                              "pose (GCN)": net.pose, "renderer": module.renderer})
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    steps = 2
+    t0 = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        sync(device)
+    wall = (time.perf_counter() - t0) / steps
+    for h in handles:
+        h.remove()
+    events = prof.key_averages()
+
+    def row(e: Any, total: bool) -> dict[str, Any]:
+        ms = (e.cpu_time_total if total else e.self_cpu_time_total) / 1e3 / steps
+        return {"name": e.key, "ms_per_step": ms, "share_of_step": ms / (1e3 * wall), "calls_per_step": e.count / steps}
+
+    sections = [row(e, True) for e in events if e.key.startswith("forward: ")]
+    backward = sorted((row(e, True) for e in events if e.key.startswith("autograd::engine::evaluate_function: ")),
+                      key=lambda r: -r["ms_per_step"])[:top]
+    for r in backward:
+        r["name"] = "backward: " + r["name"].removeprefix("autograd::engine::evaluate_function: ")
+    ops = sorted((row(e, False) for e in events if not e.key.startswith(("forward: ", "autograd::"))),
+                 key=lambda r: -r["ms_per_step"])[:top]
+    return {"step_ms": [{"name": "whole step (profiled)", "ms_per_step": 1e3 * wall, "share_of_step": 1.0,
+                         "calls_per_step": 1}],
+            "sections": sorted(sections, key=lambda r: -r["ms_per_step"]), "backward": backward, "ops": ops}
+
+
+# ----------------------------------------------------------------------------------------------------- output
+def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    """``columns``: (key, header, format); missing values print as ``–`` (or the row's ``skipped`` reason)."""
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = []
+        for key, _, fmt in columns:
+            value = r.get(key)
+            cells.append("–" if value is None else format(value, fmt) if fmt else str(value))
+        if "skipped" in r:
+            cells[-1] = f"skipped: {r['skipped']}"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def temporal_price(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stage 3's cost per frame over stage 2's, per size: what the reversed pass and L_c cost."""
+    out = []
+    for size in dict.fromkeys(r["size"] for r in rows):
+        by = {r["stage"]: r for r in rows if r["size"] == size}
+        if "stage2" in by and "stage3" in by:
+            out.append({"size": size, "stage2_ms_per_frame": by["stage2"]["ms_per_frame"],
+                        "stage3_ms_per_frame": by["stage3"]["ms_per_frame"],
+                        "ratio": by["stage3"]["ms_per_frame"] / by["stage2"]["ms_per_frame"]})
+    return out
+
+
+def report(result: Mapping[str, Any]) -> str:
+    parts = [f"device: {result['device']}, machine: {json.dumps(result['machine'])}", "", "Training step:",
+             markdown_table(result["train"], [
+                 ("size", "size", ""), ("stage", "stage", ""), ("batch", "B", "d"), ("clip_len", "T", "d"),
+                 ("clips_per_s", "clips/s", ".2f"), ("frames_per_s", "frames/s", ".1f"),
+                 ("ms_per_frame", "ms/frame", ".1f"), ("peak_mem_mb", "peak MiB", ".0f")])]
+    if result.get("temporal_price"):
+        parts += ["", "Price of the temporal training (stage 3 / stage 2, per frame):",
+                  markdown_table(result["temporal_price"], [
+                      ("size", "size", ""), ("stage2_ms_per_frame", "stage 2 ms/frame", ".1f"),
+                      ("stage3_ms_per_frame", "stage 3 ms/frame", ".1f"), ("ratio", "ratio", ".2f")])]
+    if result.get("render"):
+        parts += ["", "Silhouette renderer, per batch:", markdown_table(result["render"], [
+            ("size", "size", ""), ("backend", "backend", ""), ("batch", "meshes", "d"),
+            ("forward_ms", "forward ms", ".1f"), ("forward_backward_ms", "fwd+bwd ms", ".1f"),
+            ("peak_mem_mb", "peak MiB", ".0f")])]
+    if result.get("infer"):
+        parts += ["", "PME inference over a clip:", markdown_table(result["infer"], [
+            ("size", "size", ""), ("flow", "flow", ""), ("clip_len", "T", "d"), ("ms_per_frame", "ms/frame", ".1f"),
+            ("peak_mem_mb", "peak MiB", ".0f")])]
+    if result.get("profile"):
+        prof = result["profile"]
+        rows = prof["step_ms"] + prof["sections"] + prof["backward"]
+        parts += ["", "Stage-3 step profile (forward of each part, heaviest backward nodes; wall time incl. children):",
+                  markdown_table(rows, [("name", "part", ""), ("ms_per_step", "ms/step", ".1f"),
+                                        ("share_of_step", "share", ".1%"), ("calls_per_step", "calls/step", ".0f")]),
+                  "", "Top operators by self CPU time:",
+                  markdown_table(prof["ops"], [("name", "operator", ""), ("ms_per_step", "self ms/step", ".1f"),
+                                               ("share_of_step", "share", ".1%"), ("calls_per_step", "calls/step", ".0f")])]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 …")
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
+    parser.add_argument("--flows", nargs="+", default=["none", "dis", "flownet2s"],
+                        help="flow backends for the inference table (FlowNet2 networks randomly initialised)")
+    parser.add_argument("--parts", nargs="*", default=["train", "render", "infer"], choices=["train", "render", "infer"])
+    parser.add_argument("--profile", action="store_true", help="also profile stage 3's step at the first size")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per case (default: per size)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train.json")
+    args = parser.parse_args(argv)
+    if argv is None and MALLOC_ENV[0] not in os.environ:  # see the module doc: honest per-case RSS peaks
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, MALLOC_ENV[0]: MALLOC_ENV[1]})
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        parser.error(f"--device {args.device!r}: {err}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available in this torch ({torch.__version__})")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = machine()
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    result: dict[str, Any] = {"device": str(device), "machine": info, "train": [], "render": [], "infer": []}
+    for key in args.sizes:
+        size = SIZES[key]
+        if args.steps:
+            size = Size(size.name, size.image_size, size.net, size.batch, size.clip_len, args.steps, size.warmup,
+                        size.render_batch)
+        result.setdefault("sizes", {})[size.name] = {k: v for k, v in vars(size).items() if k != "net"} | {
+            "net": dict(size.net)}
+        if "train" in args.parts:
+            result["train"] += bench_train(size, device, tuple(args.stages))
+        if "render" in args.parts:
+            result["render"] += bench_render(size, device)
+        if "infer" in args.parts:
+            result["infer"] += bench_infer(size, device, tuple(args.flows))
+    result["temporal_price"] = temporal_price(result["train"])
+    if args.profile:
+        result["profile"] = profile_stage3(SIZES[args.sizes[0]], device)
+    print(report(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
