@@ -66,7 +66,8 @@ def default_loggers(root_dir: str) -> list[Logger]:
                 save_dir=root_dir,
                 project=os.environ.get("WANDB_PROJECT", "tassn"),
                 name=f"{root.parent.name}/{root.name}" if root.parent.name else root.name,
-                offline=mode == "offline",
+                # wandb's own mode (WandbLogger(offline=True) sets a mode that wandb 0.2x+ still logs in for)
+                mode=mode,
             )
         )
     return loggers

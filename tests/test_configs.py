@@ -1,0 +1,112 @@
+"""Every config in experiments/ parses with the CLI in the compositions the Makefile and the docs use, and every
+W&B sweep's command line parses with sample values (parse only: nothing is built or trained)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tassn.cli import TassnCLI
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+STAGES = ("pretrain", "stage1", "stage2", "stage3")
+TARGET_DATA = ("synthetic", "stb", "mhp")
+SIZES = ("cpu", "paper")
+
+
+class ParseOnly(TassnCLI):
+    """Parses (configs, links, types) and stops before building anything."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def parse(*files: str | Path, extra: tuple[str, ...] = ()) -> dict:
+    args = [x for f in files for x in ("--config", str(f))] + list(extra)
+    return ParseOnly(args=args, run=False).config.as_dict()
+
+
+def composition(stage: str, data: str, size: str | None) -> list[Path]:
+    """The files `make` composes for a stage: stage, data, size overlay, the stage's schedule under that size."""
+    data_file = "synthetic_source" if stage == "pretrain" else data
+    files = [EXPERIMENTS / f"{stage}.yaml", EXPERIMENTS / "data" / f"{data_file}.yaml"]
+    if size is not None:
+        files.append(EXPERIMENTS / f"{size}.yaml")
+        schedule = EXPERIMENTS / size / f"{stage}.yaml"
+        if schedule.is_file():
+            files.append(schedule)
+    return files
+
+
+def test_every_yaml_file_is_used_by_a_composition() -> None:
+    used = {p for s, d, z in itertools.product(STAGES, TARGET_DATA, (*SIZES, None)) for p in composition(s, d, z)}
+    used |= set((EXPERIMENTS / "ablations").glob("*.yaml"))
+    on_disk = {p for p in EXPERIMENTS.rglob("*.yaml") if "sweeps" not in p.parts}
+    assert on_disk - used == set()
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("data", TARGET_DATA)
+@pytest.mark.parametrize("size", [*SIZES, None])
+def test_stage_data_size_compositions_parse(stage: str, data: str, size: str | None) -> None:
+    if stage == "pretrain" and data != "synthetic":
+        pytest.skip("the pre-training always runs on the synthetic source domain")
+    config = parse(*composition(stage, data, size))
+    model, data_cfg, trainer = config["model"], config["data"]["init_args"], config["trainer"]
+    assert model["class_path"] == f"tassn.stages.{ {'pretrain': 'Pretrain'}.get(stage, stage.capitalize()) }"
+    net = model["init_args"]["net"]["init_args"]
+    if size == "cpu":
+        assert data_cfg["crop_size"] == 64 and net["hourglass_features"] == 32 and trainer["accelerator"] == "cpu"
+        assert trainer["max_epochs"] <= 5
+    elif size == "paper":
+        assert data_cfg["crop_size"] == 256 and net["hourglass_features"] == 256
+        assert trainer["devices"] == 4 and trainer["strategy"] == "ddp" and data_cfg["batch_size"] * 4 == 24
+        if stage != "pretrain":
+            assert model["init_args"]["lr"] == pytest.approx(1e-5)
+    if stage == "stage3":
+        weights = [model["init_args"][k] for k in ("lambda_s", "lambda_h", "lambda_c_pose", "lambda_c_mesh")]
+        assert weights == [0.1, 1.0, 10.0, 10.0]
+    # target-domain stages never train on 3D labels; the pre-training does
+    assert data_cfg.get("serve_3d_in_train", False) is (stage == "pretrain")
+
+
+@pytest.mark.parametrize(
+    ("ablation", "expected"), [("no_lc", (0.0, 0.0)), ("no_lc_mesh", (10.0, 0.0))]
+)
+def test_ablations_switch_off_the_consistency_terms(ablation: str, expected: tuple[float, float]) -> None:
+    files = composition("stage3", "synthetic", "cpu")
+    config = parse(files[0], EXPERIMENTS / "ablations" / f"{ablation}.yaml", *files[1:])
+    init = config["model"]["init_args"]
+    assert (init["lambda_c_pose"], init["lambda_c_mesh"]) == expected
+    assert init["lambda_s"] == 0.1 and init["lambda_h"] == 1.0
+
+
+def sample_value(spec: dict):
+    """One value a sweep could pick for a parameter."""
+    if "values" in spec:
+        return spec["values"][-1]
+    if "value" in spec:
+        return spec["value"]
+    low, high = spec["min"], spec["max"]
+    return math.sqrt(low * high) if "log" in spec.get("distribution", "") else (low + high) / 2
+
+
+@pytest.mark.parametrize("sweep", sorted((EXPERIMENTS / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
+def test_sweep_command_lines_parse_with_sample_values(sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(EXPERIMENTS.parent)  # the sweep's paths are relative to the repository
+    spec = yaml.safe_load(sweep.read_text())
+    command = spec["command"]
+    assert command[:5] == ["${env}", "python", "-m", "tassn", "fit"] and command[-1] == "${args}"
+    assert spec["metric"]["name"] in {"val/epe_mm", "val/auc_0_50", "val/auc_20_50", "val/pck2d"}
+    samples = {key: sample_value(p) for key, p in spec["parameters"].items()}
+    args = [f"--{key}={value}" for key, value in samples.items()]  # how the agent expands ${args}
+    config = parse(extra=tuple(command[5:-1] + args))
+    for key, value in samples.items():
+        node = config
+        for part in key.split("."):
+            node = node[part]
+        assert node == pytest.approx(value), key
