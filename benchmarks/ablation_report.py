@@ -86,11 +86,14 @@ def load_seed(run: Path) -> dict[str, dict[str, Any]]:
 
 def fit_wall_seconds(folder: Path) -> float | None:
     """Wall time of the last training run in ``folder``: its ``config.yaml`` (written at the start) to the last
-    write of its ``metrics.csv``; None when the folder has no finished run. Resumed runs count their last part."""
-    versions = sorted(folder.glob("version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
-    if not (folder / "fit.done").exists() or not versions:
+    write of its ``metrics.csv``; None when the folder has no finished run. Test runs of the same folder (their
+    ``metrics.csv`` has no ``train/`` column) are skipped; a resumed run counts its last part only."""
+    if not (folder / "fit.done").exists():
         return None
-    metrics = versions[-1]
+    fits = [m for m in folder.glob("version_*/metrics.csv") if "train/" in m.read_text().split("\n", 1)[0]]
+    if not fits:
+        return None
+    metrics = max(fits, key=lambda p: p.stat().st_mtime)
     config = metrics.parent / "config.yaml"
     start = (config if config.exists() else metrics.parent / "hparams.yaml").stat().st_mtime
     return metrics.stat().st_mtime - start

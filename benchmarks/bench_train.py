@@ -10,7 +10,10 @@ Four measurements, each at the CPU configuration (64² crops, the narrow PME of 
 - **render**: the silhouette renderer, forward + backward, per batch of meshes: the built-in soft rasterizer and
   PyTorch3D where it imports (skipped with the reason otherwise).
 - **infer**: PME inference per flow backend (eval, no autograd), ms per frame over a clip.
-- **profile** (``--profile``): ``torch.profiler`` on the stage-3 step at the CPU size, top operators by self time.
+- **profile** (``--profile``): ``torch.profiler`` on the stage-3 step at the CPU size: forward time of each
+  sub-network and of the renderer, the heaviest backward nodes, top operators by self time.
+- **compare** (``--compare``): the renderer hot spot before and after its fix (the soft rasterizer's row spans,
+  ``tight_spans=True`` is the old construction), renderer alone and stage 3's whole step, interleaved.
 
 Batches are tensors shaped like the data modules' (frames, heatmaps, 2D keypoints of a posed template hand
 placed in the crop, its rendered silhouettes, 3D labels), so the numbers measure the model, not the data
@@ -33,7 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -378,6 +381,63 @@ def profile_stage3(size: Size, device: torch.device, top: int = 12) -> dict[str,
             "sections": sorted(sections, key=lambda r: -r["ms_per_step"]), "backward": backward, "ops": ops}
 
 
+@contextmanager
+def tight_spans_renderer() -> Iterator[None]:
+    """Render with the soft rasterizer's previous span construction (every row span from the blur band's
+    crossings of its face) instead of the short-face shortcut, for before/after timings in one run."""
+    import functools
+
+    import tassn.render.silhouette as silhouette
+    from tassn.render.soft_rasterizer import soft_silhouette
+
+    silhouette.soft_silhouette = functools.partial(soft_silhouette, tight_spans=True)
+    try:
+        yield
+    finally:
+        silhouette.soft_silhouette = soft_silhouette
+
+
+def bench_compare(size: Size, device: torch.device, rounds: int = 3) -> list[dict[str, Any]]:
+    """Before/after of the renderer hot spot: the renderer alone (fwd + bwd) and stage 3's whole step, with the
+    old (tight band spans) and new (face x-range for short faces) span construction, interleaved ``rounds``
+    times so that both see the same machine load; medians, and the largest output difference."""
+    from tassn.render.soft_rasterizer import soft_silhouette
+
+    vertices_px, _, faces, _, _ = posed_hands(size.render_batch, size.image_size, seed=1)
+    v, faces = vertices_px.to(device).requires_grad_(True), faces.to(device)
+
+    def render(tight: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        alpha = soft_silhouette(v, faces, size.image_size, tight_spans=tight)
+        (grad,) = torch.autograd.grad(alpha.square().sum(), v)
+        return alpha.detach(), grad
+
+    (a_old, g_old), (a_new, g_new) = render(True), render(False)
+    batch = hand_batch(size, device)
+    module = build_stage("stage3", size).to(device)
+    module.log = lambda *a, **k: None
+    step = train_step_fn(module, batch)
+    step()
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for path in ("old", "new"):
+            tight = path == "old"
+            t, _ = timed(lambda t=tight: render(t), device, 1, 0)
+            times.setdefault(("renderer fwd+bwd", path), []).extend(t)
+            with tight_spans_renderer() if tight else nullcontext():
+                t, _ = timed(step, device, 1, 0)
+            times.setdefault(("stage3 step", path), []).extend(t)
+    rows = []
+    for case in ("renderer fwd+bwd", "stage3 step"):
+        old, new = statistics.median(times[(case, "old")]), statistics.median(times[(case, "new")])
+        rows.append({"size": size.name, "case": case, "old_ms": 1e3 * old, "new_ms": 1e3 * new,
+                     "speedup": old / new, "rounds": rounds})
+    rows[0]["max_alpha_diff"] = float((a_old - a_new).abs().max())
+    rows[0]["max_grad_rel_diff"] = float((g_old - g_new).abs().max() / g_old.abs().max().clamp_min(1e-12))
+    for r in rows:
+        print(f"  compare {r['size']:9s} {r['case']:17s} old {r['old_ms']:8.1f} ms  new {r['new_ms']:8.1f} ms", flush=True)
+    return rows
+
+
 # ----------------------------------------------------------------------------------------------------- output
 def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
     """``columns``: (key, header, format); missing values print as ``–`` (or the row's ``skipped`` reason)."""
@@ -425,6 +485,12 @@ def report(result: Mapping[str, Any]) -> str:
         parts += ["", "PME inference over a clip:", markdown_table(result["infer"], [
             ("size", "size", ""), ("flow", "flow", ""), ("clip_len", "T", "d"), ("ms_per_frame", "ms/frame", ".1f"),
             ("peak_mem_mb", "peak MiB", ".0f")])]
+    if result.get("compare"):
+        parts += ["", "Renderer hot spot, before (tight band spans) / after (face x-range for short faces), interleaved:",
+                  markdown_table(result["compare"], [
+                      ("size", "size", ""), ("case", "case", ""), ("old_ms", "before ms", ".1f"),
+                      ("new_ms", "after ms", ".1f"), ("speedup", "speed-up", ".2f"), ("rounds", "rounds", "d"),
+                      ("max_alpha_diff", "max |Δalpha|", ".1e")])]
     if result.get("profile"):
         prof = result["profile"]
         rows = prof["step_ms"] + prof["sections"] + prof["backward"]
@@ -446,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="flow backends for the inference table (FlowNet2 networks randomly initialised)")
     parser.add_argument("--parts", nargs="*", default=["train", "render", "infer"], choices=["train", "render", "infer"])
     parser.add_argument("--profile", action="store_true", help="also profile stage 3's step at the first size")
+    parser.add_argument("--compare", action="store_true",
+                        help="also time the renderer's old and new span construction side by side (per size)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per case (default: per size)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train.json")
@@ -477,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
             result["render"] += bench_render(size, device)
         if "infer" in args.parts:
             result["infer"] += bench_infer(size, device, tuple(args.flows))
+        if args.compare:
+            result.setdefault("compare", []).extend(bench_compare(size, device))
     result["temporal_price"] = temporal_price(result["train"])
     if args.profile:
         result["profile"] = profile_stage3(SIZES[args.sizes[0]], device)
