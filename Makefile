@@ -1,8 +1,9 @@
 # tassn — every target a user runs. `make help` lists them.
 #
 # The training recipe (paper §4.3) as file dependencies, so that a finished stage is not trained again:
-#   data → pretrain (synthetic source, 3D) ─┐
-#   data → stage 1 (heatmaps) ──────────────┴→ stage 2 (heatmaps + mesh, silhouettes) → stage 3 (TASSN) → eval
+#   source data → pretrain (synthetic source domain, 3D labels) ──────────────┐ (mesh, pose)
+#   target data ─┴→ stage 1 (heatmaps, L_h; starts from pretrain) ──────────┴→ stage 2 (heatmaps + mesh, L_h + λs·L_m)
+#                                                                  → stage 3 (TASSN, Eq. 6) → test → table
 # Each stage trains in runs/<DATA>-<CONFIG>/<stage>/ (pretrain in runs/source-<CONFIG>/pretrain/) and is done
 # when its fit.done exists; a run that was stopped resumes from its checkpoints/last.ckpt.
 #   make train-stage3                            CPU sizes on the synthetic videos (≈ 30 min on 2 cores)
@@ -95,8 +96,10 @@ $(SOURCE_RUN)/pretrain/fit.done: $(SOURCE_RUN)/data.done $(call stage_files,pret
 	  | $(STAMP)
 	$(call fit,$(@D),$(call configs,pretrain,$(SOURCE_ARGS)))
 
-$(RUN)/stage1/fit.done: $(RUN)/data.done $(call stage_files,stage1) $(DATA_CFG) $(OVERLAY) | $(STAMP)
-	$(call fit,$(@D),$(call configs,stage1,$(TARGET_ARGS)))
+$(RUN)/stage1/fit.done: $(RUN)/data.done $(SOURCE_RUN)/pretrain/fit.done $(call stage_files,stage1) $(DATA_CFG) \
+	  $(OVERLAY) | $(STAMP)
+	$(call fit,$(@D),$(call configs,stage1,$(TARGET_ARGS)) \
+	  --model.init_args.init_from=$(call last,$(SOURCE_RUN)/pretrain))
 
 $(RUN)/stage2/fit.done: $(RUN)/stage1/fit.done $(SOURCE_RUN)/pretrain/fit.done $(call stage_files,stage2) | $(STAMP)
 	$(call fit,$(@D),$(call configs,stage2,$(TARGET_ARGS)) \
@@ -114,7 +117,7 @@ $(STAGE3_DIR)/test.done: $(STAGE3_DIR)/fit.done
 
 pretrain: $(SOURCE_RUN)/pretrain/fit.done ## pretrain the mesh and pose estimators on the synthetic source domain (3D labels)
 
-train-stage1: $(RUN)/stage1/fit.done ## stage 1: heatmap estimator with L_h on the target data
+train-stage1: $(RUN)/stage1/fit.done ## stage 1: heatmap estimator with L_h on the target data (from pretrain)
 
 train-stage2: $(RUN)/stage2/fit.done ## stage 2: heatmaps + mesh with L_h + λs·L_m (from stage 1 and pretrain)
 

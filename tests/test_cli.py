@@ -154,3 +154,19 @@ def test_two_process_ddp_syncs_metrics_and_trains(write_configs, tmp_path) -> No
          f"--ckpt_path={root / 'checkpoints' / 'last.ckpt'}"]
     )
     assert single.trainer.callback_metrics["val/epe_mm"].item() == pytest.approx(ddp_epe, rel=1e-4)
+
+
+def test_default_loggers_follow_wandb_mode(tmp_path, monkeypatch) -> None:
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    from tassn.cli import default_loggers, wandb_mode
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    loggers = default_loggers(str(tmp_path / "runs" / "stage3"))
+    assert [type(lg) for lg in loggers] == [CSVLogger]  # the CSV logger comes first: its folder is the run folder
+    monkeypatch.setenv("WANDB_MODE", "dryrun")
+    assert wandb_mode() == "offline"
+    csv_logger, wandb_logger = default_loggers(str(tmp_path / "runs" / "stage3"))
+    assert isinstance(wandb_logger, WandbLogger)
+    assert wandb_logger._wandb_init["mode"] == "offline" and wandb_logger._wandb_init["name"] == "runs/stage3"
+    assert Path(csv_logger.log_dir) == tmp_path / "runs" / "stage3" / "version_0"

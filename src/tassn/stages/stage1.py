@@ -1,6 +1,8 @@
 """Stage 1 (paper §4.3): train the heatmap estimator alone with L_h on the target videos.
 
-Flow, mesh and pose are frozen; no 3D label is read (the batch's 3D entries are dropped before the step).
+Flow, mesh and pose are frozen; no 3D label is read (the batch's 3D entries are dropped before the step). The
+network may start from the pre-training (``init_from``), as TASSN's starts from Ge et al.'s released model, whose
+hourglass is trained too; the recipe (Makefile) does so, which adapts the source-domain heatmaps to the target.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ class Stage1(StageModule):
 
     Args:
         net, lr, weight_decay, train_modules, init_from, init_from_stages, pck2d_threshold: see
-            :class:`~tassn.stages.base.StageModule` (by default only ``heatmap`` trains; ``init_from`` may resume
-            from another stage-1 checkpoint).
+            :class:`~tassn.stages.base.StageModule` (by default only ``heatmap`` trains; ``init_from`` accepts a
+            pre-training or a stage-1 checkpoint).
     """
 
     stage: ClassVar[str] = "stage1"
     default_train_modules: ClassVar[tuple[str, ...]] = ("heatmap",)
-    default_init_stages: ClassVar[tuple[str, ...]] = ("stage1",)
+    default_init_stages: ClassVar[tuple[str, ...]] = ("pretrain", "stage1")
 
     def __init__(
         self,
