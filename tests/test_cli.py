@@ -170,3 +170,12 @@ def test_default_loggers_follow_wandb_mode(tmp_path, monkeypatch) -> None:
     assert isinstance(wandb_logger, WandbLogger)
     assert wandb_logger._wandb_init["mode"] == "offline" and wandb_logger._wandb_init["name"] == "runs/stage3"
     assert Path(csv_logger.log_dir) == tmp_path / "runs" / "stage3" / "version_0"
+
+
+def test_cosine_schedule_decays_to_zero_over_the_run(write_configs) -> None:
+    configs = write_configs("Stage1", model={"lr_schedule": "cosine"}, trainer={"max_steps": 3, "max_epochs": 5})
+    cli = run_cli(["fit", *configs])
+    (optimizer,) = cli.trainer.optimizers
+    assert cli.trainer.global_step == 3
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert optimizer.param_groups[0]["initial_lr"] == pytest.approx(1e-3)

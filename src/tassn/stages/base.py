@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch import LightningModule
@@ -22,6 +22,8 @@ from tassn.nets.pme import PME, SUBNETS, PMEOutput
 from tassn.stages.checkpoints import STAGE_KEY, load_net_from_checkpoint
 from tassn.stages.evaluation import EvaluationMetrics
 
+#: how the learning rate moves during a run.
+LRSchedule = Literal["constant", "cosine"]
 #: batch entries that carry 3D ground truth; target-domain training never reads them.
 LABELS_3D: tuple[str, ...] = ("kp3d", "mesh3d", "true_silhouettes")
 
@@ -38,6 +40,7 @@ class StageModule(LightningModule):
         net: the PME network (``class_path: tassn.nets.PME`` in configs).
         lr: Adam learning rate (paper: 1e-5).
         weight_decay: Adam weight decay.
+        lr_schedule: ``constant``, or ``cosine`` decay to 0 over the run's optimiser steps (short CPU runs).
         train_modules: sub-networks that train (among ``flow, heatmap, mesh, pose``); the others are frozen.
             Default: the stage's own (:attr:`default_train_modules`).
         init_from: a Lightning checkpoint of an earlier stage whose network weights start this one (loaded when
@@ -56,6 +59,7 @@ class StageModule(LightningModule):
         net: PME,
         lr: float = 1e-5,
         weight_decay: float = 0.0,
+        lr_schedule: LRSchedule = "constant",
         train_modules: Sequence[str] | None = None,
         init_from: str | None = None,
         init_from_stages: Sequence[str] | None = None,
@@ -68,8 +72,11 @@ class StageModule(LightningModule):
         if lr <= 0:
             raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr}")
         self.net = net
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"{type(self).__name__}: lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
         self.lr = lr
         self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
         self.train_modules = tuple(self.default_train_modules if train_modules is None else train_modules)
         unknown = [m for m in self.train_modules if m not in SUBNETS]
         if unknown:
@@ -109,11 +116,16 @@ class StageModule(LightningModule):
         checkpoint[STAGE_KEY] = self.stage
 
     # -------------------------------------------------------------------------------------------- optimisation
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         params = [p for p in self.net.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"{type(self).__name__}: nothing to train; train_modules={self.train_modules}")
-        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.lr_schedule == "constant":
+            return optimizer
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def log_losses(self, losses: Mapping[str, torch.Tensor], batch_size: int, split: str = "train") -> None:
         """Log ``{name: value}`` as ``split/name``: per step and per epoch (synced across processes)."""

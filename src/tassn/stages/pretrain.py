@@ -15,7 +15,7 @@ import torch
 from tassn.hand.normalize import normalize_3d
 from tassn.losses import heatmap_loss, squared_error
 from tassn.nets.pme import PME
-from tassn.stages.base import StageModule
+from tassn.stages.base import LRSchedule, StageModule
 
 
 class Pretrain(StageModule):
@@ -25,8 +25,9 @@ class Pretrain(StageModule):
     heatmap term is L_h (Eq. 1).
 
     Args:
-        lambda_h, lambda_pose, lambda_mesh: weights of the three terms.
-        net, lr, weight_decay, train_modules, init_from, init_from_stages, pck2d_threshold: see
+        lambda_h, lambda_pose, lambda_mesh: weights of the three terms (the mesh term sums over every vertex, about
+            50 times as many points as the pose term, hence its smaller default weight).
+        net, lr, weight_decay, lr_schedule, train_modules, init_from, init_from_stages, pck2d_threshold: see
             :class:`~tassn.stages.base.StageModule` (by default heatmap, mesh and pose train).
     """
 
@@ -39,15 +40,16 @@ class Pretrain(StageModule):
         net: PME,
         lambda_h: float = 1.0,
         lambda_pose: float = 1.0,
-        lambda_mesh: float = 1.0,
+        lambda_mesh: float = 0.1,
         lr: float = 1e-5,
         weight_decay: float = 0.0,
+        lr_schedule: LRSchedule = "constant",
         train_modules: Sequence[str] | None = None,
         init_from: str | None = None,
         init_from_stages: Sequence[str] | None = None,
         pck2d_threshold: float = 5.0,
     ) -> None:
-        super().__init__(net, lr, weight_decay, train_modules, init_from, init_from_stages, pck2d_threshold)
+        super().__init__(net, lr, weight_decay, lr_schedule, train_modules, init_from, init_from_stages, pck2d_threshold)
         self.lambda_h = lambda_h
         self.lambda_pose = lambda_pose
         self.lambda_mesh = lambda_mesh

@@ -14,14 +14,14 @@ import torch
 
 from tassn.losses import heatmap_loss
 from tassn.nets.pme import PME
-from tassn.stages.base import StageModule, without_3d
+from tassn.stages.base import LRSchedule, StageModule, without_3d
 
 
 class Stage1(StageModule):
     """``L = L_h`` (Eq. 1) over every frame of the clip, run forward.
 
     Args:
-        net, lr, weight_decay, train_modules, init_from, init_from_stages, pck2d_threshold: see
+        net, lr, weight_decay, lr_schedule, train_modules, init_from, init_from_stages, pck2d_threshold: see
             :class:`~tassn.stages.base.StageModule` (by default only ``heatmap`` trains; ``init_from`` accepts a
             pre-training or a stage-1 checkpoint).
     """
@@ -35,12 +35,13 @@ class Stage1(StageModule):
         net: PME,
         lr: float = 1e-5,
         weight_decay: float = 0.0,
+        lr_schedule: LRSchedule = "constant",
         train_modules: Sequence[str] | None = None,
         init_from: str | None = None,
         init_from_stages: Sequence[str] | None = None,
         pck2d_threshold: float = 5.0,
     ) -> None:
-        super().__init__(net, lr, weight_decay, train_modules, init_from, init_from_stages, pck2d_threshold)
+        super().__init__(net, lr, weight_decay, lr_schedule, train_modules, init_from, init_from_stages, pck2d_threshold)
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         batch = without_3d(batch)

@@ -16,7 +16,7 @@ import torch
 from tassn.losses import LossWeights, total_loss
 from tassn.nets.pme import PME, PMEOutput
 from tassn.render import SilhouetteRenderer, fit_weak_perspective
-from tassn.stages.base import StageModule, without_3d
+from tassn.stages.base import LRSchedule, StageModule, without_3d
 
 
 class SilhouetteStage(StageModule):
@@ -25,7 +25,7 @@ class SilhouetteStage(StageModule):
     Args:
         lambda_s, lambda_h: weights of L_m and L_h.
         renderer: the silhouette renderer (default: ``SilhouetteRenderer(net.image_size)``).
-        net, lr, weight_decay, train_modules, init_from, init_from_stages, pck2d_threshold: see
+        net, lr, weight_decay, lr_schedule, train_modules, init_from, init_from_stages, pck2d_threshold: see
             :class:`~tassn.stages.base.StageModule`.
     """
 
@@ -37,12 +37,13 @@ class SilhouetteStage(StageModule):
         renderer: SilhouetteRenderer | None = None,
         lr: float = 1e-5,
         weight_decay: float = 0.0,
+        lr_schedule: LRSchedule = "constant",
         train_modules: Sequence[str] | None = None,
         init_from: str | None = None,
         init_from_stages: Sequence[str] | None = None,
         pck2d_threshold: float = 5.0,
     ) -> None:
-        super().__init__(net, lr, weight_decay, train_modules, init_from, init_from_stages, pck2d_threshold)
+        super().__init__(net, lr, weight_decay, lr_schedule, train_modules, init_from, init_from_stages, pck2d_threshold)
         if lambda_s < 0 or lambda_h < 0:
             raise ValueError(f"{type(self).__name__}: loss weights must be ≥ 0, got λs={lambda_s}, λh={lambda_h}")
         self.lambda_s = lambda_s
@@ -79,7 +80,7 @@ class Stage2(SilhouetteStage):
         init_heatmap_from: a stage-1 checkpoint whose ``flow`` and ``heatmap`` weights start this stage.
         init_mesh_from: a pre-training checkpoint whose ``mesh`` and ``pose`` weights start this stage.
         init_heatmap_stages, init_mesh_stages: the stages those checkpoints may come from.
-        lambda_s, lambda_h, renderer, net, lr, weight_decay, train_modules, init_from, init_from_stages,
+        lambda_s, lambda_h, renderer, net, lr, weight_decay, lr_schedule, train_modules, init_from, init_from_stages,
             pck2d_threshold: see :class:`SilhouetteStage` (by default heatmap and mesh train; ``init_from``, the
             whole network, is applied first, e.g. to continue from another stage-2 checkpoint).
     """
@@ -100,14 +101,15 @@ class Stage2(SilhouetteStage):
         renderer: SilhouetteRenderer | None = None,
         lr: float = 1e-5,
         weight_decay: float = 0.0,
+        lr_schedule: LRSchedule = "constant",
         train_modules: Sequence[str] | None = None,
         init_from: str | None = None,
         init_from_stages: Sequence[str] | None = None,
         pck2d_threshold: float = 5.0,
     ) -> None:
         super().__init__(
-            net, lambda_s, lambda_h, renderer, lr, weight_decay, train_modules, init_from, init_from_stages,
-            pck2d_threshold,
+            net, lambda_s, lambda_h, renderer, lr, weight_decay, lr_schedule, train_modules, init_from,
+            init_from_stages, pck2d_threshold,
         )
         self.init_heatmap_from = init_heatmap_from
         self.init_mesh_from = init_mesh_from

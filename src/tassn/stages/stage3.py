@@ -15,7 +15,7 @@ import torch
 from tassn.losses import LossWeights, total_loss
 from tassn.nets.pme import PME
 from tassn.render import SilhouetteRenderer
-from tassn.stages.base import without_3d
+from tassn.stages.base import LRSchedule, without_3d
 from tassn.stages.stage2 import SilhouetteStage
 
 
@@ -25,7 +25,8 @@ class Stage3(SilhouetteStage):
     Args:
         lambda_s, lambda_h: weights of L_m and L_h (paper: 0.1 and 1).
         lambda_c_pose, lambda_c_mesh: weights of L_c^p and L_c^m (paper: 10 and 10).
-        net, renderer, lr, weight_decay, train_modules, init_from, init_from_stages, pck2d_threshold: see
+        net, renderer, lr, weight_decay, lr_schedule, train_modules, init_from, init_from_stages, pck2d_threshold:
+            see
             :class:`~tassn.stages.stage2.SilhouetteStage` (``init_from``: a stage-2 checkpoint; by default
             heatmap, mesh and pose train).
     """
@@ -44,14 +45,15 @@ class Stage3(SilhouetteStage):
         renderer: SilhouetteRenderer | None = None,
         lr: float = 1e-5,
         weight_decay: float = 0.0,
+        lr_schedule: LRSchedule = "constant",
         train_modules: Sequence[str] | None = None,
         init_from: str | None = None,
         init_from_stages: Sequence[str] | None = None,
         pck2d_threshold: float = 5.0,
     ) -> None:
         super().__init__(
-            net, lambda_s, lambda_h, renderer, lr, weight_decay, train_modules, init_from, init_from_stages,
-            pck2d_threshold,
+            net, lambda_s, lambda_h, renderer, lr, weight_decay, lr_schedule, train_modules, init_from,
+            init_from_stages, pck2d_threshold,
         )
         if lambda_c_pose < 0 or lambda_c_mesh < 0:
             raise ValueError(f"Stage3: loss weights must be ≥ 0, got λc^p={lambda_c_pose}, λc^m={lambda_c_mesh}")
