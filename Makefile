@@ -82,11 +82,11 @@ check-config:
 
 # ------------------------------------------------------------------------------------------------------- data
 $(RUN)/data.done: $(DATA_CFG) $(OVERLAY) | $(STAMP) check-config
-	$(TASSN) prepare $(TARGET_ARGS) --config $(OVERLAY)
+	$(TASSN) prepare $(call configs,stage1,$(TARGET_ARGS))
 	@mkdir -p $(@D) && touch $@
 
-$(SOURCE_RUN)/data.done: $(SOURCE_CFG) $(OVERLAY) | $(STAMP) check-config
-	$(TASSN) prepare $(SOURCE_ARGS) --config $(OVERLAY)
+$(SOURCE_RUN)/data.done: $(SOURCE_CFG) $(OVERLAY) $(call stage_files,pretrain) | $(STAMP) check-config
+	$(TASSN) prepare $(call configs,pretrain,$(SOURCE_ARGS))
 	@mkdir -p $(@D) && touch $@
 
 data: $(RUN)/data.done ## generate/check the target data (DATA=synthetic|stb|mhp, DATA_ROOT=…) and its GrabCut silhouettes
@@ -150,8 +150,8 @@ sweep: $(RUN)/stage2/fit.done ## run a W&B sweep of stage 3 (SWEEP=file, COUNT t
 # w/o L_c (experiments/ablations/no_lc.yaml). Beside them, on the same held-out target test videos:
 #   eval-pretrain   the source-pretrained model (3D labels of the source domain only, no target training)
 #   eval-stage2     the stage-2 model (target 2D labels + silhouettes, no temporal training)
-#   upper_bound     the pretrained model trained further with the target's own 3D labels
-#                   (experiments/ablations/upper_bound.yaml, the pre-training's schedule)
+#   upper_bound     the pretrained model trained further with the target's own 3D labels on the same target
+#                   training videos (experiments/ablations/upper_bound.yaml, the pre-training's schedule)
 # Every run is a file target (fit.done / test.done), so an interrupted `make ablation` goes on where it stopped
 # and a finished run is never trained again. Seeds are independent goals: `make -j2 ablation` runs two at once.
 # benchmarks/ablation_report.py then writes the table, JSON and PNG.
@@ -166,10 +166,11 @@ ABLATION_UPPER_CFG := experiments/ablations/upper_bound.yaml
 # paper's own upper bounds are the published 3D-supervised methods, docs/results.md)
 ABLATION_UPPER := $(if $(filter synthetic,$(DATA)),$(RUN)/upper_bound/test.done)
 
-# $(call ablation_test,STAGE,RUN_DIR,CKPT): test CKPT on the target test split with STAGE's config, into RUN_DIR
+# $(call ablation_test,RUN_DIR,CKPT): test CKPT on the target test split into RUN_DIR (with the stage-3 config, as
+# `make eval` does: the same network and data for every model, whichever stage wrote the checkpoint)
 define ablation_test
-	$(TASSN) test $(call configs,$(1),$(TARGET_ARGS)) --trainer.default_root_dir=$(2) --ckpt_path=$(3)
-	@touch $(2)/test.done
+	$(TASSN) test $(call configs,stage3,$(TARGET_ARGS)) --trainer.default_root_dir=$(1) --ckpt_path=$(2)
+	@touch $(1)/test.done
 endef
 
 .PHONY: ablation-one $(addprefix ablation-seed-,$(SEEDS))
@@ -179,23 +180,24 @@ $(addprefix ablation-seed-,$(SEEDS)): ablation-seed-%: | $(STAMP) check-config
 
 # One seed (RUN and SOURCE_RUN carry RUNS=$(ABLATION_RUNS)/seed-<s> here); the stage-3 variants go through the
 # stage-3 rule above, one VARIANT per sub-make.
-ablation-one: $(RUN)/eval-pretrain/test.done $(RUN)/eval-stage2/test.done $(ABLATION_UPPER)
+ablation-one: $(RUN)/eval-pretrain/test.done $(RUN)/eval-stage2/test.done
 	$(MAKE) --no-print-directory $(RUN)/stage3/test.done VARIANT=
 	$(foreach v,$(ABLATION_VARIANTS),$(MAKE) --no-print-directory $(RUN)/stage3-$(v)/test.done VARIANT=$(v) &&) true
+	$(if $(ABLATION_UPPER),$(MAKE) --no-print-directory $(ABLATION_UPPER))
 
 $(RUN)/eval-pretrain/test.done: $(SOURCE_RUN)/pretrain/fit.done $(RUN)/data.done
-	$(call ablation_test,pretrain,$(@D),$(call last,$(SOURCE_RUN)/pretrain))
+	$(call ablation_test,$(@D),$(call last,$(SOURCE_RUN)/pretrain))
 
 $(RUN)/eval-stage2/test.done: $(RUN)/stage2/fit.done
-	$(call ablation_test,stage2,$(@D),$(call last,$(RUN)/stage2))
+	$(call ablation_test,$(@D),$(call last,$(RUN)/stage2))
 
 $(RUN)/upper_bound/fit.done: $(RUN)/data.done $(SOURCE_RUN)/pretrain/fit.done $(ABLATION_UPPER_CFG) \
 	  $(call stage_files,pretrain) | $(STAMP)
-	$(call fit,$(@D),$(call configs,pretrain,$(TARGET_ARGS) --config $(ABLATION_UPPER_CFG)) \
+	$(call fit,$(@D),$(call configs,pretrain,$(TARGET_ARGS)) --config $(ABLATION_UPPER_CFG) \
 	  --model.init_args.init_from=$(call last,$(SOURCE_RUN)/pretrain))
 
 $(RUN)/upper_bound/test.done: $(RUN)/upper_bound/fit.done
-	$(call ablation_test,pretrain,$(@D),$(call last,$(@D)))
+	$(call ablation_test,$(@D),$(call last,$(@D)))
 
 # `make bench`: speed and memory (docs/results.md).
 BENCH_DEVICE ?= cpu

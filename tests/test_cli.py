@@ -46,8 +46,10 @@ def test_fit_writes_run_folders_and_resumes_from_last(write_configs, tmp_path) -
     assert torch.load(last, weights_only=True)["global_step"] == 4
     assert sorted(p.name for p in root.glob("version_*")) == ["version_0", "version_1"]
     assert (root / "version_0" / "config.yaml").read_text() != (root / "version_1" / "config.yaml").read_text()
-    steps = [int(r["step"]) for r in metrics_rows(root / "version_1" / "metrics.csv") if r.get("train/loss_step")]
+    rows = metrics_rows(root / "version_1" / "metrics.csv")
+    steps = [int(r["step"]) for r in rows if r.get("train/loss")]
     assert steps and min(steps) >= 2
+    assert {"train/loss", "train/loss_h", "val/epe_mm", "val/auc_0_50", "val/auc_20_50", "val/pck2d"} <= set(rows[0])
 
 
 def test_test_subcommand_writes_results_and_report_prints_them(write_configs, tmp_path, capsys) -> None:

@@ -28,6 +28,12 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from tassn.stages.checkpoints import CheckpointMismatchError
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+DESCRIPTION = (
+    "Train and evaluate TASSN's stages (LightningCLI). Compose configs: --config experiments/<stage>.yaml "
+    "--config experiments/data/<data>.yaml --config experiments/<cpu|paper>.yaml. Also: `tassn prepare --config …` "
+    "(generate/check the data and its GrabCut silhouettes) and `tassn report RUN_DIR …` (results beside the "
+    "paper's Table 1)."
+)
 MONITOR = "val/epe_mm"
 
 
@@ -87,7 +93,7 @@ class TassnCLI(LightningCLI):
         from tassn.stages.base import StageModule
 
         kwargs.setdefault("save_config_kwargs", {"overwrite": False})
-        kwargs.setdefault("parser_kwargs", {"parser_mode": "yaml"})
+        kwargs.setdefault("parser_kwargs", {"prog": "tassn", "description": DESCRIPTION})
         super().__init__(
             StageModule,
             HandClipDataModule,

@@ -95,7 +95,7 @@ def test_stage3_losses_and_variants(make_net, make_data) -> None:
     batch = first_batch(make_data("target"))
     full = Stage3(make_net(), lr=1e-3)
     logged: dict[str, torch.Tensor] = {}
-    full.log_losses = lambda losses, batch_size, split="train": logged.update(losses)  # type: ignore[method-assign]
+    full.log_losses = lambda losses, batch_size: logged.update(losses)  # type: ignore[method-assign]
     loss = full.training_step(batch, 0)
     assert set(logged) == {"loss", "loss_h", "loss_m", "loss_c_pose", "loss_c_mesh"}
     expected = 0.1 * logged["loss_m"] + logged["loss_h"] + 10 * logged["loss_c_pose"] + 10 * logged["loss_c_mesh"]

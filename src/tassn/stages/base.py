@@ -71,9 +71,9 @@ class StageModule(LightningModule):
         self.save_hyperparameters(ignore=[] if _given_hyperparameters.get() is not None else ["net", "renderer"])
         if lr <= 0:
             raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr}")
-        self.net = net
         if lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"{type(self).__name__}: lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+        self.net = net
         self.lr = lr
         self.weight_decay = weight_decay
         self.lr_schedule = lr_schedule
@@ -83,14 +83,11 @@ class StageModule(LightningModule):
             raise ValueError(f"{type(self).__name__}: unknown train_modules {unknown}; expected names among {SUBNETS}")
         self.init_from = init_from
         self.init_from_stages = tuple(self.default_init_stages if init_from_stages is None else init_from_stages)
-        self.net.unfreeze(*[m for m in self.train_modules if m != "flow" or self._flow_has_weights()])
+        self.net.unfreeze(*self.train_modules)
         self.net.freeze(*[m for m in SUBNETS if m not in self.train_modules])
         self.val_metrics = EvaluationMetrics(pck2d_threshold)
         self.test_metrics = EvaluationMetrics(pck2d_threshold)
         self._initialised = False
-
-    def _flow_has_weights(self) -> bool:
-        return any(True for _ in self.net.flow.parameters())
 
     # ------------------------------------------------------------------------------------------ initialisation
     def init_sources(self) -> list[tuple[str, Sequence[str], Sequence[str] | None]]:
@@ -127,18 +124,11 @@ class StageModule(LightningModule):
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    def log_losses(self, losses: Mapping[str, torch.Tensor], batch_size: int, split: str = "train") -> None:
-        """Log ``{name: value}`` as ``split/name``: per step and per epoch (synced across processes)."""
+    def log_losses(self, losses: Mapping[str, torch.Tensor], batch_size: int) -> None:
+        """Log ``{name: value}`` of a training step as ``train/name`` (the total on the progress bar)."""
         for name, value in losses.items():
-            self.log(
-                f"{split}/{name}",
-                value.detach(),
-                prog_bar=name == "loss",
-                on_step=split == "train",
-                on_epoch=True,
-                sync_dist=True,
-                batch_size=batch_size,
-            )
+            self.log(f"train/{name}", value.detach(), prog_bar=name == "loss", on_step=True, on_epoch=False,
+                     batch_size=batch_size)
 
     # -------------------------------------------------------------------------------------------- evaluation
     def forward(self, clip: torch.Tensor, reverse: bool = False) -> PMEOutput:
