@@ -217,6 +217,19 @@ def markdown(summary: Mapping[str, Any]) -> str:
             ref = PAPER[d].get(key)
             cells.append(f"{ref[0]:.3f} / {ref[1]:.3f} / {ref[2]:.1f}" if ref else "–")
         lines.append("| " + " | ".join(cells) + " |")
+    seeds = summary["seeds_requested"]
+    lines += ["", "EPE (mm) per seed:", "", "| setting | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "|" + "---|" * (1 + len(seeds))]
+    for row in summary["rows"].values():
+        cells = [f"{row['per_seed'][s]['epe_mm']:.1f}" if s in row["per_seed"] else "–" for s in seeds]
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    times = summary.get("train_wall_s", {})
+    runs = list(dict.fromkeys(name for t in times.values() for name in t))
+    if runs:
+        lines += ["", "Training wall time per run (s, from the run folders; machine shared, see below):", "",
+                  "| seed | " + " | ".join(runs) + " |", "|" + "---|" * (1 + len(runs))]
+        for seed, t in times.items():
+            lines.append(f"| {seed} | " + " | ".join(f"{t[r]:.0f}" if r in t else "–" for r in runs) + " |")
     lines.append("")
     lines.append(f"Data: {data}, config: {summary['config']}; mean ± sample std over seeds. "
                  "The paper's numbers are on real videos (STB, MHP), not comparable in absolute terms on other data.")

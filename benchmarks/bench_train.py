@@ -529,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     info = machine()
+    info["load_average_1_5_15_min_at_start"] = list(os.getloadavg())
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     result: dict[str, Any] = {"device": str(device), "machine": info, "train": [], "render": [], "infer": []}
@@ -550,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     result["temporal_price"] = temporal_price(result["train"])
     if args.profile:
         result["profile"] = profile_stage3(SIZES[args.sizes[0]], device)
+    info["load_average_1_5_15_min_at_end"] = list(os.getloadavg())
     print(report(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
