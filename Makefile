@@ -125,7 +125,9 @@ train-stage3: $(STAGE3_DIR)/test.done ## the whole recipe through stage 3 (TASSN
 	$(TASSN) report $(STAGE3_DIR)
 
 report: ## print the results table of the last test run(s) of this DATA/CONFIG beside the paper's Table 1
-	$(TASSN) report $(wildcard $(RUN)/stage3*) $(wildcard $(EVAL_DIR))
+	@runs="$(wildcard $(RUN)/stage3*/test.done $(EVAL_DIR))"; \
+	  [ -n "$$runs" ] || { echo "make report: no test results under $(RUN); run make train-stage3 first" >&2; exit 2; }; \
+	  $(TASSN) report $(patsubst %/test.done,%,$(wildcard $(RUN)/stage3*/test.done)) $(wildcard $(EVAL_DIR))
 
 eval: | $(STAMP) check-config ## test a checkpoint on the target data's test split: make eval CKPT=path/to.ckpt
 	@if [ -z "$(CKPT)" ] || [ ! -f "$(CKPT)" ]; then \
