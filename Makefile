@@ -23,7 +23,11 @@ export OMP_NUM_THREADS ?= 2
 
 STAMP := .install.stamp
 
-TASSN := $(PYTHON) -m tassn
+# Training and evaluation run one compute thread per process unless TRAIN_THREADS says otherwise: on a 2-core
+# machine shared with other processes, two OpenMP threads per process made a training step 7–60× slower (measured),
+# while one thread costs little on an idle machine with this small CPU network. TRAIN_THREADS=2 on an idle machine.
+TRAIN_THREADS ?= 1
+TASSN := OMP_NUM_THREADS=$(TRAIN_THREADS) $(PYTHON) -m tassn
 OVERLAY := experiments/$(CONFIG).yaml
 DATA_CFG := experiments/data/$(DATA).yaml
 SOURCE_CFG := experiments/data/synthetic_source.yaml
