@@ -155,6 +155,11 @@ def ordering(per_seed: Mapping[str, Mapping[str, dict[str, Any]]]) -> dict[str, 
         < per_seed[s]["no_lc"]["metrics"]["epe_mm"]
         for s in seeds
     )
+    result["auc_order_holds_in_seeds"] = sum(
+        per_seed[s]["full"]["metrics"]["auc_0_50"] > per_seed[s]["no_lc_mesh"]["metrics"]["auc_0_50"]
+        > per_seed[s]["no_lc"]["metrics"]["auc_0_50"]
+        for s in seeds
+    )
     return result
 
 
@@ -246,7 +251,7 @@ def ordering_text(order: Mapping[str, Any]) -> str:
     n = len(seeds)
     parts = [
         f"Paper's ordering (EPE: TASSN < w/o L_c^m < w/o L_c) holds in {order['full_order_holds_in_seeds']} of {n} "
-        "seed(s)."
+        f"seed(s); in AUC 0–50 (TASSN > w/o L_c^m > w/o L_c) in {order['auc_order_holds_in_seeds']} of {n}."
     ]
     names = {
         "epe_no_lc-full": "L_c (w/o L_c − TASSN)",
@@ -257,7 +262,8 @@ def ordering_text(order: Mapping[str, Any]) -> str:
         d = order.get(key)
         if d is None:
             continue
-        noise = " — within seed noise" if d["within_noise"] else ""
+        noise = (" (one seed: no spread to compare with)" if n < 2
+                 else " — within seed noise" if d["within_noise"] else "")
         parts.append(
             f"Gain from {name}: {d['mean']:+.2f} ± {d['std']:.2f} mm EPE, positive in {d['holds_in_seeds']}/{n} "
             f"seed(s){noise}."

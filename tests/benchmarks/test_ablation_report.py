@@ -62,7 +62,7 @@ def test_markdown_has_paper_rows_and_verdict(runs: Path) -> None:
     summary = ablation_report.summarise(runs, "synthetic", "cpu", ["0", "1", "2"])
     table = ablation_report.markdown(summary)
     assert "| TASSN | 3 | 0.600 ± 0.000 | 0.700 ± 0.000 | 18.3 ± 0.6 | 0.773 / 0.972 / 11.3 | 0.689 / 0.892 / 16.2 |" in table
-    assert "holds in 2 of 3 seed(s)" in table
+    assert "holds in 2 of 3 seed(s); in AUC 0–50 (TASSN > w/o L_c^m > w/o L_c) in 3 of 3" in table
     assert "within seed noise" in table
 
 
