@@ -26,8 +26,7 @@ class Stage3(SilhouetteStage):
         lambda_s, lambda_h: weights of L_m and L_h (paper: 0.1 and 1).
         lambda_c_pose, lambda_c_mesh: weights of L_c^p and L_c^m (paper: 10 and 10).
         net, renderer, lr, weight_decay, lr_schedule, train_modules, init_from, init_from_stages, pck2d_threshold:
-            see
-            :class:`~tassn.stages.stage2.SilhouetteStage` (``init_from``: a stage-2 checkpoint; by default
+            see :class:`~tassn.stages.stage2.SilhouetteStage` (``init_from``: a stage-2 checkpoint; by default
             heatmap, mesh and pose train).
     """
 
@@ -62,6 +61,7 @@ class Stage3(SilhouetteStage):
 
     @property
     def loss_weights(self) -> LossWeights:
+        """λh, λs, λc^p, λc^m as ``tassn.losses.LossWeights``."""
         return LossWeights(self.lambda_h, self.lambda_s, self.lambda_c_pose, self.lambda_c_mesh)
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
