@@ -139,7 +139,8 @@ def test_two_process_ddp_syncs_metrics_and_trains(write_configs, tmp_path) -> No
         data={"batch_size": 1},
         name="ddp",
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd() / "src"), str(Path.cwd())])}
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "src"), str(repo)])}
     proc = subprocess.run(
         [sys.executable, "-m", "tassn", "fit", *configs], env=env, capture_output=True, text=True, timeout=240
     )
