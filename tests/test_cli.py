@@ -112,6 +112,18 @@ def test_user_errors_end_with_a_message_and_status_2(write_configs, tmp_path, ca
     assert "tassn: error:" in err and "missing.ckpt" in err and "Traceback" not in err
 
 
+def test_predict_with_a_video_goes_to_the_video_predictor(tmp_path, capsys) -> None:
+    from tassn.cli import main
+
+    missing = tmp_path / "missing.mp4"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--video", str(missing), "--ckpt", str(tmp_path / "x.ckpt"), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "expected a video file or a folder of frames" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_lightning_command_explains_the_name_clash(capsys) -> None:
     from tassn.cli import lightning_main
 

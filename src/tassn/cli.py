@@ -162,7 +162,8 @@ USER_ERRORS = (FileNotFoundError, CheckpointMismatchError, DatasetLayoutError)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``tassn fit|validate|test|predict …`` (LightningCLI), ``tassn prepare …`` and ``tassn report …``.
+    """``tassn fit|validate|test|predict …`` (LightningCLI), ``tassn predict --video …``, ``tassn prepare …``
+    and ``tassn report …``.
 
     Errors in the user's input (a missing dataset or checkpoint, a checkpoint of the wrong stage) end the
     command with their message and exit status 2 instead of a traceback.
@@ -176,6 +177,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args and args[0] == "prepare":
             prepare(args[1:])
             return
+        if args and args[0] == "predict" and any(a == "--video" or a.startswith("--video=") for a in args[1:]):
+            # a user's video: the standalone predictor (tassn.predict), not LightningCLI's predict subcommand
+            from tassn.predict.__main__ import main as predict_video_main
+
+            raise SystemExit(predict_video_main(args[1:]))
         # from the command line LightningCLI reads sys.argv itself (it is re-read by DDP's launched processes)
         TassnCLI(args=None if argv is None else args)
     except USER_ERRORS as err:
