@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-
-import numpy as np
 import pytest
-import trimesh
 
+import tiny_pme
 from tassn.hand.graph import GraphHierarchy, MeshGraph
-
-
-@dataclass
-class SphereTemplate:
-    """What the networks need from a hand template: vertices, faces and a content hash."""
-
-    vertices: np.ndarray
-    faces: np.ndarray
-    name: str = "sphere"
-
-    def hash(self) -> str:
-        return hashlib.sha1(self.vertices.tobytes() + self.faces.tobytes()).hexdigest()
+from tiny_pme import SphereTemplate
 
 
 @pytest.fixture(scope="session")
 def sphere_template() -> SphereTemplate:
-    m = trimesh.creation.icosphere(subdivisions=2)  # 162 vertices, 320 faces
-    return SphereTemplate(np.asarray(m.vertices, dtype=np.float32), np.asarray(m.faces, dtype=np.int64))
+    return tiny_pme.sphere_template()
 
 
 @pytest.fixture(scope="session")

@@ -8,20 +8,9 @@ from torch import nn
 
 import tassn.nets.pme as pme_module
 from tassn.nets import PME, PMEOutput
+from tiny_pme import TINY_PME
 
-TINY = dict(
-    image_size=64,
-    hourglass_features=16,
-    hourglass_stacks=2,
-    hourglass_depth=2,
-    hourglass_modules=1,
-    hourglass_stem_features=16,
-    coarsening_levels=4,
-    mesh_fc_hidden=32,
-    mesh_channels=(16, 8, 3),
-    pose_channels=(8, 16),
-    pose_fc_hidden=32,
-)
+TINY = {key: value for key, value in TINY_PME.items() if key != "flow"}
 
 
 class CountingZeroFlow(nn.Module):

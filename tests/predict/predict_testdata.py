@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import lightning
 import numpy as np
 import torch
-import trimesh
+
+from tiny_pme import TINY_PME, sphere_template  # noqa: F401  (re-exported to the predict tests)
 
 WIDTH, HEIGHT, FRAMES, FPS = 96, 80, 8, 10.0
 
@@ -42,37 +41,7 @@ def write_video(path: Path, frames: np.ndarray, fps: float = FPS) -> Path:
 
 
 #: A tiny PME (64 px crops, 16 px heatmaps) on a sphere "hand" template: seconds on a CPU.
-TINY_NET: dict = dict(
-    flow="dis",
-    image_size=64,
-    hourglass_features=16,
-    hourglass_stacks=2,
-    hourglass_depth=2,
-    hourglass_modules=1,
-    hourglass_stem_features=16,
-    coarsening_levels=4,
-    mesh_fc_hidden=32,
-    mesh_channels=[16, 8, 3],
-    pose_channels=[8, 16],
-    pose_fc_hidden=32,
-)
-
-
-@dataclass
-class SphereTemplate:
-    """What PME needs from a hand template: vertices, faces and a content hash."""
-
-    vertices: np.ndarray
-    faces: np.ndarray
-    name: str = "sphere"
-
-    def hash(self) -> str:
-        return hashlib.sha1(self.vertices.tobytes() + self.faces.tobytes()).hexdigest()
-
-
-def sphere_template() -> SphereTemplate:
-    mesh = trimesh.creation.icosphere(subdivisions=2)  # 162 vertices, 320 faces
-    return SphereTemplate(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int64))
+TINY_NET: dict = TINY_PME
 
 
 def stage_checkpoint(path: Path, net_config: dict, stage: str = "stage3", seed: int = 0,
