@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from tassn.heatmaps import HEATMAP_STRIDE, gaussian_heatmaps, to_heatmap_coords
+
 from .records import FrameRecord, VideoRecord
 
 log = logging.getLogger(__name__)
-
-HEATMAP_STRIDE = 4
 
 
 class CorruptFrameError(RuntimeError):
@@ -142,27 +142,6 @@ def warp_image(
         image, A[:2].astype(np.float64), (size, size), flags=interpolation, borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
     )
-
-
-def gaussian_heatmaps(kp: torch.Tensor, size: int, sigma: float, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Heatmaps ``…×J×size×size`` with a Gaussian of peak 1 at each keypoint ``…×J×2`` (heatmap pixels).
-
-    ``exp(−d² / 2σ²)`` written out rather than kornia's ``render_gaussian2d``: that one renormalises each map to sum
-    to one, which piles the mass of a keypoint near or beyond the border onto the border pixels. Here a keypoint off
-    the map gives only its true tail. ``weight …×J`` (e.g. ``visible``) scales each map (0 → empty map).
-    """
-    xs = torch.arange(size, dtype=kp.dtype, device=kp.device)
-    gx = torch.exp(-((xs - kp[..., 0:1]) ** 2) / (2.0 * sigma * sigma))  # …×J×W
-    gy = torch.exp(-((xs - kp[..., 1:2]) ** 2) / (2.0 * sigma * sigma))  # …×J×H
-    maps = gy[..., :, None] * gx[..., None, :]
-    if weight is not None:
-        maps = maps * weight[..., None, None].to(maps.dtype)
-    return maps
-
-
-def to_heatmap_coords(kp_crop: np.ndarray | torch.Tensor, stride: int = HEATMAP_STRIDE):
-    """Crop pixels → heatmap pixels at ``1/stride`` resolution (pixel-centre convention)."""
-    return (kp_crop + 0.5) / stride - 0.5
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,11 +8,13 @@ shading over a textured background (:mod:`data_modules.scene`). Every frame has 
 
 Two domains come from the same generator with different statistics (:data:`STYLES`):
 
-- ``source``: lighter skin tones, soft studio backdrops, frontal light, moderate motion and depth range. Its 3D
-  labels may be used (pre-training).
+- ``source``: lighter skin tones, soft studio backdrops, frontal light, slower motion and less finger spread
+  variation. Its 3D labels may be used (pre-training). Like the large synthetic set behind Ge et al.'s model that
+  it stands in for, it covers every viewpoint, depth, hand size and joint range of the target, so the gap that
+  TASSN closes is appearance and pose statistics, not poses the prior has never seen.
 - ``target``: darker skin tones, cluttered backdrops, oblique tinted light and sensor noise, a slowly panning
-  camera, larger and faster motion, a wider depth and viewpoint range. Training may use only its 2D keypoints and
-  GrabCut silhouettes; its 3D is for evaluation.
+  camera, faster motion. Training may use only its 2D keypoints and GrabCut silhouettes; its 3D is for
+  evaluation.
 
 Each (domain, split, parameters) is written once to ``<root>/<domain>-<split>-<params hash>/`` laid out like a
 real dataset (``videos/<name>/frame_<t:05d>.png``, ``masks/<name>/frame_<t:05d>.png``, ``annotations.npz``,
@@ -105,8 +107,8 @@ class DomainStyle:
 
 STYLES: dict[str, DomainStyle] = {
     "source": DomainStyle(
-        hand_size=(0.92, 1.05), finger_jitter=0.03, angle_scale=0.6, keyframe_gap=(8, 12),
-        yaw=60.0, pitch=20.0, roll=25.0, wobble=15.0, depth=(380.0, 470.0), spread=0.10, focal=(1.1, 1.2),
+        hand_size=(0.92, 1.12), finger_jitter=0.03, angle_scale=0.9, keyframe_gap=(8, 12),
+        yaw=100.0, pitch=35.0, roll=50.0, wobble=25.0, depth=(340.0, 600.0), spread=0.15, focal=(1.05, 1.25),
         skin_tones=((0.93, 0.77, 0.66), (0.87, 0.68, 0.56), (0.80, 0.60, 0.48)), skin_variation=0.05,
         background="smooth", light_angle=(0.0, 35.0), ambient=(0.35, 0.55), light_tint=0.0,
         light_intensity=(0.95, 1.15), noise_std=(0.0, 1.0), camera_pan=0.0,

@@ -13,13 +13,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from tassn.hand.normalize import normalize_3d
+from tassn.heatmaps import heatmap_argmax
 from tassn.metrics import (
     AUC_20_50_THRESHOLDS_MM,
     PCK2D,
     PCK_THRESHOLDS_MM,
     SCALAR_KEYS,
     PoseMetrics3D,
-    heatmap_argmax,
 )
 
 

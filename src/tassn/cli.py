@@ -47,6 +47,11 @@ def crop_side(datamodule: Any) -> int:
     return datamodule.crop.size
 
 
+def heatmap_sigma(datamodule: Any) -> float:
+    """The width of the data's heatmap targets: the network re-draws its fed-back ``H_t`` with the same width."""
+    return float(datamodule.heatmap_sigma)
+
+
 def wandb_mode() -> str:
     """``online``, ``offline`` or ``disabled``: ``WANDB_MODE`` if set, else online only when logged in."""
     mode = os.environ.get("WANDB_MODE", "").strip().lower()
@@ -120,6 +125,9 @@ class TassnCLI(LightningCLI):
         # so that the checkpoint's hyper-parameters record it and the network can be rebuilt from them)
         parser.link_arguments(
             "data", "model.init_args.net.init_args.image_size", compute_fn=crop_side, apply_on="instantiate"
+        )
+        parser.link_arguments(
+            "data", "model.init_args.net.init_args.feedback_sigma", compute_fn=heatmap_sigma, apply_on="instantiate"
         )
 
     def before_instantiate_classes(self) -> None:

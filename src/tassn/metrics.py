@@ -209,10 +209,3 @@ class PCK2D(Metric):
         """Mean 2D error in pixels, synced across processes like ``compute``."""
         with self.sync_context(should_sync=self._to_sync, should_unsync=self._should_unsync):
             return self.error_sum / self.count.clamp_min(1).double()
-
-
-def heatmap_argmax(heatmaps: Tensor) -> Tensor:
-    """``…×J×h×w`` heatmaps → ``…×J×2`` (x, y) of each map's maximum, in heatmap pixels (centres at integers)."""
-    w = heatmaps.shape[-1]
-    idx = heatmaps.flatten(-2).argmax(-1)
-    return torch.stack(((idx % w).to(heatmaps.dtype), (idx // w).to(heatmaps.dtype)), dim=-1)

@@ -124,7 +124,7 @@ def test_first_frame_rule_and_recurrence(make_pme) -> None:
         out = net.run(clip)
         assert flow.pairs == 2 * 2  # T−1 pairs per sample in one call; never the first frame
         first = net.step(None, clip[:, 0])
-        second = net.step(clip[:, 0], clip[:, 1], first.heatmaps[:, -1])
+        second = net.step(clip[:, 0], clip[:, 1], net.feedback(first.heatmaps[:, -1]))
     assert not out.flow[:, 0].any()
     torch.testing.assert_close(out.pose[:, 0], first.pose, rtol=0, atol=0)
     torch.testing.assert_close(out.mesh[:, 1], second.mesh, rtol=1e-6, atol=1e-6)
@@ -132,14 +132,45 @@ def test_first_frame_rule_and_recurrence(make_pme) -> None:
     assert (zero_h.pose - second.pose).abs().max() > 1e-6  # H_t really feeds the next frame
 
 
-def test_heatmap_feedback_carries_gradient_unless_detached(make_pme) -> None:
-    for detach in (False, True):
-        net = make_pme(detach_heatmap_feedback=detach)
+def test_heatmap_feedback_gradient_only_when_predicted(make_pme) -> None:
+    for mode, reaches in (("predicted", True), ("detached", False), ("redrawn", False)):
+        net = make_pme(heatmap_feedback=mode)
         clip = _clip(b=2, t=2).requires_grad_(True)
         out = net.run(clip)
         out.pose[:, 1].sum().backward()  # zero flow: frame 0 reaches frame 1 only through H
-        reached = bool(clip.grad[:, 0].any())
-        assert reached is (not detach)
+        assert bool(clip.grad[:, 0].any()) is reaches, mode
+
+
+def test_redrawn_feedback_is_unit_gaussians_at_the_peaks(make_pme) -> None:
+    from tassn.heatmaps import gaussian_heatmaps
+
+    net = make_pme(heatmap_feedback="redrawn", feedback_sigma=1.5, feedback_min_peak=0.3)
+    kp = torch.tensor([[[3.25, 7.5], [10.0, 2.0]]])
+    maps = 0.8 * gaussian_heatmaps(kp, 16, 1.5) + 0.01  # a scaled peak on a floor: the peak is what counts
+    maps[0, 1] *= 0.1  # under min_peak: not found
+    fed = net.feedback(maps)
+    torch.testing.assert_close(fed[0, 0], gaussian_heatmaps(kp[0, :1], 16, 1.5)[0], atol=0.02, rtol=0)
+    assert fed[0, 1].abs().max() == 0
+
+
+def test_teacher_forcing_feeds_the_noised_labels_of_the_previous_frame(make_pme) -> None:
+    net = make_pme(teacher_jitter=0.0, teacher_drop=0.0)
+    clip = _clip(b=1, t=3)
+    kp2d = torch.rand(1, 3, 21, 2) * 60
+    visible = torch.ones(1, 3, 21, dtype=torch.bool)
+    teacher = net.teacher(kp2d, visible)
+    assert teacher.shape == (1, 3, 21, 16, 16)
+    net.eval()
+    with torch.no_grad():
+        forward = net.run(clip, teacher=teacher)
+        backward = net.run(clip, reverse=True, teacher=teacher)
+        step1 = net.step(clip[:, 0], clip[:, 1], teacher[:, 0])  # frame 1 sees frame 0's labels going forward
+        back1 = net.step(clip[:, 2], clip[:, 1], teacher[:, 2])  # and frame 2's going backward
+    torch.testing.assert_close(forward.pose[:, 1], step1.pose, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(backward.pose[:, 1], back1.pose, rtol=1e-5, atol=1e-6)
+    noisy = make_pme(teacher_jitter=1.0, teacher_drop=0.5).teacher(kp2d.expand(64, -1, -1, -1), visible.expand(64, -1, -1))
+    empty = noisy.flatten(-2).amax(-1) == 0
+    assert 0.4 < empty.float().mean() < 0.6  # about half the joints dropped
 
 
 def test_freeze_by_name(make_pme) -> None:

@@ -100,6 +100,9 @@ class StackedHourglass(nn.Module):
             for _ in range(stacks)
         )
         self.to_heatmaps = nn.ModuleList(nn.Conv2d(features, out_channels, 1) for _ in range(stacks))
+        for head in self.to_heatmaps:  # start near empty maps: L_h then starts at the targets' own energy, not ~100×
+            nn.init.normal_(head.weight, std=1e-3)
+            nn.init.zeros_(head.bias)
         self.remap_features = nn.ModuleList(nn.Conv2d(features, features, 1) for _ in range(stacks - 1))
         self.remap_heatmaps = nn.ModuleList(nn.Conv2d(out_channels, features, 1) for _ in range(stacks - 1))
 

@@ -4,6 +4,7 @@
 measurement, backward, and always returns the outputs in the clip's own frame order. Frame ``t`` sees its
 predecessor in the processing direction through the flow ``o`` and the previous heatmaps ``H``; the first frame of
 each direction has none, so it is paired with itself: ``flow = 0`` (the flow network is not called) and ``H = 0``.
+How ``H`` is formed from the previous output, and from noised labels in training, is :mod:`tassn.nets.feedback`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from torch import nn
 
 from tassn.hand.graph import GraphHierarchy, hierarchy_for
 from tassn.hand.skeleton import NUM_JOINTS
+from tassn.heatmaps import to_heatmap_coords
 
+from .feedback import FEEDBACK_MODES, FeedbackMode, feed_back, teacher_heatmaps
 from .hourglass import HeatmapEstimator
 from .mesh_decoder import MeshEstimator
 from .pose_regressor import PoseRegressor
@@ -37,6 +40,15 @@ class PMEOutput(NamedTuple):
     mesh: torch.Tensor
     pose: torch.Tensor
     flow: torch.Tensor
+
+
+def scale_grad(x: torch.Tensor | None, scale: float) -> torch.Tensor | None:
+    """``x`` unchanged in the forward pass, its gradient multiplied by ``scale`` in the backward pass."""
+    if x is None or scale == 1.0:
+        return x
+    if scale == 0.0:
+        return x.detach()
+    return x * scale + x.detach() * (1.0 - scale)
 
 
 def _load_template(name: str):
@@ -74,8 +86,20 @@ class PME(nn.Module):
         encoder_output_size: side of the feature encoder's last map (Ge: 4, i.e. 64² → 4²).
         mesh_fc_hidden, mesh_channels: feature encoder FC width; coarse width then block widths of the mesh GCN.
         pose_channels, pose_fc_hidden, pose_activation: GCN widths per block, FC width, ReLUs of the regressor.
-        detach_heatmap_feedback: cut the gradient through ``H_t`` into the next step (default: keep it, temporal
-            training back-propagates through time).
+        heatmap_feedback: how a frame's heatmaps become the next frame's ``H_t`` without a teacher: ``redrawn``
+            (unit Gaussians at the peaks, the form of the training inputs), ``detached`` or ``predicted`` (raw maps,
+            without / with their gradient). See :mod:`tassn.nets.feedback`.
+        feedback_sigma: width (heatmap cells) of the re-drawn and teacher Gaussians: the targets' ``heatmap_sigma``
+            (linked to the data's by the CLI).
+        feedback_min_peak: a re-drawn joint whose peak is under this is left empty (not found).
+        teacher_forcing: the stages train with teacher-forced ``H_t`` (noised labels, :meth:`teacher`) rather than
+            the fed-back predictions (the measured difference is in docs/results.md).
+        teacher_jitter, teacher_drop: noise of the teacher-forced ``H_t`` in training (:meth:`teacher`): uniform
+            jitter in heatmap cells and per-joint drop probability.
+        mesh_grad_to_heatmap: scale of the gradient that the mesh decoder (and so every 3D, silhouette and
+            consistency term) sends back into the heatmap estimator; the forward pass is unchanged. 1 trains end to
+            end; 0 leaves the hourglass to L_h. Measured: the 3D terms' gradient into the hourglass is ~30× L_h's
+            at the start of pre-training and stops the heatmaps from learning (docs/results.md).
         graph_cache_dir: where the coarsened graph is cached (default ``~/.cache/tassn/graphs``).
     """
 
@@ -100,7 +124,13 @@ class PME(nn.Module):
         pose_channels: tuple[int, ...] = (32, 64),
         pose_fc_hidden: int = 512,
         pose_activation: bool = True,
-        detach_heatmap_feedback: bool = False,
+        heatmap_feedback: FeedbackMode = "redrawn",
+        feedback_sigma: float = 2.0,
+        feedback_min_peak: float = 0.1,
+        teacher_forcing: bool = True,
+        teacher_jitter: float = 1.0,
+        teacher_drop: float = 0.3,
+        mesh_grad_to_heatmap: float = 1.0,
         graph_cache_dir: str | None = None,
     ):
         super().__init__()
@@ -109,7 +139,21 @@ class PME(nn.Module):
             raise ValueError(f"PME: image_size must be a positive multiple of {multiple} (4·2^depth), got {image_size}")
         self.image_size = image_size
         self.heatmap_size = image_size // 4
-        self.detach_heatmap_feedback = detach_heatmap_feedback
+        if heatmap_feedback not in FEEDBACK_MODES:
+            raise ValueError(f"PME: heatmap_feedback must be one of {FEEDBACK_MODES}, got {heatmap_feedback!r}")
+        if feedback_sigma <= 0:
+            raise ValueError(f"PME: feedback_sigma must be > 0, got {feedback_sigma}")
+        if not 0.0 <= teacher_drop < 1.0 or teacher_jitter < 0:
+            raise ValueError(f"PME: need 0 ≤ teacher_drop < 1 and teacher_jitter ≥ 0, got {teacher_drop}, {teacher_jitter}")
+        if mesh_grad_to_heatmap < 0:
+            raise ValueError(f"PME: mesh_grad_to_heatmap must be ≥ 0, got {mesh_grad_to_heatmap}")
+        self.mesh_grad_to_heatmap = mesh_grad_to_heatmap
+        self.heatmap_feedback = heatmap_feedback
+        self.feedback_sigma = feedback_sigma
+        self.feedback_min_peak = feedback_min_peak
+        self.teacher_forcing = teacher_forcing
+        self.teacher_jitter = teacher_jitter
+        self.teacher_drop = teacher_drop
         self._frozen: set[str] = set()
 
         hand = _load_template(template)
@@ -203,7 +247,8 @@ class PME(nn.Module):
 
     def _estimate(self, image: torch.Tensor, flow: torch.Tensor, prev_heatmap: torch.Tensor) -> PMEOutput:
         hg = self.heatmap(image, flow, prev_heatmap)
-        mesh = self.mesh(hg.heatmaps[:, -1], hg.features, hg.previous_features)
+        inputs = (hg.heatmaps[:, -1], hg.features, hg.previous_features)
+        mesh = self.mesh(*(scale_grad(x, self.mesh_grad_to_heatmap) for x in inputs))
         return PMEOutput(hg.heatmaps, hg.features, mesh, self.pose(mesh), flow)
 
     def step(
@@ -224,18 +269,36 @@ class PME(nn.Module):
             heat_t = img_t1.new_zeros(b, NUM_JOINTS, self.heatmap_size, self.heatmap_size)
         return self._estimate(img_t1, flow, heat_t)
 
-    def run(self, clip: torch.Tensor, reverse: bool = False) -> PMEOutput:
+    def feedback(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        """The next frame's ``H_t`` from a frame's last-stack heatmaps ``B×21×h×w`` (``heatmap_feedback``)."""
+        return feed_back(heatmaps, self.heatmap_feedback, self.feedback_sigma, self.feedback_min_peak)
+
+    def teacher(self, kp2d: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """Noised label heatmaps ``B×T×21×h×w`` for teacher-forced training from the clip's 2D labels ``kp2d
+        B×T×21×2`` (crop pixels) and ``visible B×T×21``: pass them to :meth:`run` as ``teacher``."""
+        stride = self.image_size / self.heatmap_size
+        return teacher_heatmaps(to_heatmap_coords(kp2d, stride), visible, self.heatmap_size, self.feedback_sigma,
+                                self.teacher_jitter, self.teacher_drop)
+
+    def run(self, clip: torch.Tensor, reverse: bool = False, teacher: torch.Tensor | None = None) -> PMEOutput:
         """A clip ``B×T×3×H×W`` in [0, 1], processed forward (``reverse=False``) or backward; outputs carry a ``T``
         axis in the clip's frame order. With ``reverse=True``, ``flow[:, t]`` maps ``I_{t+1} → I_t``.
 
         The flows of all ``T−1`` pairs come from one batched call before the recurrence (they do not depend on
-        ``H``); ``H_{t+1}`` is the last stack's heatmaps of frame ``t`` (detached if ``detach_heatmap_feedback``).
+        ``H``). ``H`` of each frame is its predecessor's (in the processing direction) ``teacher`` maps when given
+        (``B×T×21×h×w`` in clip order, e.g. :meth:`teacher`), else that predecessor's last-stack heatmaps fed back
+        as ``heatmap_feedback`` says.
         """
         if clip.dim() != 5:
             raise ValueError(f"PME.run: expected a clip B×T×3×H×W, got shape {tuple(clip.shape)}")
         self._check_images(clip, "run")
         seq = clip.flip(1) if reverse else clip
         b, t = seq.shape[:2]
+        if teacher is not None:
+            expected = (b, t, NUM_JOINTS, self.heatmap_size, self.heatmap_size)
+            if teacher.shape != expected:
+                raise ValueError(f"PME.run: teacher heatmaps must be {expected}, got {tuple(teacher.shape)}")
+            teacher = teacher.flip(1) if reverse else teacher
         flows = seq.new_zeros(b, t, 2, *seq.shape[-2:])
         if t > 1:
             pair = self.compute_flow(seq[:, :-1].flatten(0, 1), seq[:, 1:].flatten(0, 1))
@@ -245,9 +308,10 @@ class PME(nn.Module):
         for i in range(t):
             out = self._estimate(seq[:, i], flows[:, i], heat)
             outputs.append(out)
-            heat = out.heatmaps[:, -1]
-            if self.detach_heatmap_feedback:
-                heat = heat.detach()
+            if teacher is not None:
+                heat = teacher[:, i]
+            else:
+                heat = self.feedback(out.heatmaps[:, -1])
         stacked = [torch.stack(parts, dim=1) for parts in zip(*outputs, strict=True)]
         if reverse:
             stacked = [x.flip(1) for x in stacked]

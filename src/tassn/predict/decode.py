@@ -3,39 +3,12 @@
 from __future__ import annotations
 
 import torch
-from data_modules.clips import HEATMAP_STRIDE
 from kornia.geometry.subpix import spatial_expectation2d, spatial_softmax2d
+
+from tassn.heatmaps import HEATMAP_STRIDE, heatmap_peaks, heatmap_to_crop
 
 KEYPOINT_METHODS: tuple[str, ...] = ("quadratic", "softargmax")
 _LOG_FLOOR = 1e-6
-
-
-def _quadratic_peaks(heatmaps: torch.Tensor) -> torch.Tensor:
-    """Argmax refined by a parabola through the log-heatmap at the peak and its 4 neighbours: ``B×J×2``.
-
-    The log of a Gaussian is a parabola, so the refinement is exact for the training targets' shape; the offset is
-    clamped to half a pixel and left at 0 on the heatmap's border or where the peak is flat.
-    """
-    b, j, h, w = heatmaps.shape
-    peak = heatmaps.flatten(2).argmax(dim=-1)
-    y, x = peak // w, peak % w
-    log_maps = torch.log(heatmaps.clamp_min(_LOG_FLOOR)).flatten(2)
-
-    def at(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
-        index = yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)
-        return log_maps.gather(-1, index.unsqueeze(-1)).squeeze(-1)
-
-    centre = at(y, x)
-
-    def offset(minus: torch.Tensor, plus: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
-        curvature = minus - 2 * centre + plus
-        ok = inside & (curvature < 0)
-        safe = torch.where(ok, curvature, -torch.ones_like(curvature))
-        return torch.where(ok, (0.5 * (minus - plus) / safe).clamp(-0.5, 0.5), torch.zeros_like(curvature))
-
-    dx = offset(at(y, x - 1), at(y, x + 1), (x > 0) & (x < w - 1))
-    dy = offset(at(y - 1, x), at(y + 1, x), (y > 0) & (y < h - 1))
-    return torch.stack([x + dx, y + dy], dim=-1)
 
 
 def heatmaps_to_keypoints(
@@ -47,7 +20,7 @@ def heatmaps_to_keypoints(
     the map). ``softargmax``: kornia's ``spatial_softmax2d`` + ``spatial_expectation2d`` on the log-heatmap — a
     Gaussian to the power ``1/temperature`` keeps its centre and narrows to ``σ·√temperature``, so this is unbiased
     away from the border while averaging over the whole map (0.25 turns the σ = 2 training targets into σ = 1). Heatmap pixels map to crop pixels by the training pipeline's convention
-    (:func:`data_modules.clips.to_heatmap_coords` inverted).
+    (:func:`tassn.heatmaps.heatmap_to_crop`).
     """
     if heatmaps.dim() != 4:
         raise ValueError(f"heatmaps must be B×J×h×w, got shape {tuple(heatmaps.shape)}")
@@ -61,12 +34,12 @@ def heatmaps_to_keypoints(
         )
     maps = heatmaps.float()
     if method == "quadratic":
-        in_heatmap = _quadratic_peaks(maps)
+        in_heatmap = heatmap_peaks(maps)[0]
     else:
         probabilities = spatial_softmax2d(torch.log(maps.clamp_min(_LOG_FLOOR)), temperature=temperature)
         in_heatmap = spatial_expectation2d(probabilities, normalized_coordinates=False)
     confidence = maps.flatten(2).amax(dim=-1)
-    return (in_heatmap + 0.5) * stride - 0.5, confidence
+    return heatmap_to_crop(in_heatmap, stride), confidence
 
 
 def fuse_directions(forward: torch.Tensor, reverse: torch.Tensor) -> torch.Tensor:

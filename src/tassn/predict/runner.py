@@ -124,8 +124,8 @@ class Stepper:
         image = image.permute(2, 0, 1)[None].float() / 255.0
         out = self.net.step(self._prev, image, self._heat)
         self._prev = image
-        self._heat = out.heatmaps[:, -1]
-        kp, conf = heatmaps_to_keypoints(self._heat, self.crop_size, self.keypoint_method, self.temperature)
+        self._heat = self.net.feedback(out.heatmaps[:, -1])
+        kp, conf = heatmaps_to_keypoints(out.heatmaps[:, -1], self.crop_size, self.keypoint_method, self.temperature)
         return (kp[0].double().cpu().numpy(), conf[0].double().cpu().numpy(),
                 out.pose[0].double().cpu().numpy(), out.mesh[0].float().cpu().numpy())
 

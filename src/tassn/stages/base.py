@@ -130,6 +130,12 @@ class StageModule(LightningModule):
             self.log(f"train/{name}", value.detach(), prog_bar=name == "loss", on_step=True, on_epoch=False,
                      batch_size=batch_size)
 
+    def run_training(self, batch: Mapping[str, Any], reverse: bool = False) -> PMEOutput:
+        """The clip through the network for a training step: with the PME's teacher-forced ``H_t`` (noised 2D
+        labels of the previous frame) when ``net.teacher_forcing``, else with its fed-back predictions."""
+        teacher = self.net.teacher(batch["kp2d"], batch["visible"]) if self.net.teacher_forcing else None
+        return self.net.run(batch["frames"], reverse=reverse, teacher=teacher)
+
     # -------------------------------------------------------------------------------------------- evaluation
     def forward(self, clip: torch.Tensor, reverse: bool = False) -> PMEOutput:
         return self.net.run(clip, reverse=reverse)

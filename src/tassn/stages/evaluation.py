@@ -14,14 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from tassn.metrics import PCK2D, SCALAR_KEYS, PoseMetrics3D, heatmap_argmax
+from tassn.heatmaps import heatmap_peaks, heatmap_to_crop
+from tassn.metrics import PCK2D, SCALAR_KEYS, PoseMetrics3D
 from tassn.nets.pme import PMEOutput
-
-
-def heatmap_to_crop(points: torch.Tensor, stride: float) -> torch.Tensor:
-    """Heatmap pixels → crop pixels, pixel centres at integers in both (the targets' convention:
-    ``heatmap = (crop + 0.5) / stride − 0.5``)."""
-    return (points + 0.5) * stride - 0.5
 
 
 class EvaluationMetrics(nn.Module):
@@ -39,7 +34,7 @@ class EvaluationMetrics(nn.Module):
     def update(self, out: PMEOutput, batch: Mapping[str, Any]) -> None:
         """Add one batch: predictions ``out`` (with a T axis) and the batch's labels."""
         heatmaps = out.heatmaps[:, :, -1].flatten(0, 1)  # (B·T)×21×h×w, last stack
-        kp2d = heatmap_to_crop(heatmap_argmax(heatmaps), batch["frames"].shape[-1] / heatmaps.shape[-1])
+        kp2d = heatmap_to_crop(heatmap_peaks(heatmaps)[0], batch["frames"].shape[-1] / heatmaps.shape[-1])
         visible = batch["visible"].flatten(0, 1)
         self.pck2d.update(kp2d, batch["kp2d"].flatten(0, 1), visible)
         if "kp3d" in batch:

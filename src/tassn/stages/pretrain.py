@@ -61,7 +61,7 @@ class Pretrain(StageModule):
                 f"Pretrain needs 3D labels in training batches, missing {missing}: train on the synthetic source "
                 "domain with data.init_args.serve_3d_in_train: true (experiments/data/synthetic_source.yaml)"
             )
-        out = self.net.run(batch["frames"])
+        out = self.run_training(batch)
         pose_gt, _, _ = normalize_3d(batch["kp3d"])
         mesh_gt, _, _ = normalize_3d(batch["mesh3d"], batch["kp3d"])
         losses = {

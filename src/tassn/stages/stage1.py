@@ -45,7 +45,7 @@ class Stage1(StageModule):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         batch = without_3d(batch)
-        out = self.net.run(batch["frames"])
+        out = self.run_training(batch)
         loss_h = heatmap_loss(out.heatmaps, batch["heatmaps"], batch["visible"])
         self.log_losses({"loss": loss_h, "loss_h": loss_h}, batch_size=batch["frames"].shape[0])
         return loss_h

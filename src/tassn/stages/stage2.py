@@ -126,7 +126,7 @@ class Stage2(SilhouetteStage):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         batch = without_3d(batch)
-        out = self.net.run(batch["frames"])
+        out = self.run_training(batch)
         losses = total_loss(  # L = λh·L_h + λs·L_m
             LossWeights(heatmap=self.lambda_h, silhouette=self.lambda_s, pose_consistency=0, mesh_consistency=0),
             heatmaps=out.heatmaps,

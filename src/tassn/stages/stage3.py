@@ -66,8 +66,8 @@ class Stage3(SilhouetteStage):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         batch = without_3d(batch)
-        forward = self.net.run(batch["frames"])
-        reversed_ = self.net.run(batch["frames"], reverse=True)  # reversed temporal measurement, in clip order
+        forward = self.run_training(batch)
+        reversed_ = self.run_training(batch, reverse=True)  # reversed temporal measurement, in clip order
 
         def both(x: torch.Tensor) -> torch.Tensor:  # targets of the forward and then the reversed predictions
             return torch.cat([x, x])

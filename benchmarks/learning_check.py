@@ -1,0 +1,178 @@
+"""Does a stage learn? A short run of the real stage module on its real data, watched closely.
+
+Builds the stage and its data module from the same experiment files as ``make`` (stage, data, sizes, schedule), then
+trains it for ``--steps`` optimiser steps in a plain loop and, every ``--every`` steps, prints and records:
+each loss term, each term's gradient norm into the heatmap estimator (which term pulls on the hourglass) and into
+the whole network, and the validation split's 2D PCK@5px (and EPE in mm where the split has 3D labels) beside the
+mean-pose baseline's EPE on the same split. At the end it draws the predicted and labelled keypoints of a few
+validation frames into a PNG. Writes ``<out>/learning_check.json`` and ``<out>/keypoints.png``::
+
+    python benchmarks/learning_check.py --stage pretrain --steps 360 --every 90 [-- --model.init_args.lr=3e-4 …]
+
+Arguments after ``--`` go to the CLI unchanged (any ``--config`` or ``--key=value`` of ``tassn fit``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STAGE_DATA = {"pretrain": "experiments/data/synthetic_source.yaml"}
+
+
+def build(stage: str, config: str, data: str | None, extra: list[str]) -> Any:
+    """The stage module and data module as ``tassn fit`` would build them (nothing is run)."""
+    from tassn.cli import TassnCLI
+
+    files = [f"experiments/{stage}.yaml", data or STAGE_DATA.get(stage, "experiments/data/synthetic.yaml"),
+             f"experiments/{config}.yaml"]
+    schedule = Path(f"experiments/{config}/{stage}.yaml")
+    if schedule.exists():
+        files.append(str(schedule))
+    args = [a for f in files for a in ("--config", f)] + ["--trainer.logger=false"] + extra
+    return TassnCLI(args=args, run=False)
+
+
+def mean_pose_epe(train_loader: Any, val_loader: Any) -> float | None:
+    """EPE (mm) on the validation split of the mean training pose (root-relative, scale-normalised), measured by
+    the package's own 3D metric; None when the splits carry no 3D."""
+    from tassn.hand.normalize import normalize_3d
+    from tassn.metrics import PoseMetrics3D
+
+    poses = [normalize_3d(b["kp3d"])[0].flatten(0, 1) for b in train_loader if "kp3d" in b]
+    if not poses:
+        return None
+    mean = torch.cat(poses).mean(0)
+    metric = PoseMetrics3D()
+    for b in val_loader:
+        if "kp3d" not in b:
+            return None
+        kp3d = b["kp3d"].flatten(0, 1)
+        metric.update(mean.expand_as(kp3d), kp3d, b["visible"].flatten(0, 1))
+    return float(metric.compute()["epe_mm"])
+
+
+def grad_norm(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> float:
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return math.sqrt(sum(float(g.pow(2).sum()) for g in grads if g is not None))
+
+
+def evaluate(model: Any, loader: Any) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad():
+        for batch in loader:
+            model._evaluate(batch, model.val_metrics)
+    scalars = {k: float(v) for k, v in model.val_metrics.compute()["scalars"].items()}
+    model.val_metrics.reset()
+    model.train()
+    return scalars
+
+
+def keypoint_png(model: Any, loader: Any, path: Path, frames: int = 6) -> None:
+    """Predicted (left) and labelled (right) keypoints on the first frames of a few validation clips."""
+    import cv2
+
+    from tassn.heatmaps import heatmap_peaks, heatmap_to_crop
+    from tassn.viz import draw_skeleton, frame_to_uint8
+
+    batch = next(iter(loader))
+    model.eval()
+    with torch.no_grad():
+        out = model.net.run(batch["frames"])
+    model.train()
+    heat = out.heatmaps[:, :, -1]
+    kp = heatmap_to_crop(heatmap_peaks(heat)[0], batch["frames"].shape[-1] / heat.shape[-1])
+    tiles = []
+    for i in range(min(frames, batch["frames"].shape[0])):
+        t = batch["frames"].shape[1] - 1  # the last frame of the clip: the one that saw the most feedback
+        image = frame_to_uint8(batch["frames"][i, t].numpy())
+        image = cv2.resize(image, (192, 192), interpolation=cv2.INTER_NEAREST)
+        s = 192 / batch["frames"].shape[-1]
+        pred = draw_skeleton(image, (kp[i, t].numpy() + 0.5) * s - 0.5)
+        true = draw_skeleton(image, (batch["kp2d"][i, t].numpy() + 0.5) * s - 0.5, batch["visible"][i, t].numpy())
+        tiles.append(np.concatenate([pred, true], axis=1))
+    sheet = np.concatenate(tiles, axis=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", default="pretrain", choices=["pretrain", "stage1", "stage2", "stage3"])
+    parser.add_argument("--config", default="cpu", help="sizes overlay experiments/<config>.yaml (+ its schedule)")
+    parser.add_argument("--data", default=None, help="data config (default: the stage's own)")
+    parser.add_argument("--steps", type=int, default=360)
+    parser.add_argument("--every", type=int, default=90)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learning_check"))
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    cli = build(args.stage, args.config, args.data, [f"--seed_everything={args.seed}", *extra])
+    model, dm = cli.model, cli.datamodule
+    dm.prepare_data()
+    dm.setup("fit")
+    model.setup("fit")
+    train_loader, val_loader = dm.train_dataloader(), dm.val_dataloader()
+    baseline = mean_pose_epe(dm.train_dataloader(), val_loader)
+    params = [p for p in model.net.parameters() if p.requires_grad]
+    hourglass = [p for p in model.net.heatmap.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=model.lr, weight_decay=model.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.steps)
+    captured: dict[str, torch.Tensor] = {}
+    model.log_losses = lambda losses, batch_size: captured.update(losses)  # the stage's own loss terms
+    model.train()
+
+    records: list[dict[str, Any]] = []
+    start = evaluate(model, val_loader)
+    print(f"step     0  val {start}  mean-pose EPE {baseline}")
+    records.append({"step": 0, "val": start})
+    step, t0 = 0, time.time()
+    while step < args.steps:
+        for batch in train_loader:
+            captured.clear()
+            loss = model.training_step(batch, step)
+            step += 1
+            watch = step % args.every == 0 or step == args.steps
+            if watch:
+                terms = {k: float(v.detach()) for k, v in captured.items()}
+                pulls = {k: grad_norm(v, hourglass) for k, v in captured.items() if k != "loss" and v.requires_grad}
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            total = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in params if p.grad is not None))
+            optimizer.step()
+            schedule.step()
+            if watch:
+                val = evaluate(model, val_loader)
+                rec = {"step": step, "seconds": round(time.time() - t0, 1), "losses": terms,
+                       "grad_norm_hourglass": pulls, "grad_norm_total": total, "val": val}
+                records.append(rec)
+                loss_txt = " ".join(f"{k}={v:.3g}" for k, v in terms.items())
+                pull_txt = " ".join(f"{k}={v:.3g}" for k, v in pulls.items())
+                print(f"step {step:5d} {rec['seconds']:7.0f}s  {loss_txt} | ∇hourglass {pull_txt} | ∇all {total:.3g}"
+                      f" | val " + " ".join(f"{k}={v:.3f}" for k, v in val.items())
+                      + (f" (mean-pose EPE {baseline:.1f})" if baseline is not None else ""), flush=True)
+            if step >= args.steps:
+                break
+    args.out.mkdir(parents=True, exist_ok=True)
+    keypoint_png(model, val_loader, args.out / "keypoints.png")
+    result = {"stage": args.stage, "config": args.config, "cli_args": extra, "steps": args.steps, "seed": args.seed,
+              "mean_pose_epe_mm": baseline, "records": records}
+    (args.out / "learning_check.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out / 'learning_check.json'} and {args.out / 'keypoints.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
