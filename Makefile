@@ -154,7 +154,9 @@ sweep: $(RUN)/stage2/fit.done ## run a W&B sweep of stage 3 (SWEEP=file, COUNT t
 # trained with --seed_everything=s by the Makefile's own rules (pretrain → stage 1 → stage 2), then from that one
 # stage-2 checkpoint three stage-3 runs: full TASSN, w/o L_c^m (experiments/ablations/no_lc_mesh.yaml) and
 # w/o L_c (experiments/ablations/no_lc.yaml). Beside them, on the same held-out target test videos:
+#   eval-mean_pose  the mean pose of the source training videos on every frame (benchmarks/mean_pose.py)
 #   eval-pretrain   the source-pretrained model (3D labels of the source domain only, no target training)
+#   eval-stage1     the stage-1 model (target 2D heatmaps; its 3D is the pre-training's)
 #   eval-stage2     the stage-2 model (target 2D labels + silhouettes, no temporal training)
 #   upper_bound     the pretrained model trained further with the target's own 3D labels on the same target
 #                   training videos (experiments/ablations/upper_bound.yaml, the pre-training's schedule)
@@ -166,6 +168,7 @@ SEEDS ?= 0 1 2
 ABLATION_RUNS ?= $(RUNS)/ablation
 ABLATION_OUT ?= benchmarks/results
 ABLATION_PNG ?= docs/images/ablation_pck.png
+ABLATION_JSON ?= docs/results.json
 ABLATION_VARIANTS := no_lc no_lc_mesh
 ABLATION_UPPER_CFG := experiments/ablations/upper_bound.yaml
 # the upper bound needs 3D mesh labels for training, which only the synthetic videos have (STB and MHP: the
@@ -186,13 +189,22 @@ $(addprefix ablation-seed-,$(SEEDS)): ablation-seed-%: | $(STAMP) check-config
 
 # One seed (RUN and SOURCE_RUN carry RUNS=$(ABLATION_RUNS)/seed-<s> here); the stage-3 variants go through the
 # stage-3 rule above, one VARIANT per sub-make.
-ablation-one: $(RUN)/eval-pretrain/test.done $(RUN)/eval-stage2/test.done
+ablation-one: $(RUN)/eval-mean_pose/test.done $(RUN)/eval-pretrain/test.done $(RUN)/eval-stage1/test.done \
+	  $(RUN)/eval-stage2/test.done
 	$(MAKE) --no-print-directory $(RUN)/stage3/test.done VARIANT=
 	$(foreach v,$(ABLATION_VARIANTS),$(MAKE) --no-print-directory $(RUN)/stage3-$(v)/test.done VARIANT=$(v) &&) true
 	$(if $(ABLATION_UPPER),$(MAKE) --no-print-directory $(ABLATION_UPPER))
 
 $(RUN)/eval-pretrain/test.done: $(SOURCE_RUN)/pretrain/fit.done $(RUN)/data.done
 	$(call ablation_test,$(@D),$(call last,$(SOURCE_RUN)/pretrain))
+
+$(RUN)/eval-mean_pose/test.done: $(SOURCE_RUN)/data.done $(RUN)/data.done benchmarks/mean_pose.py
+	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PYTHON) benchmarks/mean_pose.py --out $(@D) --data $(DATA_CFG) --config $(CONFIG) \
+	  $(if $(DATA_ROOT),-- --data.init_args.root=$(DATA_ROOT))
+	@touch $@
+
+$(RUN)/eval-stage1/test.done: $(RUN)/stage1/fit.done
+	$(call ablation_test,$(@D),$(call last,$(RUN)/stage1))
 
 $(RUN)/eval-stage2/test.done: $(RUN)/stage2/fit.done
 	$(call ablation_test,$(@D),$(call last,$(RUN)/stage2))
@@ -212,7 +224,7 @@ BENCH_ARGS ?=
 .PHONY: ablation bench
 ablation: $(addprefix ablation-seed-,$(SEEDS)) ## Table 1: stage 3 w/o L_c, w/o L_c^m, full + baselines per seed (SEEDS="0 1 2"), table + PCK PNG
 	$(PYTHON) benchmarks/ablation_report.py $(ABLATION_RUNS) --data $(DATA) --config $(CONFIG) --seeds $(SEEDS) \
-	  --out $(ABLATION_OUT) --png $(ABLATION_PNG)
+	  --out $(ABLATION_OUT) --png $(ABLATION_PNG) --results-json $(ABLATION_JSON)
 
 bench: | $(STAMP) ## speed and memory: PME nets, training throughput per stage, renderer (BENCH_DEVICE=cpu|cuda)
 	$(PYTHON) benchmarks/bench_nets.py

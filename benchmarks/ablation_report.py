@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-METRICS: tuple[str, ...] = ("auc_0_50", "auc_20_50", "epe_mm")
+METRICS: tuple[str, ...] = ("auc_0_50", "auc_20_50", "epe_mm", "pck2d")
 #: (key, table label, run folder under <data>-<config>/); the paper's three settings are the middle rows.
 ROWS: tuple[tuple[str, str, str], ...] = (
+    ("mean_pose", "mean pose (source training poses, no image)", "eval-mean_pose"),
     ("pretrain", "pretrain only (source 3D, no target training)", "eval-pretrain"),
+    ("stage1", "stage 1 (target 2D heatmaps, L_h)", "eval-stage1"),
     ("stage2", "stage 2 (no temporal training)", "eval-stage2"),
     ("no_lc", "TASSN w/o L_c", "stage3-no_lc"),
     ("no_lc_mesh", "TASSN w/o L_c^m", "stage3-no_lc_mesh"),
@@ -35,6 +37,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("upper_bound", "upper bound (target 3D labels)", "upper_bound"),
 )
 SETTINGS: tuple[str, ...] = ("no_lc", "no_lc_mesh", "full")
+#: the paper's Table 1 columns, in its order
+PAPER_METRICS: tuple[str, ...] = ("auc_0_50", "auc_20_50", "epe_mm")
 #: TASSN, WACV 2021, Table 1: (AUC 0–50, AUC 20–50, EPE mm).
 PAPER: dict[str, dict[str, tuple[float, float, float]]] = {
     "stb": {"no_lc": (0.541, 0.735, 24.2), "no_lc_mesh": (0.754, 0.936, 13.6), "full": (0.773, 0.972, 11.3)},
@@ -198,18 +202,31 @@ def summarise(root: Path, data: str, config: str, seeds: Sequence[str]) -> dict[
         "rows": summary,
         "ordering": ordering(per_seed),
         "train_wall_s": times,
-        "paper_table1": {d: {k: dict(zip(METRICS, v, strict=True)) for k, v in rows.items()} for d, rows in PAPER.items()},
+        "paper_table1": {d: {k: dict(zip(PAPER_METRICS, v, strict=True)) for k, v in rows.items()} for d, rows in PAPER.items()},
     }
+
+
+def results_json(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The compact results file (docs/results.json): one object per row with its seeds and the mean and sample std
+    over seeds of EPE (mm), AUC 0–50, AUC 20–50 and 2D PCK@5px, the mean-pose baseline, the ordering tests."""
+    rows = [
+        {"name": row["label"], "key": key, "seeds": row["seeds"],
+         **{m: {"mean": row[m]["mean"], "std": row[m]["std"]} for m in METRICS}}
+        for key, row in summary["rows"].items()
+    ]
+    baseline = next((r for r in rows if r["key"] == "mean_pose"), None)
+    return {"data": summary["data"], "config": summary["config"], "split": "target test videos", "rows": rows,
+            "mean_pose_baseline": baseline, "ordering": summary["ordering"]}
 
 
 def markdown(summary: Mapping[str, Any]) -> str:
     """The table in the paper's layout (AUC 0–50 ↑, AUC 20–50 ↑, EPE ↓), with the paper's rows beside ours."""
     data = summary["data"]
     paper = [data] if data in PAPER else list(PAPER)
-    head = "| setting | seeds | AUC 0–50 ↑ | AUC 20–50 ↑ | EPE (mm) ↓ |" + "".join(
+    head = "| setting | seeds | AUC 0–50 ↑ | AUC 20–50 ↑ | EPE (mm) ↓ | 2D PCK@5px ↑ |" + "".join(
         f" paper {d.upper()}: AUC 0–50 / AUC 20–50 / EPE |" for d in paper
     )
-    lines = [head, "|" + "---|" * (5 + len(paper))]
+    lines = [head, "|" + "---|" * (6 + len(paper))]
     for key, row in summary["rows"].items():
         cells = [
             row["label"],
@@ -217,6 +234,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
             Stat(**row["auc_0_50"]).fmt(3),
             Stat(**row["auc_20_50"]).fmt(3),
             Stat(**row["epe_mm"]).fmt(1),
+            Stat(**row["pck2d"]).fmt(3),
         ]
         for d in paper:
             ref = PAPER[d].get(key)
@@ -304,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
                         help="folder for ablation.json and ablation.md")
     parser.add_argument("--png", type=Path, default=Path("docs/images/ablation_pck.png"))
+    parser.add_argument("--results-json", type=Path, default=None,
+                        help="also write the compact per-row results here (make ablation: docs/results.json)")
     args = parser.parse_args(argv)
     try:
         summary = summarise(args.root, args.data, args.config, args.seeds)
@@ -313,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = markdown(summary)
         (args.out / f"{stem}.md").write_text(table)
         plot(summary, args.png)
+        if args.results_json is not None:
+            args.results_json.parent.mkdir(parents=True, exist_ok=True)
+            args.results_json.write_text(json.dumps(results_json(summary), indent=2) + "\n")
     except (FileNotFoundError, ValueError, OSError) as err:
         print(f"ablation_report: error: {err}", file=sys.stderr)
         return 2

@@ -25,6 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mean_pose import mean_training_pose, score  # noqa: E402 (the sibling benchmark's baseline)
+
 STAGE_DATA = {"pretrain": "experiments/data/synthetic_source.yaml"}
 
 
@@ -41,36 +44,28 @@ def build(stage: str, config: str, data: str | None, extra: list[str]) -> Any:
     return TassnCLI(args=args, run=False)
 
 
-def mean_pose_epe(train_loader: Any, val_loader: Any) -> float | None:
-    """EPE (mm) on the validation split of the mean training pose (root-relative, scale-normalised), measured by
-    the package's own 3D metric; None when the splits carry no 3D."""
-    from tassn.hand.normalize import normalize_3d
-    from tassn.metrics import PoseMetrics3D
-
-    poses = [normalize_3d(b["kp3d"])[0].flatten(0, 1) for b in train_loader if "kp3d" in b]
-    if not poses:
-        return None
-    mean = torch.cat(poses).mean(0)
-    metric = PoseMetrics3D()
-    for b in val_loader:
-        if "kp3d" not in b:
-            return None
-        kp3d = b["kp3d"].flatten(0, 1)
-        metric.update(mean.expand_as(kp3d), kp3d, b["visible"].flatten(0, 1))
-    return float(metric.compute()["epe_mm"])
-
-
 def grad_norm(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> float:
     grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
     return math.sqrt(sum(float(g.pow(2).sum()) for g in grads if g is not None))
 
 
 def evaluate(model: Any, loader: Any) -> dict[str, float]:
+    """The stage's own validation (the clip run recurrently, as at test time) and, as ``pck2d_alone``, 2D PCK of
+    the same weights with ``H_t = 0`` on every frame: a gap between the two is what the fed-back heatmaps cost."""
+    from tassn.heatmaps import heatmap_peaks, heatmap_to_crop
+    from tassn.metrics import PCK2D
+
+    alone = PCK2D(threshold=model.val_metrics.pck2d.threshold_px)
     model.eval()
     with torch.no_grad():
         for batch in loader:
             model._evaluate(batch, model.val_metrics)
+            zeros = batch["heatmaps"].new_zeros(batch["heatmaps"].shape)
+            heat = model.net.run(batch["frames"], teacher=zeros).heatmaps[:, :, -1].flatten(0, 1)
+            kp = heatmap_to_crop(heatmap_peaks(heat)[0], batch["frames"].shape[-1] / heat.shape[-1])
+            alone.update(kp, batch["kp2d"].flatten(0, 1), batch["visible"].flatten(0, 1))
     scalars = {k: float(v) for k, v in model.val_metrics.compute()["scalars"].items()}
+    scalars["pck2d_alone"] = float(alone.compute())
     model.val_metrics.reset()
     model.train()
     return scalars
@@ -125,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     dm.setup("fit")
     model.setup("fit")
     train_loader, val_loader = dm.train_dataloader(), dm.val_dataloader()
-    baseline = mean_pose_epe(dm.train_dataloader(), val_loader)
+    baseline = None
+    if args.stage == "pretrain":  # the source split has 3D in training; other stages' baselines: make ablation
+        baseline = score(*mean_training_pose(dm.train_dataloader()), val_loader)["metrics"].get("epe_mm")
     params = [p for p in model.net.parameters() if p.requires_grad]
     hourglass = [p for p in model.net.heatmap.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=model.lr, weight_decay=model.weight_decay)

@@ -29,17 +29,21 @@ FeedbackMode = Literal["redrawn", "predicted", "detached"]
 FEEDBACK_MODES: tuple[str, ...] = ("redrawn", "predicted", "detached")
 
 
-def redraw_heatmaps(heatmaps: Tensor, sigma: float, min_peak: float) -> Tensor:
-    """``B×J×h×w`` heatmaps → unit Gaussians of width ``sigma`` at their sub-pixel peaks (no gradient); a joint
-    whose peak is under ``min_peak`` gets an empty map."""
+def redraw_heatmaps(heatmaps: Tensor, sigma: float, min_peak: float, confidence: bool = False) -> Tensor:
+    """``B×J×h×w`` heatmaps → Gaussians of width ``sigma`` at their sub-pixel peaks (no gradient): of height 1, or
+    of the peak's own height clamped to [0, 1] with ``confidence``; a joint whose peak is under ``min_peak`` gets
+    an empty map."""
     peaks, values = heatmap_peaks(heatmaps)
-    return gaussian_heatmaps(peaks, heatmaps.shape[-1], sigma, values >= min_peak)
+    weight = (values >= min_peak).to(heatmaps.dtype)
+    if confidence:
+        weight = weight * values.clamp(0.0, 1.0)
+    return gaussian_heatmaps(peaks, heatmaps.shape[-1], sigma, weight)
 
 
-def feed_back(heatmaps: Tensor, mode: FeedbackMode, sigma: float, min_peak: float) -> Tensor:
+def feed_back(heatmaps: Tensor, mode: FeedbackMode, sigma: float, min_peak: float, confidence: bool = False) -> Tensor:
     """The next frame's ``H_t`` from this frame's last-stack heatmaps ``B×J×h×w``."""
     if mode == "redrawn":
-        return redraw_heatmaps(heatmaps, sigma, min_peak)
+        return redraw_heatmaps(heatmaps, sigma, min_peak, confidence)
     if mode == "detached":
         return heatmaps.detach()
     if mode == "predicted":
@@ -54,15 +58,24 @@ def teacher_heatmaps(
     sigma: float,
     jitter: float,
     drop: float,
+    confidence: bool = False,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Noised label heatmaps ``…×J×size×size`` from keypoints ``…×J×2`` (heatmap pixels) and ``visible …×J``.
 
     Each keypoint moves by a uniform offset in ``[−jitter, jitter]`` cells per axis and is dropped (empty map) with
-    probability ``drop``; unlabelled keypoints are always empty.
+    probability ``drop``; unlabelled keypoints are always empty. With ``confidence`` each map gets a random height
+    ``a`` in [0, 1] and its offset is scaled by ``2(1 − a)``: a faint map is a worse guess, as a low peak of the
+    network's own heatmaps is at inference (where ``confidence`` re-draws maps at their peak's height).
     """
     if not 0.0 <= drop < 1.0 or jitter < 0:
         raise ValueError(f"teacher heatmaps: need 0 ≤ drop < 1 and jitter ≥ 0, got drop={drop}, jitter={jitter}")
     noise = torch.rand(keypoints.shape, generator=generator, device=keypoints.device, dtype=keypoints.dtype)
-    keep = torch.rand(visible.shape, generator=generator, device=visible.device) >= drop
-    return gaussian_heatmaps(keypoints + (2 * noise - 1) * jitter, size, sigma, visible.bool() & keep)
+    keep = (torch.rand(visible.shape, generator=generator, device=visible.device) >= drop) & visible.bool()
+    offset = (2 * noise - 1) * jitter
+    weight = keep.to(keypoints.dtype)
+    if confidence:
+        height = torch.rand(visible.shape, generator=generator, device=visible.device, dtype=keypoints.dtype)
+        offset = offset * 2 * (1 - height).unsqueeze(-1)
+        weight = weight * height
+    return gaussian_heatmaps(keypoints + offset, size, sigma, weight)

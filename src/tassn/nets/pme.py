@@ -94,6 +94,8 @@ class PME(nn.Module):
         feedback_min_peak: a re-drawn joint whose peak is under this is left empty (not found).
         teacher_forcing: the stages train with teacher-forced ``H_t`` (noised labels, :meth:`teacher`) rather than
             the fed-back predictions (the measured difference is in docs/results.md).
+        confidence_feedback: fed-back maps carry the previous peak's height (its confidence) instead of height 1,
+            and teacher maps random heights with larger offsets for fainter maps (:func:`teacher_heatmaps`).
         teacher_jitter, teacher_drop: noise of the teacher-forced ``H_t`` in training (:meth:`teacher`): uniform
             jitter in heatmap cells and per-joint drop probability.
         mesh_grad_to_heatmap: scale of the gradient that the mesh decoder (and so every 3D, silhouette and
@@ -127,6 +129,7 @@ class PME(nn.Module):
         heatmap_feedback: FeedbackMode = "redrawn",
         feedback_sigma: float = 2.0,
         feedback_min_peak: float = 0.1,
+        confidence_feedback: bool = False,
         teacher_forcing: bool = True,
         teacher_jitter: float = 1.0,
         teacher_drop: float = 0.3,
@@ -152,6 +155,7 @@ class PME(nn.Module):
         self.feedback_sigma = feedback_sigma
         self.feedback_min_peak = feedback_min_peak
         self.teacher_forcing = teacher_forcing
+        self.confidence_feedback = confidence_feedback
         self.teacher_jitter = teacher_jitter
         self.teacher_drop = teacher_drop
         self._frozen: set[str] = set()
@@ -271,14 +275,15 @@ class PME(nn.Module):
 
     def feedback(self, heatmaps: torch.Tensor) -> torch.Tensor:
         """The next frame's ``H_t`` from a frame's last-stack heatmaps ``B×21×h×w`` (``heatmap_feedback``)."""
-        return feed_back(heatmaps, self.heatmap_feedback, self.feedback_sigma, self.feedback_min_peak)
+        return feed_back(heatmaps, self.heatmap_feedback, self.feedback_sigma, self.feedback_min_peak,
+                         self.confidence_feedback)
 
     def teacher(self, kp2d: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
         """Noised label heatmaps ``B×T×21×h×w`` for teacher-forced training from the clip's 2D labels ``kp2d
         B×T×21×2`` (crop pixels) and ``visible B×T×21``: pass them to :meth:`run` as ``teacher``."""
         stride = self.image_size / self.heatmap_size
         return teacher_heatmaps(to_heatmap_coords(kp2d, stride), visible, self.heatmap_size, self.feedback_sigma,
-                                self.teacher_jitter, self.teacher_drop)
+                                self.teacher_jitter, self.teacher_drop, self.confidence_feedback)
 
     def run(self, clip: torch.Tensor, reverse: bool = False, teacher: torch.Tensor | None = None) -> PMEOutput:
         """A clip ``B×T×3×H×W`` in [0, 1], processed forward (``reverse=False``) or backward; outputs carry a ``T``
