@@ -76,6 +76,7 @@ def test_test_subcommand_writes_results_and_report_prints_them(write_configs, tm
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     epe = f"{results['metrics']['epe_mm']:.1f}"
+    assert "ACCEL" in out and f"{results['metrics']['accel_mm']:.2f}" in out
     assert "ours, synthetic: TASSN" in out and epe in out and "paper, STB: TASSN" in out and "0.972" in out
 
 
