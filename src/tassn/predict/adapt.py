@@ -47,8 +47,10 @@ ADAPTED_CKPT = "adapted.ckpt"
 ADAPT_JSON = "adapt.json"
 #: Crop modes adapt offers: no keypoint file, which would be a label.
 ADAPT_CROP_MODES: tuple[str, ...] = ("track", "box", "full")
-#: Default step budget: about 4 minutes at the CPU size (64 px crops, clips of 4, batch 4) on 2 cores.
-DEFAULT_STEPS = 150
+#: Default step budget, sized for a 300-frame video at the CPU size (64 px crops, clips of 4, batch 4) on 2 cores:
+#: a step took 0.75–1.0 s there (measured with another job on the cores), so 200 steps plus the pseudo-label pass,
+#: GrabCut, 8 collapse checks and the final prediction come to about 4 minutes.
+DEFAULT_STEPS = 200
 
 
 class AdaptStage(Stage3):
