@@ -49,7 +49,8 @@ def test_fit_writes_run_folders_and_resumes_from_last(write_configs, tmp_path) -
     rows = metrics_rows(root / "version_1" / "metrics.csv")
     steps = [int(r["step"]) for r in rows if r.get("train/loss")]
     assert steps and min(steps) >= 2
-    assert {"train/loss", "train/loss_h", "val/epe_mm", "val/auc_0_50", "val/auc_20_50", "val/pck2d"} <= set(rows[0])
+    assert {"train/loss", "train/loss_h", "val/epe_mm", "val/auc_0_50", "val/auc_20_50", "val/pck2d",
+            "val/accel_mm", "val/jitter_mm", "val/jitter_gt_mm"} <= set(rows[0])
 
 
 def test_test_subcommand_writes_results_and_report_prints_them(write_configs, tmp_path, capsys) -> None:
@@ -61,7 +62,9 @@ def test_test_subcommand_writes_results_and_report_prints_them(write_configs, tm
     assert len(results_files) == 1
     results = json.loads(results_files[0].read_text())
     assert results["stage"] == "stage3" and results["variant"] == "TASSN" and results["dataset"] == "synthetic"
-    assert set(results["metrics"]) == {"epe_mm", "epe_median_mm", "auc_0_50", "auc_20_50", "pck2d"}
+    assert set(results["metrics"]) == {"epe_mm", "epe_median_mm", "auc_0_50", "auc_20_50", "pck2d", "accel_mm",
+                                       "jitter_mm", "jitter_gt_mm"}
+    assert results["metrics"]["accel_mm"] >= 0 and results["metrics"]["jitter_gt_mm"] > 0  # the hands move
     assert 0 < results["metrics"]["epe_mm"] < 1000
     assert 0 <= results["metrics"]["auc_20_50"] <= 1
     assert Path(results["pck_curve_png"]).is_file()
@@ -73,6 +76,7 @@ def test_test_subcommand_writes_results_and_report_prints_them(write_configs, tm
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     epe = f"{results['metrics']['epe_mm']:.1f}"
+    assert "ACCEL" in out and f"{results['metrics']['accel_mm']:.2f}" in out
     assert "ours, synthetic: TASSN" in out and epe in out and "paper, STB: TASSN" in out and "0.972" in out
 
 

@@ -31,8 +31,10 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DESCRIPTION = (
     "Train and evaluate TASSN's stages (LightningCLI). Compose configs: --config experiments/<stage>.yaml "
     "--config experiments/data/<data>.yaml --config experiments/<cpu|paper>.yaml. Also: `tassn prepare --config …` "
-    "(generate/check the data and its GrabCut silhouettes) and `tassn report RUN_DIR …` (results beside the "
-    "paper's Table 1)."
+    "(generate/check the data and its GrabCut silhouettes), `tassn report RUN_DIR …` (results beside the "
+    "paper's Table 1), `tassn predict --video PATH --ckpt CKPT --out DIR` (a trained model on your video) and "
+    "`tassn adapt --video PATH --ckpt CKPT --out DIR` (fine-tune on your unlabeled video, then predict; "
+    "`tassn adapt --help`)."
 )
 MONITOR = "val/epe_mm"
 
@@ -170,8 +172,8 @@ USER_ERRORS = (FileNotFoundError, CheckpointMismatchError, DatasetLayoutError)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``tassn fit|validate|test|predict …`` (LightningCLI), ``tassn predict --video …``, ``tassn prepare …``
-    and ``tassn report …``.
+    """``tassn fit|validate|test|predict …`` (LightningCLI), ``tassn predict --video …``, ``tassn adapt …``,
+    ``tassn prepare …`` and ``tassn report …``.
 
     Errors in the user's input (a missing dataset or checkpoint, a checkpoint of the wrong stage) end the
     command with their message and exit status 2 instead of a traceback.
@@ -182,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             from tassn import report
 
             raise SystemExit(report.main(args[1:]))
+        if args and args[0] == "adapt":
+            from tassn.predict.adapt_main import main as adapt_main
+
+            raise SystemExit(adapt_main(args[1:]))
         if args and args[0] == "prepare":
             prepare(args[1:])
             return

@@ -1,4 +1,5 @@
-"""3D and 2D keypoint metrics as torchmetrics ``Metric`` s whose states are counts, so DDP sync is a sum.
+"""3D and 2D keypoint metrics as torchmetrics ``Metric`` s whose states are counts, so DDP sync is a sum, and
+temporal metrics over whole videos (:class:`TemporalMetrics3D`, per-frame states concatenated across processes).
 
 Protocol (Zimmermann & Brox 2017; Ge et al. 2019; the TASSN paper §4.2):
 
@@ -19,12 +20,14 @@ The median comes from a histogram state (``histogram_bin_mm`` = 0.05 mm bins up 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from tassn.hand.normalize import reference_bone_length
 from tassn.hand.skeleton import ROOT
@@ -40,6 +43,17 @@ SCALAR_KEYS: tuple[str, ...] = ("epe_mm", "epe_median_mm", "auc_0_50", "auc_20_5
 def auc(thresholds: Tensor, pck: Tensor) -> Tensor:
     """Normalised area under a PCK curve: ``trapz(pck, t) / (t_max − t_min)``."""
     return torch.trapezoid(pck, thresholds) / (thresholds[-1] - thresholds[0])
+
+
+def align_to_ground_truth(pred: Tensor, target_mm: Tensor, input_space: str = "normalized") -> Tensor:
+    """Step 1 of the protocol: ``pred …×21×3`` in mm with the ground truth's root (and, for normalised input, its
+    reference-bone length): ``(pred − pred_root)·bone_gt + root_gt`` (float64, detached)."""
+    pred = pred.detach().double()
+    gt = target_mm.detach().double()
+    rel = pred - pred[..., ROOT : ROOT + 1, :]
+    if input_space == "normalized":
+        rel = rel * reference_bone_length(gt)[..., None, None]
+    return rel + gt[..., ROOT : ROOT + 1, :]
 
 
 def _thresholds(values: Sequence[float] | None, default: tuple[float, ...], name: str) -> Tensor:
@@ -104,12 +118,8 @@ class PoseMetrics3D(Metric):
             raise ValueError(
                 f"pred and target must both be …×21×3; got {tuple(pred.shape)}, {tuple(target_mm.shape)}"
             )
-        pred = pred.detach().double()
         gt = target_mm.detach().double()
-        rel = pred - pred[..., ROOT : ROOT + 1, :]
-        if self.input_space == "normalized":
-            rel = rel * reference_bone_length(gt)[..., None, None]
-        return (rel + gt[..., ROOT : ROOT + 1, :] - gt).norm(dim=-1)
+        return (align_to_ground_truth(pred, gt, self.input_space) - gt).norm(dim=-1)
 
     def update(self, pred: Tensor, target_mm: Tensor, visible: Tensor | None = None) -> None:
         err = self.errors_mm(pred, target_mm)
@@ -209,3 +219,122 @@ class PCK2D(Metric):
         """Mean 2D error in pixels, synced across processes like ``compute``."""
         with self.sync_context(should_sync=self._to_sync, should_unsync=self._should_unsync):
             return self.error_sum / self.count.clamp_min(1).double()
+
+
+#: The entries of :meth:`TemporalMetrics3D.compute` (all loggable scalars).
+TEMPORAL_KEYS: tuple[str, ...] = ("accel_mm", "jitter_mm", "jitter_gt_mm")
+
+
+def video_key(name: str) -> int:
+    """A stable int64 id of a video name (the first 8 bytes of its BLAKE2b digest), the same on every process,
+    so that video names can live in tensor states that DDP gathers."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little", signed=True)
+
+
+class TemporalMetrics3D(Metric):
+    """Acceleration error and jitter of 3D keypoints over whole videos, in mm/frame².
+
+    Per frame and joint, ``a_t = p_{t+1} − 2p_t + p_{t−1}`` of the prediction after the EPE alignment
+    (:func:`align_to_ground_truth`: the ground truth's root and reference bone, frame by frame) and of the ground
+    truth. ``accel_mm`` = mean ‖a_pred − a_gt‖ (ACCEL, as in the video hand-mesh literature), ``jitter_mm`` =
+    mean ‖a_pred‖, ``jitter_gt_mm`` = mean ‖a_gt‖ (the motion's own acceleration, the reference a jitter is read
+    against), all over every (frame, joint) that has both neighbours; ``count`` says how many there were (0: the
+    three means are 0 and meaningless, e.g. clips of fewer than 3 frames that never touch).
+
+    Stitching: clips are short (a few frames), so second differences inside clips alone would drop most frames and
+    miss the jumps between clips where the recurrence restarts. Each ``update`` therefore stores the aligned
+    prediction and ground truth of every frame keyed by ``(video id, frame index)`` (list states, concatenated
+    across DDP processes); ``compute`` merges the copies of a frame served in several clips (overlapping clips,
+    or a sampler's padding duplicates) by their mean, sorts each video by frame index and takes second differences
+    over consecutive frames only: a triple counts when its two gaps both equal the video's smallest gap (its frame
+    step), so a missing frame (an unreadable clip) breaks the chain instead of being bridged. The unit is mm per
+    served frame²; with ``frame_step > 1`` a "frame" is the step. A joint counts when it is visible in all three
+    frames. States hold 2·21·3 float64 per frame (about 1 KB), so whole test splits fit easily; every process must
+    have seen at least one frame before ``compute`` (a distributed sampler pads each process's share).
+    """
+
+    full_state_update = False
+    higher_is_better = False
+    is_differentiable = False
+
+    def __init__(self, input_space: Literal["normalized", "mm"] = "normalized", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if input_space not in ("normalized", "mm"):
+            raise ValueError(f"input_space must be 'normalized' or 'mm'; got {input_space!r}")
+        self.input_space = input_space
+        for name in ("video", "frame", "pred_mm", "gt_mm", "visible"):
+            self.add_state(name, [], dist_reduce_fx="cat")
+
+    def update(
+        self,
+        pred: Tensor,
+        target_mm: Tensor,
+        video: Sequence[str] | Tensor,
+        frame_index: Tensor,
+        visible: Tensor | None = None,
+    ) -> None:
+        """``pred, target_mm N×21×3``; ``video``: N names (or :func:`video_key` ids); ``frame_index N``;
+        ``visible N×21`` or None."""
+        if pred.shape != target_mm.shape or pred.dim() != 3 or pred.shape[-1] != 3:
+            raise ValueError(f"pred and target must both be N×21×3; got {tuple(pred.shape)}, {tuple(target_mm.shape)}")
+        n = pred.shape[0]
+        ids = (video if isinstance(video, Tensor)
+               else torch.tensor([video_key(v) for v in video], dtype=torch.long)).to(pred.device).long().reshape(-1)
+        frames = frame_index.to(pred.device).long().reshape(-1)
+        if ids.numel() != n or frames.numel() != n:
+            raise ValueError(f"need one video and one frame index per frame ({n}); got {ids.numel()}, {frames.numel()}")
+        mask = torch.ones(pred.shape[:-1], dtype=torch.bool, device=pred.device) if visible is None else visible.bool()
+        if mask.shape != pred.shape[:-1]:
+            raise ValueError(f"visible must be N×21 {tuple(pred.shape[:-1])}; got {tuple(mask.shape)}")
+        self.video.append(ids)
+        self.frame.append(frames)
+        self.pred_mm.append(align_to_ground_truth(pred, target_mm, self.input_space))
+        self.gt_mm.append(target_mm.detach().double())
+        self.visible.append(mask.to(pred.device, torch.float64))  # float: gathers on every backend
+
+    def has_data(self) -> bool:
+        """True once any frame was stored (on this process)."""
+        return len(self.frame) > 0
+
+    def compute(self) -> dict[str, Tensor]:
+        cat = dim_zero_cat
+        if len(self.frame) == 0 or cat(self.frame).numel() == 0:  # a list here, a tensor once synced
+            zero = torch.zeros((), dtype=torch.float64, device=self.device)
+            return {**dict.fromkeys(TEMPORAL_KEYS, zero), "count": zero.long()}
+        keys = torch.stack([cat(self.video), cat(self.frame)], dim=1)
+        unique, inverse = torch.unique(keys, dim=0, return_inverse=True)  # sorted by (video, frame)
+        copies = torch.zeros(len(unique), dtype=torch.float64, device=keys.device).index_add_(
+            0, inverse, torch.ones(len(inverse), dtype=torch.float64, device=keys.device))
+
+        def merged(values: Tensor) -> Tensor:
+            total = torch.zeros((len(unique), *values.shape[1:]), dtype=torch.float64, device=values.device)
+            return total.index_add_(0, inverse, values.double()) / copies.view(-1, *([1] * (values.dim() - 1)))
+
+        pred, gt = merged(cat(self.pred_mm)), merged(cat(self.gt_mm))
+        visible = merged(cat(self.visible)) > 0.999  # visible in every copy
+        centre = consecutive_centres(unique[:, 0], unique[:, 1])
+        a_pred = pred[centre + 1] - 2.0 * pred[centre] + pred[centre - 1]
+        a_gt = gt[centre + 1] - 2.0 * gt[centre] + gt[centre - 1]
+        mask = visible[centre - 1] & visible[centre] & visible[centre + 1]
+        count = mask.sum()
+
+        def mean(values: Tensor) -> Tensor:
+            return values.norm(dim=-1)[mask].sum() / count.clamp_min(1).double()
+
+        return {"accel_mm": mean(a_pred - a_gt), "jitter_mm": mean(a_pred), "jitter_gt_mm": mean(a_gt),
+                "count": count}
+
+
+def consecutive_centres(video: Tensor, frame: Tensor) -> Tensor:
+    """Indices ``i`` of rows sorted by ``(video, frame)`` whose neighbours ``i − 1`` and ``i + 1`` are the same video
+    and one frame step away on each side (the step: the video's smallest gap between frames)."""
+    if len(frame) < 3:
+        return torch.zeros(0, dtype=torch.long, device=frame.device)
+    same = video[1:] == video[:-1]
+    gap = frame[1:] - frame[:-1]
+    _, per_video = torch.unique(video, return_inverse=True)
+    big = torch.iinfo(torch.long).max
+    step = torch.full((int(per_video.max()) + 1,), big, dtype=torch.long, device=frame.device)
+    step = step.scatter_reduce(0, per_video[1:][same], gap[same], reduce="amin")
+    ok = same & (gap == step[per_video[1:]])  # ok[i]: rows i and i + 1 are one step apart
+    return torch.nonzero(ok[:-1] & ok[1:]).flatten() + 1

@@ -1,7 +1,8 @@
 """``tassn report RUN_DIR|test_results.json …``: our test results beside the paper's Table 1.
 
 ``tassn test`` writes ``test_results.json`` into its run folder (``version_<n>/``); given a folder, the newest one
-under it is read. The table shows EPE, AUC 0–50 and AUC 20–50 of each result, then the paper's rows for the same
+under it is read. The table shows EPE, AUC 0–50, AUC 20–50, ACCEL and jitter (with the ground truth's own jitter
+in brackets; mm/frame², over whole videos) of each result, then the paper's rows for the same
 dataset (for the synthetic videos, which the paper does not use, both of its datasets for scale), and the path of
 each PCK-curve PNG.
 """
@@ -61,9 +62,17 @@ def _cell(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _jitter(metrics: dict) -> str:
+    """``jitter (GT jitter)`` in mm/frame², or – when the results predate the temporal metrics."""
+    if metrics.get("jitter_mm") is None:
+        return "–"
+    return f"{metrics['jitter_mm']:.2f} ({_cell(metrics.get('jitter_gt_mm'), 2)})"
+
+
 def format_table(results: Sequence[dict]) -> str:
     """Rows of ours (from ``results``) and the paper's Table 1 rows of the same datasets, as aligned text."""
-    header = f"{'':40s} {'AUC 0–50 ↑':>11s} {'AUC 20–50 ↑':>12s} {'EPE mm ↓':>9s}"
+    header = (f"{'':40s} {'AUC 0–50 ↑':>11s} {'AUC 20–50 ↑':>12s} {'EPE mm ↓':>9s} {'ACCEL ↓':>8s} "
+              f"{'jitter (GT)':>13s}")
     lines = [header, "-" * len(header)]
     datasets: list[str] = []
     for r in results:
@@ -71,7 +80,7 @@ def format_table(results: Sequence[dict]) -> str:
         label = f"ours, {r.get('dataset') or '?'}: {r.get('variant') or r.get('stage') or '?'}"
         lines.append(
             f"{label:40s} {_cell(m.get('auc_0_50'), 3):>11s} {_cell(m.get('auc_20_50'), 3):>12s} "
-            f"{_cell(m.get('epe_mm'), 1):>9s}"
+            f"{_cell(m.get('epe_mm'), 1):>9s} {_cell(m.get('accel_mm'), 2):>8s} {_jitter(m):>13s}"
         )
         dataset = str(r.get("dataset") or "")
         for d in PAPER_TABLE1 if dataset not in PAPER_TABLE1 else [dataset]:
@@ -80,7 +89,7 @@ def format_table(results: Sequence[dict]) -> str:
     for d in datasets:
         for variant, (auc050, auc2050, epe) in PAPER_TABLE1[d].items():
             label = f"paper, {d.upper()}: {variant}"
-            lines.append(f"{label:40s} {auc050:>11.3f} {auc2050:>12.3f} {epe:>9.1f}")
+            lines.append(f"{label:40s} {auc050:>11.3f} {auc2050:>12.3f} {epe:>9.1f} {'–':>8s} {'–':>13s}")
     return "\n".join(lines)
 
 

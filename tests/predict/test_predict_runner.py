@@ -13,6 +13,7 @@ import torch
 import trimesh
 from predict_testdata import FRAMES, HEIGHT, WIDTH, blob_frames, stage_checkpoint
 
+from tassn.hand.skeleton import JOINT_NAMES
 from tassn.predict.__main__ import main
 from tassn.predict.hand_crop import CropBox, TrackingCrop
 from tassn.predict.model import load_model
@@ -35,8 +36,8 @@ def test_every_output_agrees(blob_video: Path, tiny_ckpt: Path, tmp_path: Path) 
     out = predict_video(blob_video, tiny_ckpt, tmp_path / "run", box=BOX, mm_scale=30.0, fuse_reverse=True,
                         progress=False)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["keypoints2d.csv", "keypoints3d.csv", "keypoints3d_mm.csv", "meshes", "overlay.mp4",
-                     "predictions.npz", "run.json"]
+    assert names == ["confidence.json", "keypoints2d.csv", "keypoints3d.csv", "keypoints3d_mm.csv", "meshes",
+                     "overlay.mp4", "predictions.npz", "run.json"]
     arrays = PredictionArrays.load_npz(out / "predictions.npz")
     assert len(arrays) == FRAMES and arrays.mesh.shape == (FRAMES, 162, 3) and arrays.faces.shape == (320, 3)
     assert np.isfinite(arrays.kp2d).all() and np.isfinite(arrays.kp3d).all()
@@ -44,10 +45,22 @@ def test_every_output_agrees(blob_video: Path, tiny_ckpt: Path, tmp_path: Path) 
     _, rows2d = csv_values(out / "keypoints2d.csv")
     np.testing.assert_allclose(rows2d[:, 5:].reshape(FRAMES, 21, 3)[..., :2], arrays.kp2d, atol=1e-4)
     np.testing.assert_allclose(rows2d[:, 2:5], arrays.crop_boxes, atol=1e-4)
-    _, rows3d = csv_values(out / "keypoints3d.csv")
-    np.testing.assert_allclose(rows3d[:, 1:].reshape(FRAMES, 21, 3), arrays.kp3d, atol=1e-6)
+    header3d, rows3d = csv_values(out / "keypoints3d.csv")
+    np.testing.assert_allclose(rows3d[:, 1:64].reshape(FRAMES, 21, 3), arrays.kp3d, atol=1e-6)
     _, rows_mm = csv_values(out / "keypoints3d_mm.csv")
-    np.testing.assert_allclose(rows_mm[:, 1:].reshape(FRAMES, 21, 3), arrays.kp3d * 30.0, atol=1e-4)
+    np.testing.assert_allclose(rows_mm[:, 1:64].reshape(FRAMES, 21, 3), arrays.kp3d * 30.0, atol=1e-4)
+    # the forward/backward confidence: the same numbers in the 3D CSVs, confidence.json and the NPZ
+    confidence = arrays.extra["confidence3d"]
+    assert confidence.shape == (FRAMES, 21) and ((confidence >= 0) & (confidence <= 1)).all()
+    assert header3d[64:] == [f"{name}_conf" for name in JOINT_NAMES]
+    np.testing.assert_allclose(rows3d[:, 64:], confidence, atol=1e-5)
+    np.testing.assert_allclose(rows_mm[:, 64:], confidence, atol=1e-5)
+    saved = json.loads((out / "confidence.json").read_text())
+    assert saved["frame_index"] == list(range(FRAMES)) and saved["joint_names"] == list(JOINT_NAMES)
+    np.testing.assert_allclose(saved["confidence"], confidence, atol=1e-6)
+    disagreement = np.linalg.norm(arrays.extra["kp3d_forward"] - arrays.extra["kp3d_reverse"], axis=-1)
+    np.testing.assert_allclose(saved["fb_disagreement"], disagreement, atol=1e-6)
+    assert "exp" in saved["formula"]
     obj = trimesh.load(out / "meshes" / "frame_000005.obj", process=False)
     np.testing.assert_allclose(obj.vertices, arrays.mesh[5] * 30.0, atol=1e-5)
     np.testing.assert_array_equal(obj.faces, arrays.faces)
@@ -104,6 +117,22 @@ def test_left_hand_is_the_mirror_image(tmp_path: Path, tiny_ckpt: Path) -> None:
     np.testing.assert_allclose(b.kp2d[..., 1], a.kp2d[..., 1], atol=1e-3)
     np.testing.assert_allclose(b.kp3d, a.kp3d * [-1.0, 1.0, 1.0], atol=1e-5)
     np.testing.assert_array_equal(b.faces, a.faces[:, ::-1])
+    # the forward/backward confidence is the same joint's, whichever hand
+    np.testing.assert_allclose(b.extra["confidence3d"], a.extra["confidence3d"], atol=1e-5)
+
+
+def test_without_confidence_only_the_forward_pass_runs(blob_folder: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    common = dict(box=BOX, crop="box", mesh_format="none", overlay=False, progress=False)
+    fast = predict_video(blob_folder, tiny_ckpt, tmp_path / "fast", confidence=False, **common)
+    full = predict_video(blob_folder, tiny_ckpt, tmp_path / "full", **common)
+    a = PredictionArrays.load_npz(fast / "predictions.npz")
+    b = PredictionArrays.load_npz(full / "predictions.npz")
+    assert a.extra == {} and not (fast / "confidence.json").exists()
+    header, _ = csv_values(fast / "keypoints3d.csv")
+    assert len(header) == 64
+    np.testing.assert_allclose(b.kp3d, a.kp3d, atol=1e-6)  # without --fuse-reverse the answer is the forward pass
+    np.testing.assert_allclose(b.kp3d, b.extra["kp3d_forward"])
+    assert json.loads((full / "run.json").read_text())["settings"]["confidence"] is True
 
 
 def test_refusals_and_clear_errors(blob_video: Path, tiny_ckpt: Path, tiny_net_config: dict, tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 With :class:`data_modules.video.VideoDataModule` serving the clips and a stage's ``predict_step`` returning
 ``{"pose" B×T×21×3, "mesh" B×T×V×3, "heatmaps" B×T×21×h×w}``, this callback decodes and collects every valid
 frame and, when prediction ends, writes exactly what ``tassn predict --video`` writes (the recurrence restarts
-at every clip here, as in training; there is no reverse pass)::
+at every clip here, as in training; there is no reverse pass, so no forward/backward confidence either)::
 
     tassn predict --config experiments/stage3.yaml --ckpt_path best.ckpt \\
         --data data_modules.video.VideoDataModule --data.video in.mp4 --data.box "[120, 80, 360, 320]" \\

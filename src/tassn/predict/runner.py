@@ -2,9 +2,9 @@
 
 Frames run one at a time, in order, through :meth:`PME.step`, carrying the flow pair and the previous heatmaps the
 way the network was trained (``clip_length`` restarts that state every so many frames, as at the start of a
-training clip). One-at-a-time is what lets the crop track the hand from the previous frame's prediction. With
-``fuse_reverse`` the same crops then run backwards (the paper's reversed temporal measurement) and the two passes
-are averaged. Every output file is written from one :class:`~tassn.predict.writers.PredictionArrays`, and the
+training clip). One-at-a-time is what lets the crop track the hand from the previous frame's prediction. The same
+crops then run backwards (the paper's reversed temporal measurement): where the two passes disagree the joint gets a
+low confidence (:mod:`tassn.predict.confidence`), and with ``fuse_reverse`` the two passes are averaged. Every output file is written from one :class:`~tassn.predict.writers.PredictionArrays`, and the
 overlay video is drawn from the saved ``predictions.npz``, so pictures and numbers cannot disagree.
 """
 
@@ -25,6 +25,13 @@ from tqdm.auto import tqdm
 
 from tassn.render import fit_weak_perspective
 
+from .confidence import (
+    AGREEMENT_SCALE,
+    CONFIDENCE3D_KEY,
+    DISAGREEMENT_KEY,
+    FORMULA,
+    forward_backward_confidence,
+)
 from .decode import KEYPOINT_METHODS, fuse_directions, heatmaps_to_keypoints
 from .hand_crop import CropBox, CropProvider, make_crop_provider
 from .model import PREDICT_STAGES, LoadedModel, load_model
@@ -39,6 +46,7 @@ from .writers import (
     PredictionArrays,
     check_out_dir,
     prepare_out_dir,
+    write_confidence_json,
     write_keypoint_csvs,
     write_meshes,
 )
@@ -50,6 +58,7 @@ UNITS: dict[str, str] = {
     "kp2d": "frame pixels (x, y), OpenCV pixel centres",
     "kp3d": "root-relative, scale-normalised (middle MCP→PIP = 1), camera axes x right, y down, z forward",
     "camera": "weak perspective (s, tx, ty): kp2d ≈ s · kp3d[:, :2] + t",
+    CONFIDENCE3D_KEY: FORMULA,
 }
 
 
@@ -288,6 +297,9 @@ def write_run_outputs(
     """``predictions.npz``, the CSVs, the meshes and (from the saved NPZ) the overlay; returns what was written."""
     npz = arrays.save_npz(out_path / PREDICTIONS_NPZ)
     outputs = [npz, *write_keypoint_csvs(arrays, out_path)]
+    confidence_json = write_confidence_json(arrays, out_path, FORMULA)
+    if confidence_json is not None:
+        outputs.append(confidence_json)
     meshes = write_meshes(arrays, out_path, mesh_format)
     if overlay:
         outputs.append(render_overlay_video(source, npz, out_path / OVERLAY_MP4, style=style, progress=progress))
@@ -306,6 +318,8 @@ def predict_video(
     track_smoothing: float = 0.5,
     left_hand: bool = False,
     fuse_reverse: bool = False,
+    confidence: bool = True,
+    agreement_scale: float = AGREEMENT_SCALE,
     mm_scale: float | None = None,
     clip_length: int | None = None,
     mesh_format: str = "obj",
@@ -334,7 +348,10 @@ def predict_video(
         track_smoothing: weight of the previous box when tracking (0 = follow each prediction at once).
         left_hand: the video shows a left hand; frames are mirrored for the right-hand network and results mirrored
             back.
-        fuse_reverse: also run the video backwards and average both passes.
+        fuse_reverse: average the forward and the backward pass (otherwise the forward pass is the answer).
+        confidence: run the video backwards too and write each joint's forward/backward confidence
+            (:mod:`tassn.predict.confidence`) into the 3D CSVs, ``confidence.json`` and ``predictions.npz``.
+        agreement_scale: ``τ`` of that confidence, in reference-bone lengths.
         mm_scale: length of the reference bone (middle finger MCP→PIP) in mm; adds millimetre outputs.
         clip_length: restart the recurrence every ``clip_length`` frames (None: carry it through the video).
         mesh_format: ``obj``, ``ply`` (one file per frame) or ``none`` (meshes only in ``predictions.npz``).
@@ -362,11 +379,13 @@ def predict_video(
         raise ValueError(f"mesh_format must be one of {MESH_FORMATS}, got {mesh_format!r}")
     if mm_scale is not None and not mm_scale > 0:
         raise ValueError(f"mm_scale (reference bone length in mm) must be positive, got {mm_scale}")
+    if not agreement_scale > 0:
+        raise ValueError(f"agreement_scale (τ, reference-bone lengths) must be positive, got {agreement_scale}")
     model = load_model(ckpt, allowed_stages=allowed_stages, net_overrides=net_overrides, device=device)
     loaded = time.perf_counter()
     out_path = prepare_out_dir(out_dir, overwrite)
     stepper = Stepper(model, keypoint_method, heatmap_temperature)
-    store = CropStore(model.net.image_size) if fuse_reverse else None
+    store = CropStore(model.net.image_size) if fuse_reverse or confidence else None
     try:
         forward, boxes = run_forward(source, provider, stepper, clip_length, left_hand, store, progress)
         passes = [forward.stacked()]
@@ -377,12 +396,14 @@ def predict_video(
             store.close()
     predicted = time.perf_counter()
     size = (source.info.width, source.info.height)
-    fused = fuse_passes(passes)
+    fused = fuse_passes(passes if fuse_reverse else passes[:1])
     extra = {}
     if len(passes) == 2:
         for name, p in zip(("forward", "reverse"), passes, strict=True):
             extra[f"kp3d_{name}"] = p["pose"]
             extra[f"confidence_{name}"] = p["confidence"]
+        extra[CONFIDENCE3D_KEY], extra[DISAGREEMENT_KEY] = forward_backward_confidence(
+            passes[0]["pose"], passes[1]["pose"], passes[0]["confidence"], passes[1]["confidence"], agreement_scale)
     arrays = assemble(
         fused["kp_crop"], fused["confidence"], fused["pose"], fused["mesh"],
         np.stack([b.as_array() for b in boxes]), model.net.image_size, model.net.template_faces.cpu().numpy(),
@@ -403,7 +424,8 @@ def predict_video(
             "box": list(box) if box is not None else None,
             "keypoints_file": str(keypoints_file) if keypoints_file is not None else None,
             "crop_margin": crop_margin, "track_smoothing": track_smoothing, "left_hand": left_hand,
-            "fuse_reverse": fuse_reverse, "mm_scale": mm_scale, "clip_length": clip_length,
+            "fuse_reverse": fuse_reverse, "confidence": confidence, "agreement_scale": agreement_scale,
+            "mm_scale": mm_scale, "clip_length": clip_length,
             "mesh_format": mesh_format, "keypoint_method": keypoint_method,
             "heatmap_temperature": heatmap_temperature, "max_frames": max_frames,
         },

@@ -6,7 +6,10 @@ Layout of a run folder (names in :data:`OUTPUTS`):
 - ``keypoints2d.csv``: per frame ``frame, time_s, crop_cx, crop_cy, crop_size`` and ``<joint>_x, <joint>_y,
   <joint>_conf`` in frame pixels (re-usable as ``--keypoints-file`` of a later run);
 - ``keypoints3d.csv``: ``<joint>_x/_y/_z`` root-relative and scale-normalised (reference bone = 1);
-- ``keypoints3d_mm.csv``: the same in mm, only when a reference-bone length in mm was given;
+- ``keypoints3d_mm.csv``: the same in mm, only when a reference-bone length in mm was given; both 3D files end
+  with ``<joint>_conf`` columns when the run measured the forward/backward confidence
+  (:mod:`tassn.predict.confidence`);
+- ``confidence.json``: that confidence per frame and joint, with its two factors and its formula;
 - ``meshes/frame_000000.obj`` (or ``.ply``): one mesh per frame, in mm when a scale was given, else normalised;
 - ``overlay.mp4`` and ``run.json`` (settings and provenance) are written by the runner.
 """
@@ -14,6 +17,7 @@ Layout of a run folder (names in :data:`OUTPUTS`):
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -24,6 +28,8 @@ import trimesh
 
 from tassn.hand.skeleton import JOINT_NAMES, NUM_JOINTS
 
+from .confidence import CONFIDENCE3D_KEY, DISAGREEMENT_KEY
+
 PREDICTIONS_NPZ = "predictions.npz"
 KEYPOINTS2D_CSV = "keypoints2d.csv"
 KEYPOINTS3D_CSV = "keypoints3d.csv"
@@ -31,9 +37,11 @@ KEYPOINTS3D_MM_CSV = "keypoints3d_mm.csv"
 MESH_DIR = "meshes"
 OVERLAY_MP4 = "overlay.mp4"
 RUN_JSON = "run.json"
+CONFIDENCE_JSON = "confidence.json"
 #: Everything a run may write; ``overwrite`` removes exactly these and nothing else.
 OUTPUTS: tuple[str, ...] = (
     PREDICTIONS_NPZ, KEYPOINTS2D_CSV, KEYPOINTS3D_CSV, KEYPOINTS3D_MM_CSV, MESH_DIR, OVERLAY_MP4, RUN_JSON,
+    CONFIDENCE_JSON,
 )
 MESH_FORMATS: tuple[str, ...] = ("obj", "ply", "none")
 
@@ -190,13 +198,43 @@ def write_keypoint_csvs(arrays: PredictionArrays, out_dir: str | Path) -> list[P
     formats2d = ["%d", "%.6f", "%.4f", "%.4f", "%.4f"] + ["%.4f", "%.4f", "%.5f"] * NUM_JOINTS
     written.append(_write_csv(out_dir / KEYPOINTS2D_CSV, header2d, rows2d, formats2d))
     header3d = ["frame"] + [f"{name}_{c}" for name in JOINT_NAMES for c in ("x", "y", "z")]
+    confidence = arrays.extra.get(CONFIDENCE3D_KEY)
+    if confidence is not None:  # appended, so the coordinate columns keep their places
+        header3d += [f"{name}_conf" for name in JOINT_NAMES]
     targets = [(KEYPOINTS3D_CSV, arrays.kp3d, "%.6f")]
     if arrays.kp3d_mm is not None:
         targets.append((KEYPOINTS3D_MM_CSV, arrays.kp3d_mm, "%.4f"))
     for name, values, fmt in targets:
-        rows = np.concatenate([arrays.frame_index[:, None], values.reshape(n, -1)], axis=1)
-        written.append(_write_csv(out_dir / name, header3d, rows, ["%d"] + [fmt] * (3 * NUM_JOINTS)))
+        columns = [arrays.frame_index[:, None], values.reshape(n, -1)]
+        formats = ["%d"] + [fmt] * (3 * NUM_JOINTS)
+        if confidence is not None:
+            columns.append(np.asarray(confidence).reshape(n, NUM_JOINTS))
+            formats += ["%.5f"] * NUM_JOINTS
+        written.append(_write_csv(out_dir / name, header3d, np.concatenate(columns, axis=1), formats))
     return written
+
+
+def write_confidence_json(arrays: PredictionArrays, out_dir: str | Path, formula: str) -> Path | None:
+    """``confidence.json`` (``frame_index``, ``joint_names`` and per frame and joint ``confidence``, the two passes'
+    mean ``heatmap_peak`` and ``fb_disagreement``), or None when the run measured no forward/backward confidence."""
+    confidence = arrays.extra.get(CONFIDENCE3D_KEY)
+    if confidence is None:
+        return None
+
+    def rounded(values: np.ndarray) -> list[list[float]]:
+        return np.round(np.asarray(values, dtype=np.float64), 6).tolist()
+
+    payload = {
+        "formula": formula,
+        "joint_names": list(JOINT_NAMES),
+        "frame_index": arrays.frame_index.astype(int).tolist(),
+        "confidence": rounded(confidence),
+        "heatmap_peak": rounded(0.5 * (arrays.extra["confidence_forward"] + arrays.extra["confidence_reverse"])),
+        "fb_disagreement": rounded(arrays.extra[DISAGREEMENT_KEY]),
+    }
+    path = Path(out_dir) / CONFIDENCE_JSON
+    path.write_text(json.dumps(payload) + "\n")
+    return path
 
 
 def mesh_path(out_dir: str | Path, frame: int, fmt: str) -> Path:

@@ -1,4 +1,5 @@
-"""Validation/test measurements of a stage: 2D PCK on the heatmaps, 3D EPE / PCK / AUC on the pose, PCK curve.
+"""Validation/test measurements of a stage: 2D PCK on the heatmaps, 3D EPE / PCK / AUC on the pose, PCK curve,
+and the pose's acceleration error and jitter over whole videos (clips stitched by video and frame index).
 
 One :class:`EvaluationMetrics` per split (``self.val_metrics``, ``self.test_metrics``); its states are
 torchmetrics states, so the numbers are synced over DDP processes before they are computed.
@@ -15,12 +16,14 @@ import torch
 from torch import nn
 
 from tassn.heatmaps import heatmap_peaks, heatmap_to_crop
-from tassn.metrics import PCK2D, SCALAR_KEYS, PoseMetrics3D
+from tassn.metrics import PCK2D, SCALAR_KEYS, TEMPORAL_KEYS, PoseMetrics3D, TemporalMetrics3D
 from tassn.nets.pme import PMEOutput
 
 
 class EvaluationMetrics(nn.Module):
-    """2D PCK of the last stack's heatmap peaks against ``kp2d`` and, when batches carry ``kp3d``, 3D metrics.
+    """2D PCK of the last stack's heatmap peaks against ``kp2d`` and, when batches carry ``kp3d``, 3D metrics;
+    when they also carry ``video`` and ``frame_index`` (every :class:`~data_modules.clips.ClipDataset` batch does),
+    ACCEL and jitter over whole videos (:class:`~tassn.metrics.TemporalMetrics3D`).
 
     Args:
         pck2d_threshold: crop pixels under which a 2D keypoint is correct.
@@ -30,6 +33,7 @@ class EvaluationMetrics(nn.Module):
         super().__init__()
         self.pck2d = PCK2D(threshold=pck2d_threshold)
         self.pose3d = PoseMetrics3D()
+        self.temporal = TemporalMetrics3D()
 
     def update(self, out: PMEOutput, batch: Mapping[str, Any]) -> None:
         """Add one batch: predictions ``out`` (with a T axis) and the batch's labels."""
@@ -39,15 +43,25 @@ class EvaluationMetrics(nn.Module):
         self.pck2d.update(kp2d, batch["kp2d"].flatten(0, 1), visible)
         if "kp3d" in batch:
             self.pose3d.update(out.pose.flatten(0, 1), batch["kp3d"].flatten(0, 1), visible)
+            if "video" in batch and "frame_index" in batch:
+                steps = batch["frame_index"].shape[1]
+                videos = [name for name in batch["video"] for _ in range(steps)]  # B names → B·T, clip-major
+                self.temporal.update(out.pose.flatten(0, 1), batch["kp3d"].flatten(0, 1), videos,
+                                     batch["frame_index"].flatten(0, 1), visible)
 
     def compute(self) -> dict[str, Any]:
-        """``{"scalars": {pck2d[, epe_mm, epe_median_mm, auc_0_50, auc_20_50]}, "curve": {thresholds_mm, pck} or
-        None}``; the 3D entries only when batches carried ``kp3d``."""
+        """``{"scalars": {pck2d[, epe_mm, epe_median_mm, auc_0_50, auc_20_50][, accel_mm, jitter_mm, jitter_gt_mm]},
+        "curve": {thresholds_mm, pck} or None}``; the 3D entries only when batches carried ``kp3d``, the temporal
+        ones when they also carried ``video`` and ``frame_index`` and some frame had both neighbours."""
         scalars = {"pck2d": self.pck2d.compute()}
         curve = None
         if self.pose3d.has_data():
             result = self.pose3d.compute()
             scalars.update({k: result[k] for k in SCALAR_KEYS})
+        if self.temporal.has_data():
+            temporal = self.temporal.compute()
+            if int(temporal["count"]) > 0:
+                scalars.update({k: temporal[k] for k in TEMPORAL_KEYS})
             curve = {
                 "thresholds_mm": [float(t) for t in result["thresholds_mm"]],
                 "pck": [float(p) for p in result["pck"]],
@@ -57,6 +71,7 @@ class EvaluationMetrics(nn.Module):
     def reset(self) -> None:
         self.pck2d.reset()
         self.pose3d.reset()
+        self.temporal.reset()
 
 
 def pck_curve_image(curve: Mapping[str, list[float]], title: str = "", dataset: str | None = None) -> np.ndarray:
