@@ -18,7 +18,7 @@ from tassn.nets.pme import PME
 from tassn.stages.checkpoints import (
     CheckpointMismatchError,
     checkpoint_stage,
-    load_net_from_checkpoint,
+    load_net_state,
     read_checkpoint,
 )
 
@@ -107,11 +107,11 @@ def load_model(
             raise
         config = {}
     config.update(net_overrides or {})
-    del checkpoint  # the weights are read again below, with their error listing
     try:
         net = PME(**config)
     except TypeError as err:
         raise CheckpointMismatchError(f"{path}: the recorded network configuration does not fit PME: {err}") from err
-    load_net_from_checkpoint(net, path, allowed_stages)
+    load_net_state(net, checkpoint, path, allowed_stages)
+    del checkpoint
     net.eval().to(resolve_device(device))
     return LoadedModel(net=net, stage=stage, path=path, net_config=config)
