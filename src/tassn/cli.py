@@ -30,7 +30,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
 
-from tassn.config_trust import UntrustedConfigError, check_ckpt_path, check_config, checkpoint_overrides, merged
+from tassn.config_trust import (
+    UntrustedConfigError,
+    check_ckpt_path,
+    check_config,
+    checkpoint_overrides,
+    merged,
+)
 from tassn.safe_load import UntrustedFileError
 from tassn.stages.checkpoints import CheckpointMismatchError, read_checkpoint, refusal
 
