@@ -34,7 +34,7 @@ def assert_refused(code: int, err: str, names: str) -> None:
     assert len(lines) == 1 and names in lines[0] and lines[0] == err.strip().splitlines()[-1], err
 
 
-@pytest.mark.parametrize("subcommand", ["fit", "test"])
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict"])
 def test_ckpt_path_payload_is_refused(subcommand: str, write_configs, tmp_path: Path, capsys) -> None:
     marker = tmp_path / "marker"
     path = payload_checkpoint(tmp_path / "evil.ckpt", marker)

@@ -30,7 +30,7 @@ from .decode import KEYPOINT_METHODS, heatmaps_to_keypoints
 from .model import PREDICT_STAGES
 from .overlay import OverlayStyle
 from .runner import UNITS, assemble, write_run_outputs
-from .writers import MESH_FORMATS, RUN_JSON, check_out_dir, prepare_out_dir
+from .writers import MESH_FORMATS, RUN_JSON, check_out_dir, run_out_dir
 
 PREDICTION_KEYS: tuple[str, ...] = ("pose", "mesh", "heatmaps")
 
@@ -155,23 +155,23 @@ class VideoPredictionWriter(Callback):
             data["crop_box"], datamodule.crop.size, pl_module.net.template_faces.cpu().numpy(), source.info.fps,
             size, datamodule.left_hand, self.mm_scale, frame_index=data["frame_index"],
         )
-        out_path = prepare_out_dir(self.out_dir, self.overwrite)
-        outputs = write_run_outputs(arrays, out_path, source, self.mesh_format, self.overlay, OverlayStyle(),
-                                    progress=trainer.progress_bar_callback is not None)
-        run = {
-            "video": str(Path(datamodule.video).resolve()),
-            "checkpoint": str(trainer.ckpt_path) if trainer.ckpt_path else None,
-            "stage": getattr(pl_module, "stage", None),
-            "frames": len(arrays),
-            "fps": source.info.fps,
-            "image_size": list(size),
-            "crop": datamodule.crop_mode,
-            "crop_size": datamodule.crop.size,
-            "settings": {"clip_len": datamodule.clip_len, "left_hand": datamodule.left_hand,
-                         "mm_scale": self.mm_scale, "mesh_format": self.mesh_format,
-                         "keypoint_method": self.keypoint_method, "heatmap_temperature": self.heatmap_temperature},
-            "units": UNITS | {"kp3d_mm": "kp3d × mm_scale" if self.mm_scale is not None else None,
-                              "meshes": "mm" if self.mm_scale is not None else "as kp3d"},
-            "outputs": outputs,
-        }
-        (out_path / RUN_JSON).write_text(json.dumps(run, indent=2, default=str) + "\n")
+        with run_out_dir(self.out_dir, self.overwrite) as staging:  # moved into out_dir once complete
+            outputs = write_run_outputs(arrays, staging, source, self.mesh_format, self.overlay, OverlayStyle(),
+                                            progress=trainer.progress_bar_callback is not None)
+            run = {
+                "video": str(Path(datamodule.video).resolve()),
+                "checkpoint": str(trainer.ckpt_path) if trainer.ckpt_path else None,
+                "stage": getattr(pl_module, "stage", None),
+                "frames": len(arrays),
+                "fps": source.info.fps,
+                "image_size": list(size),
+                "crop": datamodule.crop_mode,
+                "crop_size": datamodule.crop.size,
+                "settings": {"clip_len": datamodule.clip_len, "left_hand": datamodule.left_hand,
+                             "mm_scale": self.mm_scale, "mesh_format": self.mesh_format,
+                             "keypoint_method": self.keypoint_method, "heatmap_temperature": self.heatmap_temperature},
+                "units": UNITS | {"kp3d_mm": "kp3d × mm_scale" if self.mm_scale is not None else None,
+                                  "meshes": "mm" if self.mm_scale is not None else "as kp3d"},
+                "outputs": outputs,
+            }
+            (staging / RUN_JSON).write_text(json.dumps(run, indent=2, default=str) + "\n")
