@@ -27,6 +27,10 @@ CHECKPOINT_TEMPLATES: tuple[str, ...] = ("procedural",)
 REMOTE_PREFIXES: tuple[str, ...] = ("http://", "https://", "ftp://", "s3://", "gs://", "hf://", "registry:")
 
 
+#: PME arguments that name files or folders: a checkpoint's value is never used for them.
+NET_PATH_ARGUMENTS: tuple[str, ...] = ("template", "graph_cache_dir", "flow_checkpoint")
+
+
 class UntrustedConfigError(UntrustedFileError):
     """A config or checkpoint asked for a class, callable or path that tassn does not take from files."""
 
@@ -163,3 +167,18 @@ def checkpoint_overrides(hparams: Mapping[str, Any], user: Mapping[str, Any]) ->
         if mine == default and value != mine and _plain(value, key, annotation):
             out[key] = value
     return out
+
+
+def recorded_net_config(config: Mapping[str, Any], path: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's recorded PME arguments without the ones that name files (:data:`NET_PATH_ARGUMENTS`).
+
+    ``given`` are the user's own arguments, which may name any file. A ``template`` other than ``procedural``
+    is not dropped silently (the network would not fit it): the user is asked to name the file.
+    """
+    template = config.get("template", "procedural")
+    if "template" not in given and template not in CHECKPOINT_TEMPLATES:
+        raise UntrustedConfigError(
+            f"{path}: the network was trained with template {template!r}; a checkpoint never chooses a file to "
+            "read: pass the template yourself (--net-config FILE.yaml with 'template: …')"
+        )
+    return {k: v for k, v in config.items() if k not in NET_PATH_ARGUMENTS}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 import tassn.stages.checkpoints as checkpoints
 from payloads import PAYLOAD_GLOBAL, payload_checkpoint
@@ -66,3 +67,26 @@ def test_prediction_writer_run_never_unpickles_a_payload(blob_folder: Path, tiny
     with pytest.raises(pickle.UnpicklingError, match=PAYLOAD_GLOBAL):
         trainer.predict(module, datamodule=dm, ckpt_path=str(path))
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_checkpoints_network_config_never_chooses_a_path(tiny_net_config: dict, tmp_path: Path) -> None:
+    from predict_testdata import stage_checkpoint
+
+    from tassn.config_trust import UntrustedConfigError
+
+    planted = tmp_path / "planted"
+    path = stage_checkpoint(tmp_path / "stage3.ckpt", tiny_net_config)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["hyper_parameters"]["net"]["init_args"]["graph_cache_dir"] = str(planted)
+    torch.save(checkpoint, path)
+    model = load_model(path, device="cpu")
+    assert not planted.exists() and "graph_cache_dir" not in model.net_config
+    # the user may name the folder
+    load_model(path, device="cpu", net_overrides={"graph_cache_dir": str(tmp_path / "mine")})
+    assert (tmp_path / "mine").is_dir()
+
+    checkpoint["hyper_parameters"]["net"]["init_args"]["template"] = str(tmp_path / "MANO.pkl")
+    mano = tmp_path / "mano.ckpt"
+    torch.save(checkpoint, mano)
+    with pytest.raises(UntrustedConfigError, match=r"mano\.ckpt.*template .*MANO\.pkl.*--net-config"):
+        load_model(mano, device="cpu")
