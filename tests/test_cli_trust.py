@@ -109,7 +109,19 @@ def test_checkpoint_hyper_parameters_never_choose_a_path(write_configs, tmp_path
     crafted = tmp_path / "crafted.ckpt"
     torch.save(checkpoint, crafted)
 
-    cli = TassnCLI(args=["test", *configs, f"--ckpt_path={crafted}"])
+    reads: list[object] = []
+    real_load = torch.load
+
+    def counting_load(f, *args, **kwargs):
+        reads.append(f)
+        return real_load(f, *args, **kwargs)
+
+    torch.load = counting_load
+    try:
+        cli = TassnCLI(args=["test", *configs, f"--ckpt_path={crafted}"])
+    finally:
+        torch.load = real_load
+    assert len(reads) == 1  # hyper-parameters and weights come from one read
     model = cli.model
     assert not marker.exists() and not (tmp_path / "planted").exists()
     assert model.init_from is None

@@ -29,6 +29,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from tassn.config_trust import (
     UntrustedConfigError,
@@ -38,7 +39,12 @@ from tassn.config_trust import (
     merged,
 )
 from tassn.safe_load import UntrustedFileError
-from tassn.stages.checkpoints import CheckpointMismatchError, read_checkpoint, refusal
+from tassn.stages.checkpoints import (
+    CheckpointMismatchError,
+    WeightsOnlyCheckpointIO,
+    read_checkpoint,
+    refusal,
+)
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DESCRIPTION = (
@@ -105,6 +111,7 @@ class TassnCLI(LightningCLI):
 
         from tassn.stages.base import StageModule
 
+        self._preloaded: tuple[str, dict] | None = None  # the --ckpt_path checkpoint, read once
         kwargs.setdefault("save_config_kwargs", {"overwrite": False})
         kwargs.setdefault("parser_kwargs", {"prog": "tassn", "description": DESCRIPTION})
         super().__init__(
@@ -151,6 +158,7 @@ class TassnCLI(LightningCLI):
         if not ckpt_path or not Path(ckpt_path).is_file():
             return  # "last"/"best": Lightning resolves them and loads weights-only
         checkpoint = read_checkpoint(ckpt_path)
+        self._preloaded = (ckpt_path, checkpoint)  # handed to the trainer: the file is read once
         hparams = checkpoint.get("hyper_parameters") or {}
         overrides = checkpoint_overrides(hparams, config.model) if isinstance(hparams, dict) else {}
         if overrides:
@@ -171,7 +179,10 @@ class TassnCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True) and "logger" not in kwargs:
             kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a user's own plugin is left alone
+            trainer.strategy.checkpoint_io = WeightsOnlyCheckpointIO(self._preloaded)
+        return trainer
 
     def _run_subcommand(self, subcommand: str) -> None:
         try:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from tassn.safe_load import UntrustedFileError
@@ -78,6 +79,28 @@ def read_checkpoint(path: str | Path) -> dict:
     if "state_dict" not in checkpoint:
         raise CheckpointMismatchError(f"{path} is not a Lightning checkpoint (no 'state_dict' entry)")
     return checkpoint
+
+
+class WeightsOnlyCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint reads (``--ckpt_path``) through :func:`load_weights_only`, whatever is asked.
+
+    ``preloaded`` is a ``(path, checkpoint)`` already read (for its hyper-parameters): it is handed over instead
+    of reading the file a second time.
+    """
+
+    def __init__(self, preloaded: tuple[str | Path, dict] | None = None) -> None:
+        super().__init__()
+        self.preloaded = preloaded
+
+    def load_checkpoint(self, path: str | Path, map_location: object = None, weights_only: bool | None = None) -> dict:
+        if weights_only is False:
+            raise UntrustedCheckpointError(f"{path}: refused to load with weights_only=False (see SECURITY.md)")
+        if self.preloaded is not None and Path(self.preloaded[0]).resolve() == Path(path).resolve():
+            checkpoint, self.preloaded = self.preloaded[1], None
+            return checkpoint
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"checkpoint {path} not found")
+        return load_weights_only(path)
 
 
 def checkpoint_stage(checkpoint: Mapping, path: str | Path = "<checkpoint>") -> str:
