@@ -94,7 +94,7 @@ class WeightsOnlyCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: str | Path, map_location: object = None, weights_only: bool | None = None) -> dict:
         if weights_only is False:
-            raise UntrustedCheckpointError(f"{path}: refused to load with weights_only=False (see SECURITY.md)")
+            raise UntrustedCheckpointError(f"{path}: refused a full unpickle: checkpoints are read weights-only (see SECURITY.md)")
         if self.preloaded is not None and Path(self.preloaded[0]).resolve() == Path(path).resolve():
             checkpoint, self.preloaded = self.preloaded[1], None
             return checkpoint
