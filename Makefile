@@ -60,7 +60,7 @@ help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt setup.cfg
-	$(PYTHON) -m pip install --quiet "torch==2.13.0" || $(PYTHON) -m pip install --quiet "torch>=2.3,<2.14"
+	$(PYTHON) -m pip install --quiet "torch==2.13.0" || $(PYTHON) -m pip install --quiet "torch>=2.10,<2.14"
 	$(PYTHON) -m pip install --quiet -r requirements.txt
 	$(PYTHON) -m pip install --quiet --no-deps -e ".[dev]"
 	$(PYTHON) -m pip install --quiet "pytest>=8" "ruff>=0.5"

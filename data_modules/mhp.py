@@ -3,7 +3,8 @@
 Every sequence ``data_<k>`` was filmed by four webcams; a video is the frames of one webcam of one sequence,
 sorted by frame id. The joints files hold 21 points plus a palm normal in the Leap Motion world frame (mm); each
 webcam's ``rvec``/``tvec`` pickles move them to that camera (``X_cam = R·X + t``), and ``cv2.projectPoints`` with
-the shared intrinsics and distortion gives the pixels. The palm position becomes a wrist as for STB.
+the shared intrinsics and distortion gives the pixels. The palm position becomes a wrist as for STB. The pickles
+are downloaded over plain http, so they are read as data: only numpy arrays are allowed in them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from tassn.safe_load import BUILTIN_GLOBALS, NUMPY_GLOBALS, UntrustedFileError, load_pickle
 
 from .base import SPLITS, HandClipDataModule
 from .conversions import MHP_JOINT_NAMES, PalmToWrist, mhp_to_canonical, millimetre_problem, palm_to_wrist
@@ -116,18 +119,31 @@ def read_bbox_file(path: Path) -> tuple[float, float, float, float]:
     return (left, top, right, bottom)
 
 
+#: What an MHP ``rvec.pkl``/``tvec.pkl`` may name: a pickled numpy array, nothing else.
+CALIBRATION_GLOBALS = {**NUMPY_GLOBALS, **BUILTIN_GLOBALS}
+
+
 def _read_vector(path: Path) -> np.ndarray:
+    """3 finite floats from a calibration pickle, read through an allow-list (the files are downloaded)."""
     if not path.is_file():
         raise FileNotFoundError(f"missing calibration file {path}")
     try:
-        with path.open("rb") as f:
-            value = pickle.load(f, encoding="latin1")
-    except Exception as err:  # pickle raises many types for damaged files
-        raise ValueError(f"cannot unpickle {path}: {err}") from err
-    try:
-        vector = np.asarray(value, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: expected 3 numbers, got {type(value).__name__}") from err
+        value = load_pickle(path, CALIBRATION_GLOBALS)
+    except UntrustedFileError:
+        raise
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError,
+            KeyError, MemoryError, OverflowError) as err:  # the ways a damaged pickle fails
+        raise ValueError(f"cannot unpickle {path}: {type(err).__name__}: {err}") from err
+    if isinstance(value, (list, tuple)) and not all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in value
+    ):
+        raise ValueError(f"{path}: expected 3 numbers, got a {type(value).__name__} of other values")
+    if not isinstance(value, (np.ndarray, list, tuple)):
+        raise ValueError(f"{path}: expected an array of 3 numbers, got {type(value).__name__}")
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: expected 3 numbers, got an array of dtype {array.dtype}")
+    vector = array.astype(np.float64).reshape(-1)
     if vector.shape != (3,) or not np.isfinite(vector).all():
         raise ValueError(f"{path}: expected 3 finite numbers, got shape {vector.shape}")
     return vector

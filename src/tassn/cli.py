@@ -8,11 +8,16 @@ Every run writes into ``trainer.default_root_dir``:
 ``checkpoints/{best,last}.ckpt`` (shared by the runs of that folder, so ``--ckpt_path last`` resumes) and a new
 ``version_<n>/`` per run with its ``config.yaml``, ``metrics.csv``, PCK curves and test results; a previous run's
 config is never overwritten. W&B logs too (offline when not logged in; ``WANDB_MODE=disabled`` turns it off).
+
+Configs and checkpoints are data (see SECURITY.md): a config may instantiate only classes of tassn, data_modules,
+Lightning and torch.optim; ``--ckpt_path`` is read weights-only (a URL or ``--weights_only false`` is refused),
+and of its hyper-parameters only plain, non-path values fill what the user left at its default.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +29,22 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from tassn.stages.checkpoints import CheckpointMismatchError
+from tassn.config_trust import (
+    UntrustedConfigError,
+    check_ckpt_path,
+    check_config,
+    checkpoint_overrides,
+    merged,
+)
+from tassn.safe_load import UntrustedFileError
+from tassn.stages.checkpoints import (
+    CheckpointMismatchError,
+    WeightsOnlyCheckpointIO,
+    read_checkpoint,
+    refusal,
+)
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DESCRIPTION = (
@@ -99,6 +118,7 @@ class TassnCLI(LightningCLI):
 
         from tassn.stages.base import StageModule
 
+        self._preloaded: tuple[str, dict] | None = None  # the --ckpt_path checkpoint, read once
         kwargs.setdefault("save_config_kwargs", {"overwrite": False})
         kwargs.setdefault("parser_kwargs", {"prog": "tassn", "description": DESCRIPTION})
         super().__init__(
@@ -132,7 +152,31 @@ class TassnCLI(LightningCLI):
             "data", "model.init_args.net.init_args.feedback_sigma", compute_fn=heatmap_sigma, apply_on="instantiate"
         )
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's hyper-parameter merge, made safe: weights-only, local files, no paths, the user wins."""
+        if not self.config.get("subcommand"):
+            return
+        config = self.config[self.config.subcommand]
+        if config.get("weights_only") is False:
+            raise UntrustedConfigError(
+                "--weights_only false is refused: checkpoints are read weights-only (see SECURITY.md)"
+            )
+        if "weights_only" in config:
+            config.weights_only = True
+        ckpt_path = config.get("ckpt_path")
+        check_ckpt_path(ckpt_path)
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return  # "last"/"best": Lightning resolves them and loads weights-only
+        checkpoint = read_checkpoint(ckpt_path)
+        self._preloaded = (ckpt_path, checkpoint)  # handed to the trainer: the file is read once
+        hparams = checkpoint.get("hyper_parameters") or {}
+        overrides = checkpoint_overrides(hparams, config.model) if isinstance(hparams, dict) else {}
+        if overrides:
+            update = {"model": merged(config.model.as_dict(), {"init_args": overrides})}
+            self.config = self.parser.parse_object({self.config.subcommand: update}, self.config)
+
     def before_instantiate_classes(self) -> None:
+        check_config(self.config)
         # A W&B sweep runs many trials with one command line: give each its own run folder.
         sweep, run_id = os.environ.get("WANDB_SWEEP_ID"), os.environ.get("WANDB_RUN_ID")
         if sweep and run_id:
@@ -145,7 +189,22 @@ class TassnCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True) and "logger" not in kwargs:
             kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a user's own plugin is left alone
+            trainer.strategy.checkpoint_io = WeightsOnlyCheckpointIO(self._preloaded)
+        return trainer
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except pickle.UnpicklingError as err:  # a checkpoint Lightning resolved itself ("last") was refused
+            raise refusal(self.trainer.ckpt_path or "--ckpt_path", err) from None
+
+
+#: config sections of a `tassn fit` run that `tassn prepare` reads and ignores.
+IGNORED_BY_PREPARE = ("model", "trainer", "checkpoint", "optimizer", "lr_scheduler", "seed_everything", "ckpt_path",
+                      "weights_only")
+PlainValue = dict | list | str | int | float | bool | None
 
 
 def prepare(argv: Sequence[str]) -> None:
@@ -159,16 +218,18 @@ def prepare(argv: Sequence[str]) -> None:
     parser = ArgumentParser(prog="tassn prepare", description=prepare.__doc__)
     parser.add_argument("--config", action=ActionConfigFile, help="the config files of a `tassn fit` run")
     parser.add_subclass_arguments(HandClipDataModule, "data", required=True)
-    for other in ("model", "trainer", "checkpoint", "optimizer", "lr_scheduler", "seed_everything", "ckpt_path"):
-        parser.add_argument(f"--{other}", type=Any, help="read and ignored (used by fit)")
+    for other in IGNORED_BY_PREPARE:
+        # plain values, never Any: jsonargparse instantiates a class_path it finds in an Any-typed value
+        parser.add_argument(f"--{other}", type=PlainValue, help="read and ignored (used by fit)")
     config = parser.parse_args(list(argv))
+    check_config(config.data, "the data config")
     datamodule = parser.instantiate_classes(config).data
     datamodule.prepare_data()
     for stage in ("fit", "test"):
         datamodule.setup(stage)
 
 
-USER_ERRORS = (FileNotFoundError, CheckpointMismatchError, DatasetLayoutError)
+USER_ERRORS = (FileNotFoundError, CheckpointMismatchError, DatasetLayoutError, UntrustedFileError)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -135,6 +135,26 @@ def test_malformed_calibration(mhp_root):
     assert str(path) in str(_error(root, ["data_1"]))
 
 
+def test_calibration_payload_is_refused_before_it_runs(mhp_root, tmp_path):
+    from payloads import PAYLOAD_GLOBAL, payload_pickle
+
+    root, _ = mhp_root
+    marker = tmp_path / "marker"
+    path = root / "calibrations" / "data_1" / "webcam_1" / "tvec.pkl"
+    path.write_bytes(payload_pickle(marker))
+    problems = _error(root, ["data_1"]).problems
+    assert any(str(path) in p and f"refused to load {PAYLOAD_GLOBAL}" in p for p in problems)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("value", [["1", "2", "3"], [1.0, float("nan"), 2.0], np.zeros((2, 2)), {"x": 1.0}])
+def test_calibration_must_be_three_finite_floats(mhp_root, value):
+    root, _ = mhp_root
+    path = root / "calibrations" / "data_1" / "webcam_1" / "rvec.pkl"
+    path.write_bytes(pickle.dumps(value, protocol=2))
+    assert any(str(path) in p and "expected" in p for p in _error(root, ["data_1"]).problems)
+
+
 def test_truncated_joints_file_names_the_file_and_joints(mhp_root):
     root, sequences = mhp_root
     path = root / "annotated_frames" / "data_1" / "10_joints.txt"

@@ -128,3 +128,38 @@ def test_malformed_files_name_the_problem(mano_like: dict, tmp_path: Path) -> No
     (tmp_path / "d.pkl").write_bytes(pickle.dumps([1, 2, 3]))
     with pytest.raises(ValueError, match="holding a dict"):
         read_mano(tmp_path / "d.pkl")
+
+
+def test_a_code_payload_is_refused_before_it_runs(mano_like: dict, tmp_path: Path) -> None:
+    from payloads import PAYLOAD_GLOBAL, TouchMarker
+    from tassn.safe_load import UntrustedFileError
+
+    marker = tmp_path / "marker"
+    path = write_mano(tmp_path / "MANO_RIGHT.pkl", {**mano_like["data"], "hands_mean": TouchMarker(marker)})
+    with pytest.raises(UntrustedFileError) as err:
+        read_mano(path)
+    assert str(path) in str(err.value) and PAYLOAD_GLOBAL in str(err.value)
+    assert not marker.exists()
+
+
+def test_scipy_sparse_functions_are_not_sparse_classes(mano_like: dict, tmp_path: Path) -> None:
+    """``scipy.sparse.save_npz`` sits beside the matrix classes; naming it must not write a file."""
+    import scipy.sparse as sp
+
+    from tassn.safe_load import UntrustedFileError
+
+    written = tmp_path / "written.npz"
+
+    class SaveNpz:
+        def __reduce__(self) -> tuple:
+            return sp.save_npz, (str(written), sp.csc_matrix(np.eye(2)))
+
+    raw = dumps_like_mano({**mano_like["data"], "hands_mean": SaveNpz()})
+    module = sp.save_npz.__module__.encode()
+    assert b"c" + module + b"\nsave_npz\n" in raw
+    for name in (b"scipy.sparse", module):
+        path = tmp_path / f"{name.decode()}.pkl"
+        path.write_bytes(raw.replace(b"c" + module + b"\nsave_npz\n", b"c" + name + b"\nsave_npz\n"))
+        with pytest.raises(UntrustedFileError, match=rf"{path.name}: refused to load {name.decode()}\.save_npz"):
+            read_mano(path)
+        assert not written.exists()

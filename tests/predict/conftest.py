@@ -27,7 +27,9 @@ def blob_folder(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_net_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
-    """PME arguments of a tiny network whose template is a sphere (patched in), graphs cached in tmp_path."""
+    """PME arguments of a tiny network whose template is a sphere (patched in), graphs cached in tmp_path (also
+    where a checkpoint's network is rebuilt: its recorded graph_cache_dir is not taken from the file)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     template = sphere_template()
     monkeypatch.setattr(pme_module, "_load_template", lambda name: template)
     return {**TINY_NET, "graph_cache_dir": str(tmp_path / "graphs")}

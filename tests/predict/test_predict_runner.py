@@ -187,3 +187,27 @@ def test_tracking_crop_follows_each_frames_prediction(blob_video: Path, tiny_ckp
         np.testing.assert_allclose(arrays.crop_boxes[t], replay.box(t, WIDTH, HEIGHT).as_array(), atol=1e-9)
         replay.update(t, arrays.kp2d[t], arrays.confidence[t])
     assert np.abs(np.diff(arrays.crop_boxes, axis=0)).max() > 1.0  # the box did move
+
+
+def test_a_run_that_fails_keeps_the_previous_outputs_byte_for_byte(blob_folder: Path, tiny_ckpt: Path,
+                                                                   tmp_path: Path, monkeypatch) -> None:
+    import tassn.predict.runner as runner
+
+    out = predict_video(blob_folder, tiny_ckpt, tmp_path / "run", box=BOX, mesh_format="obj", overlay=False,
+                        progress=False)
+    before = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert "meshes/frame_000000.obj" in before
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runner, "render_overlay_video", fail)  # fails while the new outputs are being written
+    with pytest.raises(OSError, match="disk full"):
+        predict_video(blob_folder, tiny_ckpt, out, box=BOX, overwrite=True, progress=False)
+    frames = sorted(blob_folder.iterdir())
+    frames[len(frames) // 2].write_bytes(b"not an image")  # a frame that cannot be read mid-run
+    with pytest.raises(VideoReadError, match=frames[len(frames) // 2].name):
+        predict_video(blob_folder, tiny_ckpt, out, box=BOX, overwrite=True, overlay=False, progress=False)
+    after = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".run")) == []

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +15,12 @@ from tassn.predict.writers import (
     KEYPOINTS2D_CSV,
     KEYPOINTS3D_CSV,
     KEYPOINTS3D_MM_CSV,
+    MESH_DIR,
+    RUN_JSON,
     PredictionArrays,
+    check_out_dir,
     mesh_path,
-    prepare_out_dir,
+    run_out_dir,
     write_keypoint_csvs,
     write_meshes,
 )
@@ -96,15 +101,82 @@ def test_meshes_agree_with_arrays(tmp_path: Path, fmt: str) -> None:
     assert write_meshes(arrays, tmp_path / "none", "none") == []
 
 
+def previous_run(path: Path) -> Path:
+    """A folder holding a previous tassn run beside a user's own files."""
+    (path / MESH_DIR).mkdir(parents=True)
+    (path / MESH_DIR / "frame_000000.obj").write_text("old mesh")
+    (path / MESH_DIR / "hand_scan.blend").write_text("the user's")
+    (path / KEYPOINTS3D_CSV).write_text("old")
+    (path / RUN_JSON).write_text(json.dumps({"outputs": [KEYPOINTS3D_CSV]}))
+    (path / "my_notes.txt").write_text("keep me")
+    return path
+
+
 def test_out_dir_is_never_overwritten_silently(tmp_path: Path) -> None:
-    out = prepare_out_dir(tmp_path / "run")
-    (out / KEYPOINTS3D_CSV).write_text("old")
-    (out / "meshes").mkdir()
-    (out / "my_notes.txt").write_text("keep me")
+    out = previous_run(tmp_path / "run")
     with pytest.raises(FileExistsError, match="overwrite"):
-        prepare_out_dir(out)
-    prepare_out_dir(out, overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["my_notes.txt"]
+        check_out_dir(out)
+    with run_out_dir(out, overwrite=True) as staging:
+        (staging / KEYPOINTS2D_CSV).write_text("new")
+        (staging / RUN_JSON).write_text(json.dumps({"outputs": [KEYPOINTS2D_CSV]}))
+        assert staging.parent == out.parent and staging != out
+    assert sorted(p.name for p in out.iterdir()) == [KEYPOINTS2D_CSV, MESH_DIR, "my_notes.txt", RUN_JSON]
+    assert [p.name for p in (out / MESH_DIR).iterdir()] == ["hand_scan.blend"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary folder left
     (tmp_path / "file").write_text("x")
     with pytest.raises(FileExistsError, match="existing file"):
-        prepare_out_dir(tmp_path / "file", overwrite=True)
+        check_out_dir(tmp_path / "file", overwrite=True)
+
+
+def test_overwrite_replaces_only_a_previous_tassn_run(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign"
+    (foreign / MESH_DIR).mkdir(parents=True)
+    (foreign / MESH_DIR / "hand_scan.blend").write_text("the user's")
+    (foreign / KEYPOINTS3D_CSV).write_text("the user's table")
+    before = snapshot(foreign)
+    for marker in (None, "not json", json.dumps(["a list"])):
+        if marker is not None:
+            (foreign / RUN_JSON).write_text(marker)
+        with pytest.raises(FileExistsError, match="does not hold a previous tassn run"):
+            with run_out_dir(foreign, overwrite=True) as staging:
+                (staging / KEYPOINTS3D_CSV).write_text("new")
+        (foreign / RUN_JSON).unlink(missing_ok=True)
+        assert snapshot(foreign) == before
+
+
+@pytest.mark.parametrize("link", [MESH_DIR, KEYPOINTS3D_CSV, RUN_JSON, "."])
+def test_overwrite_never_follows_a_symlink(link: str, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / MESH_DIR).mkdir(parents=True)
+    (elsewhere / MESH_DIR / "frame_000000.obj").write_text("not the run's")
+    (elsewhere / KEYPOINTS3D_CSV).write_text("not the run's")
+    (elsewhere / RUN_JSON).write_text(json.dumps({"outputs": []}))
+    kept = snapshot(elsewhere)
+    if link == ".":
+        out = tmp_path / "run"
+        out.symlink_to(elsewhere, target_is_directory=True)
+    else:
+        out = previous_run(tmp_path / "run")
+        target = out / link
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        target.symlink_to(elsewhere / link, target_is_directory=link == MESH_DIR)
+    with pytest.raises(FileExistsError, match="symbolic link"):
+        with run_out_dir(out, overwrite=True) as staging:
+            (staging / KEYPOINTS3D_CSV).write_text("new")
+    assert snapshot(elsewhere) == kept
+
+
+def test_a_failed_run_keeps_the_previous_one(tmp_path: Path) -> None:
+    out = previous_run(tmp_path / "run")
+    before = snapshot(out)
+    with pytest.raises(RuntimeError, match="crashed"):
+        with run_out_dir(out, overwrite=True) as staging:
+            (staging / KEYPOINTS3D_CSV).write_text("half")
+            raise RuntimeError("crashed")
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes (links are not followed)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

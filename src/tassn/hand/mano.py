@@ -1,8 +1,10 @@
 """Read ``MANO_RIGHT.pkl`` without chumpy and turn it into a :class:`~tassn.hand.template.HandTemplate`.
 
-The MANO model files are Python 2 pickles holding chumpy ``Ch`` arrays and scipy sparse matrices. A custom
-unpickler maps every ``chumpy.*`` class to a small stand-in that keeps the array chumpy stores under ``'x'`` and
-maps old numpy/scipy module paths to today's, so neither chumpy nor an old scipy is needed. The model is
+The MANO model files are Python 2 pickles holding chumpy ``Ch`` arrays and scipy sparse matrices. They are read
+through an allow-list (:data:`MANO_GLOBALS`, exact ``(module, name)`` pairs): chumpy's ``Ch`` becomes a small
+stand-in that keeps the array chumpy stores under ``'x'``, old numpy/scipy module paths resolve to today's classes,
+and any other name is refused before it is called, so neither chumpy nor an old scipy is needed and the file
+cannot run code. The model is
 licensed separately: download it from https://mano.is.tue.mpg.de (we never ship it).
 """
 
@@ -17,6 +19,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+from tassn.safe_load import BUILTIN_GLOBALS, NUMPY_GLOBALS, Resolver, UntrustedFileError, load_pickle
 
 from .kinematics import CANONICAL_REST, RestSkeleton
 from .skeleton import FINGERS, NUM_JOINTS, finger_joints
@@ -40,7 +44,7 @@ MANO_TIP_VERTICES = {"thumb": 744, "index": 320, "middle": 443, "ring": 554, "li
 
 
 class _ChumpyStandIn:
-    """Takes the place of any chumpy class while unpickling; keeps chumpy's state dict."""
+    """Takes the place of chumpy's ``Ch`` while unpickling; keeps its state dict and runs nothing."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.state: dict = {}
@@ -55,17 +59,28 @@ class _ChumpyStandIn:
         return x.array() if isinstance(x, _ChumpyStandIn) else np.asarray(x)
 
 
-class _ManoUnpickler(pickle.Unpickler):
-    """Unpickler that needs neither chumpy nor the module layout of old numpy/scipy releases."""
+def _sparse_globals() -> dict[tuple[str, str], Resolver]:
+    """scipy's sparse matrix classes under every module path they were pickled from."""
+    pairs: dict[tuple[str, str], Resolver] = {}
+    for fmt in ("csc", "csr", "coo"):
+        cls = f"{fmt}_matrix"
+        for module in ("scipy.sparse", f"scipy.sparse.{fmt}", f"scipy.sparse._{fmt}"):
+            pairs[(module, cls)] = _sparse_class(cls)
+    return pairs
 
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "chumpy" or module.startswith("chumpy."):
-            return _ChumpyStandIn
-        if module.startswith("scipy.sparse") and hasattr(sp, name):
-            return getattr(sp, name)
-        if module.startswith("numpy.core") and hasattr(np, "_core"):
-            module = "numpy._core" + module[len("numpy.core") :]
-        return super().find_class(module, name)
+
+def _sparse_class(name: str) -> Resolver:
+    return lambda: getattr(sp, name)
+
+
+#: Everything a MANO pickle may name: numpy arrays, scipy sparse matrices and chumpy's ``Ch`` (as the stand-in).
+MANO_GLOBALS: dict[tuple[str, str], Resolver] = {
+    **NUMPY_GLOBALS,
+    **BUILTIN_GLOBALS,
+    **_sparse_globals(),
+    ("chumpy.ch", "Ch"): lambda: _ChumpyStandIn,
+    ("chumpy", "Ch"): lambda: _ChumpyStandIn,
+}
 
 
 def _to_array(value: Any, key: str, path: Path) -> np.ndarray:
@@ -103,8 +118,9 @@ def read_mano(path: str | os.PathLike) -> ManoModel:
             "(models/MANO_RIGHT.pkl in the MANO download), then pass its path."
         )
     try:
-        with path.open("rb") as fh:
-            data = _ManoUnpickler(fh, encoding="latin1").load()
+        data = load_pickle(path, MANO_GLOBALS)
+    except UntrustedFileError:
+        raise
     except (
         pickle.UnpicklingError,
         EOFError,

@@ -131,8 +131,8 @@ class PME(nn.Module):
         feedback_min_peak: float = 0.1,
         confidence_feedback: bool = False,
         teacher_forcing: bool = True,
-        teacher_jitter: float = 1.0,
-        teacher_drop: float = 0.3,
+        teacher_jitter: float = 2.0,
+        teacher_drop: float = 0.8,
         mesh_grad_to_heatmap: float = 1.0,
         graph_cache_dir: str | None = None,
     ):

@@ -1,7 +1,8 @@
 """The trained network a prediction runs: a PME rebuilt from a stage's Lightning checkpoint.
 
 A stage checkpoint written by ``tassn fit`` records the stage (``tassn_stage``) and, in its hyper-parameters, the
-network's configuration (``net: {class_path, init_args}``), so nothing but the file is needed. Checkpoints of other
+network's configuration (``net: {class_path, init_args}``), so nothing but the file is needed; of it, only the
+arguments that name no file are used (see :func:`tassn.config_trust.recorded_net_config`). Checkpoints of other
 stages (or not from tassn at all) are refused with the stage they came from.
 """
 
@@ -14,11 +15,12 @@ from typing import Any
 
 import torch
 
+from tassn.config_trust import recorded_net_config
 from tassn.nets.pme import PME
 from tassn.stages.checkpoints import (
     CheckpointMismatchError,
     checkpoint_stage,
-    load_net_from_checkpoint,
+    load_net_state,
     read_checkpoint,
 )
 
@@ -87,7 +89,8 @@ def load_model(
 ) -> LoadedModel:
     """Rebuild and load the PME of a stage checkpoint, in eval mode on ``device``.
 
-    ``net_overrides`` replaces recorded PME arguments (e.g. ``flow_checkpoint`` when the FlowNet2 weights moved,
+    The recorded arguments that name files (template, graph cache, flow weights) are not taken from the file:
+    the defaults apply unless ``net_overrides`` names them. ``net_overrides`` replaces recorded PME arguments (e.g. ``flow_checkpoint`` when the FlowNet2 weights moved,
     or the whole configuration for a checkpoint saved without one). Raises ``FileNotFoundError`` for a missing
     file and :class:`~tassn.stages.checkpoints.CheckpointMismatchError` for a checkpoint of another stage, without
     a network configuration, or whose weights do not fit it.
@@ -101,17 +104,17 @@ def load_model(
             f"{list(allowed_stages)}"
         )
     try:
-        config = net_config(checkpoint, path)
+        config = recorded_net_config(net_config(checkpoint, path), str(path), net_overrides or {})
     except CheckpointMismatchError:
         if not net_overrides:
             raise
         config = {}
     config.update(net_overrides or {})
-    del checkpoint  # the weights are read again below, with their error listing
     try:
         net = PME(**config)
     except TypeError as err:
         raise CheckpointMismatchError(f"{path}: the recorded network configuration does not fit PME: {err}") from err
-    load_net_from_checkpoint(net, path, allowed_stages)
+    load_net_state(net, checkpoint, path, allowed_stages)
+    del checkpoint
     net.eval().to(resolve_device(device))
     return LoadedModel(net=net, stage=stage, path=path, net_config=config)

@@ -21,17 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
 
-from tassn.stages.checkpoints import CheckpointMismatchError, checkpoint_stage
+from tassn.stages.checkpoints import CheckpointMismatchError, checkpoint_stage, read_checkpoint
 
 from .decode import KEYPOINT_METHODS, heatmaps_to_keypoints
 from .model import PREDICT_STAGES
 from .overlay import OverlayStyle
 from .runner import UNITS, assemble, write_run_outputs
-from .writers import MESH_FORMATS, RUN_JSON, check_out_dir, prepare_out_dir
+from .writers import MESH_FORMATS, RUN_JSON, check_out_dir, run_out_dir
 
 PREDICTION_KEYS: tuple[str, ...] = ("pose", "mesh", "heatmaps")
 
@@ -80,6 +79,7 @@ class VideoPredictionWriter(Callback):
         self.heatmap_temperature = heatmap_temperature
         self.allowed_stages = tuple(allowed_stages)
         self._parts: dict[str, list[np.ndarray]] = {}
+        self._checked_ckpt: str | None = None
 
     def _datamodule(self, trainer: Trainer) -> Any:
         datamodule = getattr(trainer, "datamodule", None)
@@ -89,17 +89,28 @@ class VideoPredictionWriter(Callback):
             )
         return datamodule
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._checked_ckpt: str | None = None
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Check the stage on the dict Lightning loaded (weights-only) for ``--ckpt_path``: no second read."""
+        self._check_stage(checkpoint, trainer.ckpt_path)
+
+    def _check_stage(self, checkpoint: Mapping[str, Any], path: str | None) -> None:
+        stage = checkpoint_stage(checkpoint, path or "<checkpoint>")
+        if stage not in self.allowed_stages:
+            raise CheckpointMismatchError(
+                f"{path} was written by stage {stage!r}; predicting needs a trained network from "
+                f"one of {list(self.allowed_stages)}"
+            )
+        self._checked_ckpt = path
+
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._datamodule(trainer)
         check_out_dir(self.out_dir, self.overwrite)
-        if trainer.ckpt_path:
-            checkpoint = torch.load(trainer.ckpt_path, map_location="cpu", weights_only=False, mmap=True)
-            stage = checkpoint_stage(checkpoint, trainer.ckpt_path)
-            if stage not in self.allowed_stages:
-                raise CheckpointMismatchError(
-                    f"{trainer.ckpt_path} was written by stage {stage!r}; predicting needs a trained network from "
-                    f"one of {list(self.allowed_stages)}"
-                )
+        if trainer.ckpt_path and self._checked_ckpt != trainer.ckpt_path:
+            # Lightning calls callbacks' on_load_checkpoint only for checkpoints with callback state
+            self._check_stage(read_checkpoint(trainer.ckpt_path), trainer.ckpt_path)
         self._parts = {k: [] for k in ("frame_index", "kp_crop", "confidence", "pose", "mesh", "crop_box")}
 
     def on_predict_batch_end(
@@ -144,23 +155,23 @@ class VideoPredictionWriter(Callback):
             data["crop_box"], datamodule.crop.size, pl_module.net.template_faces.cpu().numpy(), source.info.fps,
             size, datamodule.left_hand, self.mm_scale, frame_index=data["frame_index"],
         )
-        out_path = prepare_out_dir(self.out_dir, self.overwrite)
-        outputs = write_run_outputs(arrays, out_path, source, self.mesh_format, self.overlay, OverlayStyle(),
-                                    progress=trainer.progress_bar_callback is not None)
-        run = {
-            "video": str(Path(datamodule.video).resolve()),
-            "checkpoint": str(trainer.ckpt_path) if trainer.ckpt_path else None,
-            "stage": getattr(pl_module, "stage", None),
-            "frames": len(arrays),
-            "fps": source.info.fps,
-            "image_size": list(size),
-            "crop": datamodule.crop_mode,
-            "crop_size": datamodule.crop.size,
-            "settings": {"clip_len": datamodule.clip_len, "left_hand": datamodule.left_hand,
-                         "mm_scale": self.mm_scale, "mesh_format": self.mesh_format,
-                         "keypoint_method": self.keypoint_method, "heatmap_temperature": self.heatmap_temperature},
-            "units": UNITS | {"kp3d_mm": "kp3d × mm_scale" if self.mm_scale is not None else None,
-                              "meshes": "mm" if self.mm_scale is not None else "as kp3d"},
-            "outputs": outputs,
-        }
-        (out_path / RUN_JSON).write_text(json.dumps(run, indent=2, default=str) + "\n")
+        with run_out_dir(self.out_dir, self.overwrite) as staging:  # moved into out_dir once complete
+            outputs = write_run_outputs(arrays, staging, source, self.mesh_format, self.overlay, OverlayStyle(),
+                                            progress=trainer.progress_bar_callback is not None)
+            run = {
+                "video": str(Path(datamodule.video).resolve()),
+                "checkpoint": str(trainer.ckpt_path) if trainer.ckpt_path else None,
+                "stage": getattr(pl_module, "stage", None),
+                "frames": len(arrays),
+                "fps": source.info.fps,
+                "image_size": list(size),
+                "crop": datamodule.crop_mode,
+                "crop_size": datamodule.crop.size,
+                "settings": {"clip_len": datamodule.clip_len, "left_hand": datamodule.left_hand,
+                             "mm_scale": self.mm_scale, "mesh_format": self.mesh_format,
+                             "keypoint_method": self.keypoint_method, "heatmap_temperature": self.heatmap_temperature},
+                "units": UNITS | {"kp3d_mm": "kp3d × mm_scale" if self.mm_scale is not None else None,
+                                  "meshes": "mm" if self.mm_scale is not None else "as kp3d"},
+                "outputs": outputs,
+            }
+            (staging / RUN_JSON).write_text(json.dumps(run, indent=2, default=str) + "\n")

@@ -45,7 +45,7 @@ from .writers import (
     RUN_JSON,
     PredictionArrays,
     check_out_dir,
-    prepare_out_dir,
+    run_out_dir,
     write_confidence_json,
     write_keypoint_csvs,
     write_meshes,
@@ -383,7 +383,6 @@ def predict_video(
         raise ValueError(f"agreement_scale (τ, reference-bone lengths) must be positive, got {agreement_scale}")
     model = load_model(ckpt, allowed_stages=allowed_stages, net_overrides=net_overrides, device=device)
     loaded = time.perf_counter()
-    out_path = prepare_out_dir(out_dir, overwrite)
     stepper = Stepper(model, keypoint_method, heatmap_temperature)
     store = CropStore(model.net.image_size) if fuse_reverse or confidence else None
     try:
@@ -409,34 +408,36 @@ def predict_video(
         np.stack([b.as_array() for b in boxes]), model.net.image_size, model.net.template_faces.cpu().numpy(),
         source.info.fps, size, left_hand, mm_scale, extra=extra,
     )
-    outputs = write_run_outputs(arrays, out_path, source, mesh_format, overlay, style, progress)
-    frames = len(arrays)
-    run = {
-        "video": str(Path(video).resolve()),
-        "checkpoint": str(model.path.resolve()),
-        "stage": model.stage,
-        "frames": frames,
-        "fps": source.info.fps,
-        "image_size": list(size),
-        "crop": provider.name,
-        "crop_size": model.net.image_size,
-        "settings": {
-            "box": list(box) if box is not None else None,
-            "keypoints_file": str(keypoints_file) if keypoints_file is not None else None,
-            "crop_margin": crop_margin, "track_smoothing": track_smoothing, "left_hand": left_hand,
-            "fuse_reverse": fuse_reverse, "confidence": confidence, "agreement_scale": agreement_scale,
-            "mm_scale": mm_scale, "clip_length": clip_length,
-            "mesh_format": mesh_format, "keypoint_method": keypoint_method,
-            "heatmap_temperature": heatmap_temperature, "max_frames": max_frames,
-        },
-        "units": UNITS | {"kp3d_mm": "kp3d × mm_scale" if mm_scale is not None else None,
-                          "meshes": "mm" if mm_scale is not None else "as kp3d"},
-        "device": str(model.device),
-        "net_config": model.net_config,
-        "prediction_frames_per_s": frames * len(passes) / max(predicted - loaded, 1e-9),
-        "seconds": time.perf_counter() - started,
-        "outputs": outputs,
-    }
-    (out_path / RUN_JSON).write_text(json.dumps(run, indent=2, default=str) + "\n")
+    with run_out_dir(out_dir, overwrite) as staging:  # moved into out_dir once complete
+        outputs = write_run_outputs(arrays, staging, source, mesh_format, overlay, style, progress)
+        frames = len(arrays)
+        run = {
+            "video": str(Path(video).resolve()),
+            "checkpoint": str(model.path.resolve()),
+            "stage": model.stage,
+            "frames": frames,
+            "fps": source.info.fps,
+            "image_size": list(size),
+            "crop": provider.name,
+            "crop_size": model.net.image_size,
+            "settings": {
+                "box": list(box) if box is not None else None,
+                "keypoints_file": str(keypoints_file) if keypoints_file is not None else None,
+                "crop_margin": crop_margin, "track_smoothing": track_smoothing, "left_hand": left_hand,
+                "fuse_reverse": fuse_reverse, "confidence": confidence, "agreement_scale": agreement_scale,
+                "mm_scale": mm_scale, "clip_length": clip_length,
+                "mesh_format": mesh_format, "keypoint_method": keypoint_method,
+                "heatmap_temperature": heatmap_temperature, "max_frames": max_frames,
+            },
+            "units": UNITS | {"kp3d_mm": "kp3d × mm_scale" if mm_scale is not None else None,
+                              "meshes": "mm" if mm_scale is not None else "as kp3d"},
+            "device": str(model.device),
+            "net_config": model.net_config,
+            "prediction_frames_per_s": frames * len(passes) / max(predicted - loaded, 1e-9),
+            "seconds": time.perf_counter() - started,
+            "outputs": outputs,
+        }
+        (staging / RUN_JSON).write_text(json.dumps(run, indent=2, default=str) + "\n")
+    out_path = Path(out_dir)
     log.info("predicted %d frames of %s into %s", frames, video, out_path)
     return out_path

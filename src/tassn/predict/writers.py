@@ -12,14 +12,21 @@ Layout of a run folder (names in :data:`OUTPUTS`):
 - ``confidence.json``: that confidence per frame and joint, with its two factors and its formula;
 - ``meshes/frame_000000.obj`` (or ``.ply``): one mesh per frame, in mm when a scale was given, else normalised;
 - ``overlay.mp4`` and ``run.json`` (settings and provenance) are written by the runner.
+
+A run is written into a temporary sibling folder and moved into place when it is complete
+(:func:`run_out_dir`); ``run.json`` marks a folder as a tassn run, the only kind ``--overwrite`` replaces.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 import shutil
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -38,7 +45,7 @@ MESH_DIR = "meshes"
 OVERLAY_MP4 = "overlay.mp4"
 RUN_JSON = "run.json"
 CONFIDENCE_JSON = "confidence.json"
-#: Everything a run may write; ``overwrite`` removes exactly these and nothing else.
+#: Everything a run may write; ``overwrite`` removes exactly these (mesh files by name) and nothing else.
 OUTPUTS: tuple[str, ...] = (
     PREDICTIONS_NPZ, KEYPOINTS2D_CSV, KEYPOINTS3D_CSV, KEYPOINTS3D_MM_CSV, MESH_DIR, OVERLAY_MP4, RUN_JSON,
     CONFIDENCE_JSON,
@@ -46,38 +53,113 @@ OUTPUTS: tuple[str, ...] = (
 MESH_FORMATS: tuple[str, ...] = ("obj", "ply", "none")
 
 
-def check_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
-    """Raise unless ``out_dir`` is new, empty, or (with ``overwrite``) a folder; changes nothing on disk.
+#: the mesh files a run writes into :data:`MESH_DIR`; ``overwrite`` removes only these from it.
+MESH_FILE = re.compile(r"^frame_\d{6}\.(obj|ply)$")
 
-    Called before any slow work so that a run which would be refused fails at once.
+
+def _refuse_links(path: Path) -> None:
+    """Refuse a symlinked run folder or output: replacing outputs never follows a link out of the folder."""
+    for target in (path, *(path / name for name in OUTPUTS)):
+        if target.is_symlink():
+            raise FileExistsError(
+                f"{target} is a symbolic link; tassn never writes or deletes through links: remove it or "
+                "choose another output folder"
+            )
+
+
+def _is_previous_run(path: Path) -> bool:
+    """Whether ``path`` holds a tassn prediction run: a regular ``run.json`` holding a JSON object."""
+    marker = path / RUN_JSON
+    if marker.is_symlink() or not marker.is_file():
+        return False
+    try:
+        run = json.loads(marker.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(run, dict)
+
+
+def check_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Raise unless ``out_dir`` is new, empty, or (with ``overwrite``) a previous tassn run; changes nothing.
+
+    Called before any slow work so that a run which would be refused fails at once, and again before the new
+    outputs move in.
     """
     path = Path(out_dir)
+    _refuse_links(path)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"output folder {path} is an existing file; expected a folder path")
-    if path.is_dir() and not overwrite and any(path.iterdir()):
-        raise FileExistsError(
-            f"output folder {path} already exists and is not empty; choose a new folder or pass "
-            "overwrite=True (--overwrite) to replace the previous run's outputs"
-        )
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"output folder {path} already exists and is not empty; choose a new folder or pass "
+                "overwrite=True (--overwrite) to replace the previous run's outputs"
+            )
+        if not _is_previous_run(path):
+            raise FileExistsError(
+                f"output folder {path} does not hold a previous tassn run (no valid {RUN_JSON}); --overwrite "
+                "replaces only a tassn run's outputs: choose a new or empty folder"
+            )
     return path
 
 
-def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
-    """Create the run folder; refuse one that already holds files unless ``overwrite``.
+def _remove_previous_outputs(path: Path) -> None:
+    """Delete the files a previous run wrote (:data:`OUTPUTS`, mesh files by name); keep everything else."""
+    _refuse_links(path)
+    for name in OUTPUTS:
+        target = path / name
+        if name == MESH_DIR and target.is_dir():
+            for file in target.iterdir():
+                if MESH_FILE.match(file.name) and (file.is_symlink() or file.is_file()):
+                    file.unlink()  # a link itself, never what it points to
+            if not any(target.iterdir()):
+                target.rmdir()
+        elif target.is_file():
+            target.unlink()
 
-    With ``overwrite`` only a previous run's outputs (:data:`OUTPUTS`) are removed; anything else a user keeps
-    in the folder stays.
+
+def _publish(staging: Path, final: Path, overwrite: bool) -> None:
+    """Move a finished run from ``staging`` into ``final``, replacing only a previous run's own files."""
+    check_out_dir(final, overwrite)
+    if final.is_dir() and not any(final.iterdir()):
+        final.rmdir()
+    if not final.exists():
+        staging.rename(final)
+        return
+    _remove_previous_outputs(final)
+    for entry in sorted(staging.iterdir()):
+        target = final / entry.name
+        if entry.is_dir():
+            target.mkdir(exist_ok=True)  # a kept meshes/ folder with the user's own files
+            for file in sorted(entry.iterdir()):
+                os.replace(file, target / file.name)
+        else:
+            os.replace(entry, target)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def run_out_dir(out_dir: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary sibling folder to write a run into; moved into ``out_dir`` only when the block succeeds.
+
+    A run that fails leaves ``out_dir`` (a previous run's outputs included) exactly as it was. With
+    ``overwrite`` only a previous tassn run (:func:`check_out_dir`) is replaced, and only its own files.
     """
-    path = check_out_dir(out_dir, overwrite)
-    if path.is_dir() and overwrite:
-        for name in OUTPUTS:
-            target = path / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    final = check_out_dir(out_dir, overwrite)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp's 0o700 would become the run folder's mode
+    try:
+        yield staging
+        _publish(staging, final, overwrite)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
 
 
 @dataclass
