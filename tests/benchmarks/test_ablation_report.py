@@ -61,16 +61,24 @@ def test_summary_mean_std_and_ordering(runs: Path) -> None:
 def test_markdown_has_paper_rows_and_verdict(runs: Path) -> None:
     summary = ablation_report.summarise(runs, "synthetic", "cpu", ["0", "1", "2"])
     table = ablation_report.markdown(summary)
-    assert "| TASSN | 3 | 0.600 ± 0.000 | 0.700 ± 0.000 | 18.3 ± 0.6 | 0.773 / 0.972 / 11.3 | 0.689 / 0.892 / 16.2 |" in table
+    assert ("| TASSN | 3 | 0.600 ± 0.000 | 0.700 ± 0.000 | 18.3 ± 0.6 | 0.500 ± 0.000 | 0.773 / 0.972 / 11.3 "
+            "| 0.689 / 0.892 / 16.2 |") in table
     assert "holds in 2 of 3 seed(s); in AUC 0–50 (TASSN > w/o L_c^m > w/o L_c) in 3 of 3" in table
     assert "within seed noise" in table
 
 
 def test_main_writes_json_md_png(runs: Path, tmp_path: Path) -> None:
     out, png = tmp_path / "out", tmp_path / "pck.png"
-    code = ablation_report.main([str(runs), "--seeds", "0", "1", "2", "--out", str(out), "--png", str(png)])
+    compact = tmp_path / "results.json"
+    code = ablation_report.main([str(runs), "--seeds", "0", "1", "2", "--out", str(out), "--png", str(png),
+                                 "--results-json", str(compact)])
     assert code == 0
     assert json.loads((out / "ablation.json").read_text())["rows"]["full"]["seeds"] == ["0", "1", "2"]
+    rows = {r["key"]: r for r in json.loads(compact.read_text())["rows"]}
+    assert rows["full"]["name"] == "TASSN" and rows["full"]["seeds"] == ["0", "1", "2"]
+    assert rows["full"]["epe_mm"] == pytest.approx({"mean": 55.0 / 3, "std": 0.5773503})
+    assert rows["full"]["pck2d"] == {"mean": 0.5, "std": 0.0}
+    assert json.loads(compact.read_text())["mean_pose_baseline"] is None  # no such run here: not invented
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -51,6 +51,9 @@ def stage_checkpoint(path: Path, net_config: dict, stage: str = "stage3", seed: 
 
     torch.manual_seed(seed)
     net = PME(**net_config)
+    with torch.no_grad():  # heatmap heads of a trained network's scale (a fresh PME starts them near zero)
+        for head in net.heatmap.hourglass.to_heatmaps:
+            head.weight.normal_(0.0, 0.2)
     hparams = {"_class_path": f"tassn.stages.{stage}.{stage.capitalize()}", "lr": 1e-5,
                "_instantiator": "lightning.pytorch.cli.instantiate_module"}
     if record_config:

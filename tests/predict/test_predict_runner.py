@@ -93,7 +93,7 @@ def test_forward_pass_is_the_networks_clip_recurrence(blob_folder: Path, tiny_ck
     np.testing.assert_allclose(arrays.extra["kp3d_reverse"], reverse.pose.reshape(FRAMES, 21, 3), atol=1e-5)
     np.testing.assert_allclose(arrays.crop_boxes, np.tile(box.as_array(), (FRAMES, 1)))
     # the saved camera is the confidence-weighted least-squares fit of kp3d's xy to kp2d
-    w = arrays.confidence[3]
+    w = arrays.confidence[3].clip(min=0)
     residual = lambda cam: (w[:, None] * (project(arrays.kp3d[3], cam) - arrays.kp2d[3]) ** 2).sum()  # noqa: E731
     best = residual(arrays.camera[3])
     for step in np.eye(3) * 1e-3:

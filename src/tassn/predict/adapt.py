@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,7 +41,7 @@ from .model import PREDICT_STAGES, LoadedModel, load_model
 from .pseudo_labels import PseudoLabelClips, collect_pseudo_labels
 from .runner import predict_video
 from .video_io import FrameSource
-from .writers import check_out_dir
+from .writers import RUN_JSON, check_out_dir
 
 log = logging.getLogger(__name__)
 
@@ -185,18 +187,30 @@ def adapt_video(
     adapted = time.perf_counter()
 
     out_path = Path(out_dir)
-    out_path.mkdir(parents=True, exist_ok=True)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     if guard.stopped_at is not None:
         log.warning("adaptation stopped at step %d: the predicted motion was collapsing (variance ratio %.3f < %.3f); "
                     "kept the weights of the last check that passed", guard.stopped_at, guard.ratios[-1][1],
                     collapse_fraction)
     info = {"video": str(Path(video).resolve()), "source_checkpoint": str(model.path.resolve()),
             "steps": trainer.global_step}
-    checkpoint = save_adapted_checkpoint(stage.net, model, out_path / ADAPTED_CKPT, info)
-    predict_video(video, checkpoint, out_path, box=box, crop=crop, crop_margin=crop_margin,
-                  track_smoothing=track_smoothing, left_hand=left_hand, fps=fps, max_frames=max_frames, device=device,
-                  agreement_scale=agreement_scale, allowed_stages=allowed_stages, overwrite=True, progress=progress,
-                  **predict_options)
+    # predict_video publishes the run folder whole (or not at all), so the checkpoint waits beside it and joins it
+    # afterwards; run.json then names it where it ends up
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.adapted-", dir=out_path.parent))
+    try:
+        staged = save_adapted_checkpoint(stage.net, model, staging / ADAPTED_CKPT, info)
+        predict_video(video, staged, out_path, box=box, crop=crop, crop_margin=crop_margin,
+                      track_smoothing=track_smoothing, left_hand=left_hand, fps=fps, max_frames=max_frames,
+                      device=device, agreement_scale=agreement_scale, allowed_stages=allowed_stages,
+                      overwrite=overwrite, progress=progress, **predict_options)
+        checkpoint = out_path / ADAPTED_CKPT
+        shutil.move(staged, checkpoint)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    run_json = out_path / RUN_JSON
+    run = json.loads(run_json.read_text())
+    run["checkpoint"] = str(checkpoint.resolve())
+    run_json.write_text(json.dumps(run, indent=2, default=str) + "\n")
     report = {
         **info,
         "adapted_checkpoint": str(checkpoint.resolve()),

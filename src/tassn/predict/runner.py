@@ -229,9 +229,11 @@ def fuse_passes(passes: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray
 
 def weak_perspective_camera(pose: np.ndarray, kp2d: np.ndarray, confidence: np.ndarray) -> np.ndarray:
     """``F×3`` ``(s, tx, ty)``: the training's weak-perspective fit (:func:`tassn.render.fit_weak_perspective`)
-    of the pose's ``xy`` to the 2D keypoints, each weighted by its heatmap confidence."""
+    of the pose's ``xy`` to the 2D keypoints, each weighted by its heatmap confidence (a negative peak, which a
+    poorly trained network can give, weighs nothing rather than pushing the fit away)."""
+    weights = torch.as_tensor(confidence, dtype=torch.float64).clamp_min(0.0)
     camera = fit_weak_perspective(torch.as_tensor(pose, dtype=torch.float64), torch.as_tensor(kp2d, dtype=torch.float64),
-                                  torch.as_tensor(confidence, dtype=torch.float64))
+                                  weights)
     return torch.cat([camera.scale[..., None], camera.translation], dim=-1).numpy()
 
 
