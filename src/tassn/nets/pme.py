@@ -100,8 +100,8 @@ class PME(nn.Module):
             jitter in heatmap cells and per-joint drop probability.
         mesh_grad_to_heatmap: scale of the gradient that the mesh decoder (and so every 3D, silhouette and
             consistency term) sends back into the heatmap estimator; the forward pass is unchanged. 1 trains end to
-            end; 0 leaves the hourglass to L_h. Measured: the 3D terms' gradient into the hourglass is ~30× L_h's
-            at the start of pre-training and stops the heatmaps from learning (docs/results.md).
+            end; 0 leaves the hourglass to L_h. Measured in pre-training: the weighted 3D terms' gradient into the
+            hourglass is 10–30× L_h's and holds 2D PCK down (docs/results.md).
         graph_cache_dir: where the coarsened graph is cached (default ``~/.cache/tassn/graphs``).
     """
 
