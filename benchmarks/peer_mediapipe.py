@@ -116,8 +116,8 @@ def crop_labels(videos: Sequence[Any], crop: Any) -> dict[str, Any]:
 def score(labels: dict[str, Any], raw: dict[str, np.ndarray], mode: str) -> dict[str, Any]:
     """The figures of one mode with the project's metrics (see the module doc)."""
     import torch
-
     from data_modules.clips import MIRROR_3D
+
     from tassn.hand.normalize import normalize_3d
     from tassn.metrics import ALIGNMENT_PREFIXES, PCK2D, SCALAR_KEYS, PoseMetrics3D, TemporalMetrics3D
 
@@ -159,7 +159,7 @@ def score(labels: dict[str, Any], raw: dict[str, np.ndarray], mode: str) -> dict
             result[f"{prefix}curve3d"] = {"thresholds_mm": values["thresholds_mm"].tolist(),
                                           "pck": values["pck"].tolist()}
         temporal = TemporalMetrics3D()
-        temporal.update(pred, target, [v for v, f in zip(labels["video"], found) if f],
+        temporal.update(pred, target, [v for v, f in zip(labels["video"], found, strict=True) if f],
                         torch.from_numpy(labels["frame"][found]), visible[found])
         values = temporal.compute()
         result["accel_mm"] = float(values["accel_mm"]) if int(values["count"]) else None
