@@ -79,6 +79,8 @@ def test_test_subcommand_writes_results_and_report_prints_them(write_configs, tm
     out = capsys.readouterr().out
     epe = f"{results['metrics']['epe_mm']:.1f}"
     assert "ACCEL" in out and f"{results['metrics']['accel_mm']:.2f}" in out
+    ours = next(line for line in out.splitlines() if line.startswith("ours, synthetic"))
+    assert "PA-EPE" in out and f" {results['metrics']['pa_epe_mm']:.1f} " in ours  # beside the protocol's EPE
     assert "ours, synthetic: TASSN" in out and epe in out and "paper, STB: TASSN" in out and "0.972" in out
 
 
