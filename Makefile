@@ -229,3 +229,27 @@ ablation: $(addprefix ablation-seed-,$(SEEDS)) ## Table 1: stage 3 w/o L_c, w/o 
 bench: | $(STAMP) ## speed and memory: PME nets, training throughput per stage, renderer (BENCH_DEVICE=cpu|cuda)
 	$(PYTHON) benchmarks/bench_nets.py
 	$(PYTHON) benchmarks/bench_train.py --device $(BENCH_DEVICE) $(BENCH_ARGS)
+
+# `make peer-mediapipe`: MediaPipe Hands, zero-shot, beside our models on the same split and crops (docs/results.md).
+# MediaPipe lives in its own virtual environment (mediapipe 0.10.21 needs numpy < 2 and protobuf < 5, which the
+# project's environment does not have); nothing else depends on it. Default: the synthetic target test and source
+# validation videos; DATA=stb|mhp DATA_ROOT=… scores the real test split instead.
+MEDIAPIPE_VENV ?= .venv-mediapipe
+MEDIAPIPE_PIN ?= mediapipe==0.10.21 numpy<2 protobuf<5
+PEER_ARGS ?=
+
+.PHONY: peer-mediapipe
+$(MEDIAPIPE_VENV)/.installed:
+	@$(PYTHON) -m venv $(MEDIAPIPE_VENV) || { echo "make peer-mediapipe: could not create the virtual environment \
+	  $(MEDIAPIPE_VENV) with $(PYTHON) -m venv" >&2; exit 2; }
+	@$(MEDIAPIPE_VENV)/bin/python -m pip install --quiet $(foreach p,$(MEDIAPIPE_PIN),'$(p)') \
+	  && $(MEDIAPIPE_VENV)/bin/python -c "import mediapipe" || { \
+	  echo "make peer-mediapipe: no MediaPipe wheel installs here ($(MEDIAPIPE_PIN) for $$($(PYTHON) -c \
+	  'import platform, sys; print(f"Python {sys.version.split()[0]}, {platform.system()} {platform.machine()}")'));" \
+	  "MediaPipe publishes wheels for CPython 3.9–3.12 on Linux x86_64/aarch64, macOS and Windows. The peer" \
+	  "benchmark is skipped; nothing else needs it." >&2; rm -rf $(MEDIAPIPE_VENV); exit 3; }
+	@touch $@
+
+peer-mediapipe: $(MEDIAPIPE_VENV)/.installed | $(STAMP) ## MediaPipe Hands on the same split and crops (own venv): table, JSON, PNG
+	$(PYTHON) benchmarks/peer_mediapipe.py --python $(MEDIAPIPE_VENV)/bin/python --config $(CONFIG) \
+	  $(if $(filter-out synthetic,$(DATA)),--data $(DATA_CFG)) $(if $(DATA_ROOT),--root $(DATA_ROOT)) $(PEER_ARGS)

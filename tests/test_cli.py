@@ -62,8 +62,10 @@ def test_test_subcommand_writes_results_and_report_prints_them(write_configs, tm
     assert len(results_files) == 1
     results = json.loads(results_files[0].read_text())
     assert results["stage"] == "stage3" and results["variant"] == "TASSN" and results["dataset"] == "synthetic"
-    assert set(results["metrics"]) == {"epe_mm", "epe_median_mm", "auc_0_50", "auc_20_50", "pck2d", "accel_mm",
-                                       "jitter_mm", "jitter_gt_mm"}
+    protocol = {"epe_mm", "epe_median_mm", "auc_0_50", "auc_20_50"}
+    assert set(results["metrics"]) == {*protocol, *(f"st_{k}" for k in protocol), *(f"pa_{k}" for k in protocol),
+                                       "pck2d", "accel_mm", "jitter_mm", "jitter_gt_mm"}
+    assert results["metrics"]["pa_epe_mm"] <= results["metrics"]["st_epe_mm"] + 1e-6  # PA can only fit better
     assert results["metrics"]["accel_mm"] >= 0 and results["metrics"]["jitter_gt_mm"] > 0  # the hands move
     assert 0 < results["metrics"]["epe_mm"] < 1000
     assert 0 <= results["metrics"]["auc_20_50"] <= 1
@@ -77,6 +79,8 @@ def test_test_subcommand_writes_results_and_report_prints_them(write_configs, tm
     out = capsys.readouterr().out
     epe = f"{results['metrics']['epe_mm']:.1f}"
     assert "ACCEL" in out and f"{results['metrics']['accel_mm']:.2f}" in out
+    ours = next(line for line in out.splitlines() if line.startswith("ours, synthetic"))
+    assert "PA-EPE" in out and f" {results['metrics']['pa_epe_mm']:.1f} " in ours  # beside the protocol's EPE
     assert "ours, synthetic: TASSN" in out and epe in out and "paper, STB: TASSN" in out and "0.972" in out
 
 

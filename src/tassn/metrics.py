@@ -14,6 +14,17 @@ Protocol (Zimmermann & Brox 2017; Ge et al. 2019; the TASSN paper §4.2):
    thresholds ≥ 20 mm of the 0–50 grid (21.05…50 mm); pass those as ``auc_20_50_thresholds_mm`` to match them
    (the two differ by well under 0.01 for smooth curves).
 
+Two further alignments replace step 1 where a method's skeleton convention differs from ours (a peer whose
+reference bone is shorter relative to its hand than ours is inflated by the bone rescaling, though its whole hand
+has the right size), so that a comparison does not hinge on one bone (``alignment=``):
+
+- ``"scale_translation"`` (ST-EPE): per frame, the least-squares scale and translation of the prediction onto the
+  ground truth, ``min_{s ≥ 0, t} Σ‖s·p_j + t − g_j‖²`` over the 21 joints.
+- ``"procrustes"`` (PA-EPE, as FreiHAND and HO3D report): per frame, the least-squares similarity (scale, proper
+  rotation, translation; Umeyama 1991) — a reflection is never used, since a mirrored hand is a wrong hand.
+
+Both are invariant to the prediction's own scale and position, so they take normalised or mm input alike.
+
 The median comes from a histogram state (``histogram_bin_mm`` = 0.05 mm bins up to ``histogram_max_mm`` =
 500 mm, plus an overflow bin), exact to within one bin below the maximum.
 """
@@ -38,6 +49,9 @@ PCK_THRESHOLDS_MM: tuple[float, ...] = tuple(torch.linspace(0, 50, 20).tolist())
 AUC_20_50_THRESHOLDS_MM: tuple[float, ...] = tuple(torch.linspace(20, 50, 31).tolist())
 #: The scalar entries of :meth:`PoseMetrics3D.compute` (the others are the PCK curve).
 SCALAR_KEYS: tuple[str, ...] = ("epe_mm", "epe_median_mm", "auc_0_50", "auc_20_50")
+#: The alignments of step 1 and the prefix their entries carry in results (``pa_epe_mm``, ``st_auc_20_50``, …).
+ALIGNMENT_PREFIXES: dict[str, str] = {"root_bone": "", "scale_translation": "st_", "procrustes": "pa_"}
+Alignment = Literal["root_bone", "scale_translation", "procrustes"]
 
 
 def auc(thresholds: Tensor, pck: Tensor) -> Tensor:
@@ -56,6 +70,33 @@ def align_to_ground_truth(pred: Tensor, target_mm: Tensor, input_space: str = "n
     return rel + gt[..., ROOT : ROOT + 1, :]
 
 
+def similarity_align(pred: Tensor, target: Tensor, rotation: bool = True, eps: float = 1e-12) -> Tensor:
+    """``pred …×N×3`` moved by the per-sample least-squares similarity onto ``target …×N×3`` (float64, detached).
+
+    ``rotation=True``: scale, proper rotation and translation (Procrustes/Umeyama, one batched SVD of the 3×3
+    cross-covariances; the sign of the smallest singular direction is flipped where the best orthogonal map would be
+    a reflection). ``rotation=False``: non-negative scale and translation only. Neither ever reflects. A degenerate prediction (all points equal) is
+    mapped to the target's centroid.
+    """
+    p = pred.detach().double()
+    g = target.detach().double()
+    mu_p, mu_g = p.mean(dim=-2, keepdim=True), g.mean(dim=-2, keepdim=True)
+    x, y = p - mu_p, g - mu_g
+    var = (x * x).sum(dim=(-2, -1))
+    if not rotation:
+        # a negative scale would be a point inversion, i.e. a reflection in 3D: never used
+        scale = ((x * y).sum(dim=(-2, -1)) / var.clamp_min(eps)).clamp_min(0)
+        return scale[..., None, None] * x + mu_g
+    u, sigma, vh = torch.linalg.svd(x.transpose(-1, -2) @ y)  # x^T y = U Σ V^T; best R (x·R ≈ y) = U D V^T
+    sign = torch.sign(torch.linalg.det(u @ vh))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    d = torch.ones_like(sigma)
+    d[..., -1] = sign
+    rot = (u * d[..., None, :]) @ vh
+    scale = (sigma * d).sum(dim=-1) / var.clamp_min(eps)
+    return scale[..., None, None] * (x @ rot) + mu_g
+
+
 def _thresholds(values: Sequence[float] | None, default: tuple[float, ...], name: str) -> Tensor:
     t = torch.tensor(default if values is None else list(values), dtype=torch.float64)
     if t.numel() < 2 or not bool((t[1:] > t[:-1]).all()) or float(t[0]) < 0:
@@ -65,6 +106,9 @@ def _thresholds(values: Sequence[float] | None, default: tuple[float, ...], name
 
 class PoseMetrics3D(Metric):
     """3D EPE (mean, median), PCK curve, AUC 0–50 mm and AUC 20–50 mm under the protocol in this module's doc.
+
+    ``alignment``: ``"root_bone"`` (the protocol's step 1, the default), ``"scale_translation"`` or
+    ``"procrustes"`` (see the module doc; ``input_space`` then does not matter).
 
     ``update(pred …×21×3, target_mm …×21×3, visible …×21 | None)``: ``pred`` is root-relative and scale-normalised
     (``input_space="normalized"``, what the networks predict) or already in mm (``"mm"``, still root-aligned).
@@ -83,6 +127,7 @@ class PoseMetrics3D(Metric):
         auc_20_50_thresholds_mm: Sequence[float] | None = None,
         input_space: Literal["normalized", "mm"] = "normalized",
         include_root: bool = True,
+        alignment: Alignment = "root_bone",
         histogram_bin_mm: float = 0.05,
         histogram_max_mm: float = 500.0,
         **kwargs: Any,
@@ -90,12 +135,15 @@ class PoseMetrics3D(Metric):
         super().__init__(**kwargs)
         if input_space not in ("normalized", "mm"):
             raise ValueError(f"input_space must be 'normalized' or 'mm'; got {input_space!r}")
+        if alignment not in ALIGNMENT_PREFIXES:
+            raise ValueError(f"alignment must be one of {sorted(ALIGNMENT_PREFIXES)}; got {alignment!r}")
         if histogram_bin_mm <= 0 or histogram_max_mm <= histogram_bin_mm:
             raise ValueError(
                 f"need 0 < histogram_bin_mm < histogram_max_mm; got {histogram_bin_mm}, {histogram_max_mm}"
             )
         self.input_space = input_space
         self.include_root = include_root
+        self.alignment = alignment
         self.bin_mm = float(histogram_bin_mm)
         self.num_bins = int(round(histogram_max_mm / histogram_bin_mm))
         # buffers (move with the module) but not in checkpoints: they are configuration, not state
@@ -113,13 +161,17 @@ class PoseMetrics3D(Metric):
         self.add_state("histogram", torch.zeros(self.num_bins + 1, dtype=long), dist_reduce_fx="sum")
 
     def errors_mm(self, pred: Tensor, target_mm: Tensor) -> Tensor:
-        """Per-keypoint errors ``…×21`` (mm) after root alignment and, for normalised input, GT bone scaling."""
+        """Per-keypoint errors ``…×21`` (mm) after this metric's alignment to the ground truth."""
         if pred.shape != target_mm.shape or pred.shape[-1] != 3 or pred.dim() < 2:
             raise ValueError(
                 f"pred and target must both be …×21×3; got {tuple(pred.shape)}, {tuple(target_mm.shape)}"
             )
         gt = target_mm.detach().double()
-        return (align_to_ground_truth(pred, gt, self.input_space) - gt).norm(dim=-1)
+        if self.alignment == "root_bone":
+            aligned = align_to_ground_truth(pred, gt, self.input_space)
+        else:
+            aligned = similarity_align(pred, gt, rotation=self.alignment == "procrustes")
+        return (aligned - gt).norm(dim=-1)
 
     def update(self, pred: Tensor, target_mm: Tensor, visible: Tensor | None = None) -> None:
         err = self.errors_mm(pred, target_mm)

@@ -1,9 +1,9 @@
 """``tassn report RUN_DIR|test_results.json …``: our test results beside the paper's Table 1.
 
 ``tassn test`` writes ``test_results.json`` into its run folder (``version_<n>/``); given a folder, the newest one
-under it is read. The table shows EPE, AUC 0–50, AUC 20–50, ACCEL and jitter (with the ground truth's own jitter
-in brackets; mm/frame², over whole videos) of each result, then the paper's rows for the same
-dataset (for the synthetic videos, which the paper does not use, both of its datasets for scale), and the path of
+under it is read. The table shows EPE, AUC 0–50, AUC 20–50, PA-EPE (Procrustes-aligned), ACCEL and jitter (with
+the ground truth's own jitter in brackets; mm/frame², over whole videos) of each result, then the paper's rows for
+the same dataset (for the synthetic videos, which the paper does not use, both of its datasets for scale), and the path of
 each PCK-curve PNG.
 """
 
@@ -71,7 +71,7 @@ def _jitter(metrics: dict) -> str:
 
 def format_table(results: Sequence[dict]) -> str:
     """Rows of ours (from ``results``) and the paper's Table 1 rows of the same datasets, as aligned text."""
-    header = (f"{'':40s} {'AUC 0–50 ↑':>11s} {'AUC 20–50 ↑':>12s} {'EPE mm ↓':>9s} {'ACCEL ↓':>8s} "
+    header = (f"{'':40s} {'AUC 0–50 ↑':>11s} {'AUC 20–50 ↑':>12s} {'EPE mm ↓':>9s} {'PA-EPE ↓':>9s} {'ACCEL ↓':>8s} "
               f"{'jitter (GT)':>13s}")
     lines = [header, "-" * len(header)]
     datasets: list[str] = []
@@ -80,7 +80,8 @@ def format_table(results: Sequence[dict]) -> str:
         label = f"ours, {r.get('dataset') or '?'}: {r.get('variant') or r.get('stage') or '?'}"
         lines.append(
             f"{label:40s} {_cell(m.get('auc_0_50'), 3):>11s} {_cell(m.get('auc_20_50'), 3):>12s} "
-            f"{_cell(m.get('epe_mm'), 1):>9s} {_cell(m.get('accel_mm'), 2):>8s} {_jitter(m):>13s}"
+            f"{_cell(m.get('epe_mm'), 1):>9s} {_cell(m.get('pa_epe_mm'), 1):>9s} {_cell(m.get('accel_mm'), 2):>8s} "
+            f"{_jitter(m):>13s}"
         )
         dataset = str(r.get("dataset") or "")
         for d in PAPER_TABLE1 if dataset not in PAPER_TABLE1 else [dataset]:
@@ -89,7 +90,7 @@ def format_table(results: Sequence[dict]) -> str:
     for d in datasets:
         for variant, (auc050, auc2050, epe) in PAPER_TABLE1[d].items():
             label = f"paper, {d.upper()}: {variant}"
-            lines.append(f"{label:40s} {auc050:>11.3f} {auc2050:>12.3f} {epe:>9.1f} {'–':>8s} {'–':>13s}")
+            lines.append(f"{label:40s} {auc050:>11.3f} {auc2050:>12.3f} {epe:>9.1f} {'–':>9s} {'–':>8s} {'–':>13s}")
     return "\n".join(lines)
 
 

@@ -1,5 +1,6 @@
-"""Validation/test measurements of a stage: 2D PCK on the heatmaps, 3D EPE / PCK / AUC on the pose, PCK curve,
-and the pose's acceleration error and jitter over whole videos (clips stitched by video and frame index).
+"""Validation/test measurements of a stage: 2D PCK on the heatmaps, 3D EPE / PCK / AUC on the pose (under the
+protocol's root + reference-bone alignment, and after per-frame scale + translation and Procrustes alignment, keys
+``st_…`` and ``pa_…``, so that rows compare with methods of another skeleton convention), PCK curve, and the pose's acceleration error and jitter over whole videos (clips stitched by video and frame index).
 
 One :class:`EvaluationMetrics` per split (``self.val_metrics``, ``self.test_metrics``); its states are
 torchmetrics states, so the numbers are synced over DDP processes before they are computed.
@@ -12,11 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from tassn.heatmaps import heatmap_peaks, heatmap_to_crop
-from tassn.metrics import PCK2D, SCALAR_KEYS, TEMPORAL_KEYS, PoseMetrics3D, TemporalMetrics3D
+from tassn.metrics import (
+    ALIGNMENT_PREFIXES,
+    PCK2D,
+    SCALAR_KEYS,
+    TEMPORAL_KEYS,
+    PoseMetrics3D,
+    TemporalMetrics3D,
+)
 from tassn.nets.pme import PMEOutput
 
 
@@ -33,7 +40,13 @@ class EvaluationMetrics(nn.Module):
         super().__init__()
         self.pck2d = PCK2D(threshold=pck2d_threshold)
         self.pose3d = PoseMetrics3D()
+        self.pose3d_st = PoseMetrics3D(alignment="scale_translation")
+        self.pose3d_pa = PoseMetrics3D(alignment="procrustes")
         self.temporal = TemporalMetrics3D()
+
+    def _aligned(self) -> dict[str, PoseMetrics3D]:
+        """The extra-alignment 3D metrics by their result prefix (``st_``, ``pa_``)."""
+        return {ALIGNMENT_PREFIXES[m.alignment]: m for m in (self.pose3d_st, self.pose3d_pa)}
 
     def update(self, out: PMEOutput, batch: Mapping[str, Any]) -> None:
         """Add one batch: predictions ``out`` (with a T axis) and the batch's labels."""
@@ -43,6 +56,8 @@ class EvaluationMetrics(nn.Module):
         self.pck2d.update(kp2d, batch["kp2d"].flatten(0, 1), visible)
         if "kp3d" in batch:
             self.pose3d.update(out.pose.flatten(0, 1), batch["kp3d"].flatten(0, 1), visible)
+            for metric in self._aligned().values():
+                metric.update(out.pose.flatten(0, 1), batch["kp3d"].flatten(0, 1), visible)
             if "video" in batch and "frame_index" in batch:
                 steps = batch["frame_index"].shape[1]
                 videos = [name for name in batch["video"] for _ in range(steps)]  # B names → B·T, clip-major
@@ -50,14 +65,17 @@ class EvaluationMetrics(nn.Module):
                                      batch["frame_index"].flatten(0, 1), visible)
 
     def compute(self) -> dict[str, Any]:
-        """``{"scalars": {pck2d[, epe_mm, epe_median_mm, auc_0_50, auc_20_50][, accel_mm, jitter_mm, jitter_gt_mm]},
-        "curve": {thresholds_mm, pck} or None}``; the 3D entries only when batches carried ``kp3d``, the temporal
+        """``{"scalars": {pck2d[, epe_mm, epe_median_mm, auc_0_50, auc_20_50, the same prefixed st_ and pa_]
+        [, accel_mm, jitter_mm, jitter_gt_mm]}, "curve": {thresholds_mm, pck} or None}``; the 3D entries only when batches carried ``kp3d``, the temporal
         ones when they also carried ``video`` and ``frame_index`` and some frame had both neighbours."""
         scalars = {"pck2d": self.pck2d.compute()}
         curve = None
         if self.pose3d.has_data():
             result = self.pose3d.compute()
             scalars.update({k: result[k] for k in SCALAR_KEYS})
+            for prefix, metric in self._aligned().items():
+                aligned = metric.compute()
+                scalars.update({prefix + k: aligned[k] for k in SCALAR_KEYS})
         if self.temporal.has_data():
             temporal = self.temporal.compute()
             if int(temporal["count"]) > 0:
@@ -71,6 +89,8 @@ class EvaluationMetrics(nn.Module):
     def reset(self) -> None:
         self.pck2d.reset()
         self.pose3d.reset()
+        for metric in self._aligned().values():
+            metric.reset()
         self.temporal.reset()
 
 
