@@ -109,7 +109,9 @@ class TassnCLI(LightningCLI):
     """LightningCLI over every stage (``tassn.stages``) and every dataset (``data_modules``).
 
     Adds a configurable best/last :class:`ModelCheckpoint` (``--checkpoint.*``) kept in
-    ``<default_root_dir>/checkpoints`` and, unless ``trainer.logger`` is configured, CSV + W&B loggers.
+    ``<default_root_dir>/checkpoints``, a :class:`~tassn.stages.step_checkpoint.StepCheckpoint` that rewrites its
+    ``last.ckpt`` every ``--step_checkpoint.every_n_train_steps`` steps (a killed run resumes mid-epoch) and,
+    unless ``trainer.logger`` is configured, CSV + W&B loggers.
     ``model.init_args.net.init_args.image_size`` is linked to ``data.init_args.crop_size``.
     """
 
@@ -132,7 +134,11 @@ class TassnCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        from tassn.stages.step_checkpoint import StepCheckpoint
+
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(StepCheckpoint, "step_checkpoint")
+        parser.link_arguments("trainer.default_root_dir", "step_checkpoint.dirpath", compute_fn=checkpoint_dir)
         parser.set_defaults(
             {
                 "checkpoint.monitor": MONITOR,
@@ -184,6 +190,7 @@ class TassnCLI(LightningCLI):
             root = Path(config.trainer.default_root_dir or os.getcwd()) / f"trial-{run_id}"
             config.trainer.default_root_dir = str(root)
             config.checkpoint.dirpath = checkpoint_dir(str(root))
+            config.step_checkpoint.dirpath = checkpoint_dir(str(root))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -202,7 +209,8 @@ class TassnCLI(LightningCLI):
 
 
 #: config sections of a `tassn fit` run that `tassn prepare` reads and ignores.
-IGNORED_BY_PREPARE = ("model", "trainer", "checkpoint", "optimizer", "lr_scheduler", "seed_everything", "ckpt_path",
+IGNORED_BY_PREPARE = ("model", "trainer", "checkpoint", "step_checkpoint", "optimizer", "lr_scheduler",
+                      "seed_everything", "ckpt_path",
                       "weights_only")
 PlainValue = dict | list | str | int | float | bool | None
 
