@@ -6,7 +6,7 @@
 #                                                                  → stage 3 (TASSN, Eq. 6) → test → table
 # Each stage trains in runs/<DATA>-<CONFIG>/<stage>/ (pretrain in runs/source-<CONFIG>/pretrain/) and is done
 # when its fit.done exists; a run that was stopped resumes from its checkpoints/last.ckpt.
-#   make train-stage3                            CPU sizes on the synthetic videos (≈ 30 min on 2 cores)
+#   make train-stage3                            CPU sizes on the synthetic videos (its time: README, first section)
 #   make train-stage3 DATA=stb DATA_ROOT=… CONFIG=paper      the paper's settings on STB (GPUs)
 #   make train-stage3 VARIANT=no_lc                          an ablation of experiments/ablations/
 SHELL := /bin/bash
@@ -47,10 +47,11 @@ stage_files = experiments/$(1).yaml $(wildcard experiments/$(CONFIG)/$(1).yaml)
 configs = --config experiments/$(1).yaml $(2) --config $(OVERLAY) \
 	$(addprefix --config ,$(wildcard experiments/$(CONFIG)/$(1).yaml)) --seed_everything=$(SEED)
 
-# $(call fit,RUN_DIR,ARGS): train into RUN_DIR; resume from its last.ckpt unless the stage had finished before
-# (then its inputs changed and it starts over). fit.done marks a finished stage.
+# $(call fit,RUN_DIR,ARGS): train into RUN_DIR; resume from its last.ckpt when there is one, unless the stage had
+# finished before (then its inputs changed and it starts over). fit.done marks a finished stage.
 define fit
-	$(TASSN) fit $(2) --trainer.default_root_dir=$(1) $(if $(wildcard $(1)/fit.done),,--ckpt_path=last)
+	$(TASSN) fit $(2) --trainer.default_root_dir=$(1) \
+	  $(if $(wildcard $(1)/fit.done),,$(if $(wildcard $(call last,$(1))),--ckpt_path=last))
 	@touch $(1)/fit.done
 endef
 

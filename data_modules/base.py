@@ -145,12 +145,14 @@ class HandClipDataModule(L.LightningDataModule):
         Unreadable frames are logged with their path and left out (their clips are skipped when served).
         """
         cache = self.grabcut_cache()
-        frames = [(v, f) for split in splits for v in self.load_videos(split) for f in v.frames]
+        size = (self.crop.size, self.crop.size)
+        unique = {(v.name, f.index): (v, f) for split in splits for v in self.load_videos(split) for f in v.frames}
+        frames = list(unique.values())  # a video in several splits (val = test) is computed once
+        todo = [(v, f) for v, f in frames if cache.load(v.name, f.index, size) is None]
         bad = 0
-        for video, frame in tqdm(frames, desc=f"GrabCut silhouettes ({cache.dir.name})", unit="frame",
-                                 disable=not frames):
-            if cache.load(video.name, frame.index, (self.crop.size, self.crop.size)) is not None:
-                continue
+        # a bar only for frames that need GrabCut: a run whose cache is complete prints nothing
+        for video, frame in tqdm(todo, desc=f"GrabCut silhouettes ({cache.dir.name})", unit="frame",
+                                 disable=not todo):
             try:
                 cropped = crop_frame(frame, video.mirror, self.crop, image=read_image(frame.image_path),
                                      with_3d=False)
@@ -158,10 +160,11 @@ class HandClipDataModule(L.LightningDataModule):
                 bad += 1
                 log.warning("%s", err)
                 continue
-            cache.get(video.name, frame.index, cropped.image, cropped.kp2d, cropped.visible)
+            cache.compute(video.name, frame.index, cropped.image, cropped.kp2d, cropped.visible)
         if bad:
             log.warning("%d unreadable frame(s) found while computing silhouettes; their clips will be skipped", bad)
-        log.info("GrabCut silhouettes: %d computed, cache %s", cache.computed, cache.dir)
+        log.info("GrabCut silhouettes: %d computed, %d cached, cache %s", cache.computed,
+                 len(frames) - len(todo), cache.dir)
         return cache.computed
 
     # ------------------------------------------------------------------------------------------- Lightning

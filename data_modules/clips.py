@@ -248,6 +248,24 @@ def clip_starts(num_frames: int, clip_len: int, stride: int, frame_step: int = 1
     return list(range(0, num_frames - span + 1, stride))
 
 
+def gapless_starts(indices: Sequence[int], clip_len: int, stride: int, frame_step: int = 1) -> list[int]:
+    """:func:`clip_starts` of a video whose frames carry ``indices``, leaving out clips that span a gap.
+
+    A gap is two neighbouring records whose frame numbers are not consecutive (a frame missing from the
+    dataset): a clip across it would show the networks a jump as if it were one frame of motion.
+    """
+    span = (clip_len - 1) * frame_step + 1
+    idx = np.asarray(indices, dtype=np.int64)
+    breaks = np.concatenate([[0], np.cumsum(np.diff(idx) != 1)]) if len(idx) else idx
+    return [s for s in clip_starts(len(idx), clip_len, stride, frame_step) if breaks[s] == breaks[s + span - 1]]
+
+
+def frame_gaps(video: VideoRecord) -> list[tuple[int, int]]:
+    """``(before, after)`` frame numbers of every gap in ``video``."""
+    idx = [f.index for f in video.frames]
+    return [(a, b) for a, b in zip(idx, idx[1:], strict=False) if b - a != 1]
+
+
 class ClipDataset(Dataset):
     """Clips of ``clip_len`` consecutive frames of the given videos, served as dicts of the batch contract.
 
@@ -279,15 +297,17 @@ class ClipDataset(Dataset):
         self.serve_3d = serve_3d
         self.silhouettes = silhouettes
         self.max_skips = max_skips
-        self.index: list[tuple[int, int]] = [
-            (v, s)
-            for v, video in enumerate(self.videos)
-            for s in clip_starts(len(video), clip_len, clip_stride, frame_step)
-        ]
-        short = [v.name for v in self.videos if not clip_starts(len(v), clip_len, clip_stride, frame_step)]
+        starts = [gapless_starts([f.index for f in v.frames], clip_len, clip_stride, frame_step)
+                  for v in self.videos]
+        self.index: list[tuple[int, int]] = [(v, s) for v, ss in enumerate(starts) for s in ss]
+        for video in self.videos:
+            if gaps := frame_gaps(video):
+                log.warning("video %s skips frame numbers at %s: no clip spans these gaps", video.name,
+                            ", ".join(f"{a}→{b}" for a, b in gaps[:5]) + (" …" if len(gaps) > 5 else ""))
+        short = [v.name for v, ss in zip(self.videos, starts, strict=True) if not ss]
         if short:
-            log.warning("%d video(s) shorter than one clip of %d frames are unused: %s", len(short), clip_len,
-                        ", ".join(short[:5]) + (" …" if len(short) > 5 else ""))
+            log.warning("%d video(s) without %d consecutive frames (too short, or split by gaps) are unused: %s",
+                        len(short), clip_len, ", ".join(short[:5]) + (" …" if len(short) > 5 else ""))
         self.bad: set[int] = set()
         self.skipped = 0
 

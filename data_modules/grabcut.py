@@ -169,13 +169,18 @@ class GrabCutCache:
             os.replace(tmp, keyfile)
 
     def load(self, video: str, index: int, size: tuple[int, int]) -> np.ndarray | None:
-        """The cached mask, or None when it is missing, unreadable or not ``size`` (H, W)."""
+        """The cached mask, or None when it is missing, unreadable or not ``size`` (H, W).
+
+        The load is the check: libpng verifies each chunk's CRC and refuses a file cut short, so a truncated or
+        damaged entry reads as None and is recomputed, never used.
+        """
         p = self.path(video, index)
         if not p.is_file():
             return None
         m = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
         if m is None or m.shape != tuple(size):
-            log.warning("recomputing corrupt GrabCut cache entry %s", p)
+            log.warning("GrabCut cache entry %s is truncated, corrupted or of the wrong size (expected %s); "
+                        "recomputing it", p, tuple(size))
             return None
         return (m > 127).astype(np.uint8)
 
@@ -184,8 +189,12 @@ class GrabCutCache:
     ) -> np.ndarray:
         """The mask of frame ``index`` of ``video`` for this crop: from the cache, else computed and stored."""
         cached = self.load(video, index, image_rgb.shape[:2])
-        if cached is not None:
-            return cached
+        return cached if cached is not None else self.compute(video, index, image_rgb, kp2d, visible)
+
+    def compute(
+        self, video: str, index: int, image_rgb: np.ndarray, kp2d: np.ndarray, visible: np.ndarray | None
+    ) -> np.ndarray:
+        """Run GrabCut on frame ``index`` of ``video`` and store the mask (replacing any cached entry)."""
         mask = grabcut_silhouette(image_rgb, kp2d, visible, self.cfg)
         self._write_key()
         write_png_atomic(self.path(video, index), mask * 255)

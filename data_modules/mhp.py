@@ -39,7 +39,8 @@ MHP_DISTORTION = np.array([0.092701, -0.175877, -0.0035687, -0.00302299, 0.0])
 DEFAULT_TEST_SEQUENCES: tuple[str, ...] = ("data_1", "data_2")
 DEFAULT_TRAIN_SEQUENCES: tuple[str, ...] = tuple(f"data_{k}" for k in range(3, 22))
 
-_JOINTS_FILE = re.compile(r"^(\d+)_joints\.txt$")
+_FRAME_FILE = re.compile(r"^(\d+)_(?:joints\.txt|webcam_(\d+)\.jpg)$")
+_BBOX_FILE = re.compile(r"^(\d+)_bbox_(\d+)\.txt$")
 
 
 def sequence_dir(root: Path, sequence: str) -> Path:
@@ -62,9 +63,19 @@ def calibration_dir(root: Path, sequence: str, webcam: int) -> Path:
     return Path(root) / "calibrations" / sequence / f"webcam_{webcam}"
 
 
-def frame_ids(folder: Path) -> list[int]:
-    """Ids ``f`` of every ``<f>_joints.txt`` in ``folder``, sorted numerically (``2`` before ``10``)."""
-    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _JOINTS_FILE.match(p.name)))
+def listed_frame_ids(root: Path, sequence: str, webcams: Sequence[int], use_bboxes: bool) -> list[int]:
+    """Ids of every frame that has any of its files (joints, a used webcam's image or box), sorted numerically (``2`` before ``10``).
+
+    Frames are listed from all their files, not from the joints files alone, so that a frame whose label is
+    missing is reported rather than silently dropped (which would also join its neighbours into one clip).
+    """
+    wanted = {str(c) for c in webcams}
+    ids = {int(m.group(1)) for p in sequence_dir(root, sequence).iterdir()
+           if (m := _FRAME_FILE.match(p.name)) and (m.group(2) is None or m.group(2) in wanted)}
+    boxes = Path(root) / "bounding_boxes" / sequence
+    if use_bboxes and boxes.is_dir():
+        ids |= {int(m.group(1)) for p in boxes.iterdir() if (m := _BBOX_FILE.match(p.name)) and m.group(2) in wanted}
+    return sorted(ids)
 
 
 def read_joints_file(path: Path) -> np.ndarray:
@@ -192,14 +203,17 @@ def scan_sequence(
     if not folder.is_dir():
         problems.add(f"missing sequence folder {folder}")
         return []
-    ids = frame_ids(folder)
+    ids = listed_frame_ids(root, sequence, webcams, use_bboxes)
     if not ids:
         problems.add(f"no '<f>_joints.txt' files in {folder}")
         return []
 
     before = len(problems.items)
+    problems.missing_files([joints_path(root, sequence, f) for f in ids], f"{sequence} label (joints file)")
     joints: list[np.ndarray] = []
     for f in ids:
+        if not joints_path(root, sequence, f).is_file():
+            continue  # reported above
         try:
             joints.append(palm_to_wrist(read_joints_file(joints_path(root, sequence, f)), palm_rule))
         except (OSError, ValueError) as err:

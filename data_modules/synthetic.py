@@ -63,6 +63,7 @@ from tassn.hand.template import HandTemplate, load_template
 from .base import HandClipDataModule
 from .clips import CropConfig, crop_frame, project
 from .grabcut import GrabCutConfig, grabcut_silhouette, mask_iou
+from .integrity import damaged_files, digest_files
 from .records import FrameRecord, VideoRecord
 from .scene import busy_background, shade, skin_albedo, smooth_background
 from .zbuffer import rasterize, vertex_normals
@@ -174,6 +175,19 @@ def is_complete(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     return bool(manifest.get("complete")) and (folder / "annotations.npz").is_file()
+
+
+def damaged(folder: Path) -> list[Path]:
+    """Files of a complete folder that are missing or differ from the checksums its manifest recorded.
+
+    Folders written before checksums were recorded are only checked for completeness.
+    """
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    return damaged_files(folder, manifest.get("files", {}))
+
+
+def _describe(paths: list[Path]) -> str:
+    return ", ".join(str(p) for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -328,7 +342,11 @@ def generate(
     params = generation_params(domain, split, num_videos, frames_per_video, image_size, seed, supersample, tmpl)
     folder = dataset_folder(root, params)
     if is_complete(folder):
-        return folder
+        if not (bad := damaged(folder)):
+            return folder
+        log.warning("synthetic dataset folder %s has %d truncated, changed or missing file(s) (%s); generating it "
+                    "again", folder, len(bad), _describe(bad))
+        shutil.rmtree(folder)
     if folder.exists():
         log.warning("removing incomplete synthetic dataset folder %s (no complete manifest)", folder)
         shutil.rmtree(folder)
@@ -362,7 +380,8 @@ def generate(
             K=np.stack(Ks), angles=np.stack(angles), global_rot=np.stack(rots), trans=np.stack(trans),
             hand_size=np.asarray(sizes, np.float32), finger_lengths=np.stack(fingers), faces=tmpl.faces.numpy(),
         )
-        manifest = {"complete": True, "hash": params_hash(params), **params}
+        files = digest_files(tmp, (p for p in tmp.rglob("*") if p.is_file()))
+        manifest = {"complete": True, "hash": params_hash(params), **params, "files": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
         try:
             os.rename(tmp, folder)
@@ -406,6 +425,12 @@ def load_folder(folder: Path | str) -> list[VideoRecord]:
                 mask_path=folder / "masks" / name / f"frame_{t:05d}.png", index=t,
             ))
         videos.append(video)
+    missing = [p for v in videos for f in v.frames for p in (f.image_path, f.mask_path) if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"synthetic dataset folder {folder}: {len(missing)} labelled frame(s) lack their image or mask "
+            f"({_describe(missing)}); delete the folder and generate it again"
+        )
     return videos
 
 
@@ -497,6 +522,11 @@ class SyntheticDataModule(HandClipDataModule):
                          self.image_size, self.data_seed, self.supersample, self.template)
             elif not is_complete(self.split_folder(split)):
                 load_folder(self.split_folder(split))  # raises the explanatory error
+            elif bad := damaged(self.split_folder(split)):
+                raise FileNotFoundError(
+                    f"synthetic dataset folder {self.split_folder(split)} has {len(bad)} truncated, changed or "
+                    f"missing file(s) ({_describe(bad)}); delete the folder and generate it again (generate=True)"
+                )
 
     def label_key(self) -> str:
         return ",".join(self.split_folder(s).name for s in self._splits())

@@ -80,3 +80,28 @@ def test_plot_pck_curves_returns_an_rgb_image() -> None:
     assert as_mapping.ndim == 3 and as_mapping.dtype == np.uint8
     with pytest.raises(ValueError, match="curve"):
         plot_pck_curves({"bad": (t, t[:5])})
+
+
+def test_pck_legend_and_title_never_cover_the_axes() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from tassn.viz import pck_figure
+
+    t = np.linspace(0.0, 50.0, 20)
+    curves = {f"run {k}": (t, 1.0 - np.exp(-t / s)) for k, s in enumerate((8.0, 12.0, 20.0, 30.0))}
+    fig = pck_figure(curves, reference="stb", title="synthetic-cpu/stage3: Stage3 (full), test split")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    axes = fig.axes[0].get_window_extent(renderer)
+    (legend,) = fig.legends
+    assert not legend.get_window_extent(renderer).overlaps(axes)
+    assert not fig._suptitle.get_window_extent(renderer).overlaps(axes)
+
+
+def test_stage_curve_title_names_run_stage_and_split(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from tassn.stages.base import StageModule
+
+    fake = SimpleNamespace(_trainer=SimpleNamespace(default_root_dir=str(tmp_path / "synthetic-cpu" / "stage3")))
+    assert StageModule.run_name(fake) == "synthetic-cpu/stage3"

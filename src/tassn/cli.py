@@ -16,6 +16,7 @@ and of its hyper-parameters only plain, non-path values fill what the user left 
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import sys
@@ -38,6 +39,7 @@ from tassn.config_trust import (
     checkpoint_overrides,
     merged,
 )
+from tassn.quiet import configure_logging, install_filters, quiet_wandb, wandb_run_line
 from tassn.safe_load import UntrustedFileError
 from tassn.stages.checkpoints import (
     CheckpointMismatchError,
@@ -45,6 +47,8 @@ from tassn.stages.checkpoints import (
     read_checkpoint,
     refusal,
 )
+
+log = logging.getLogger(__name__)
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 DESCRIPTION = (
@@ -93,15 +97,16 @@ def default_loggers(root_dir: str) -> list[Logger]:
         from lightning.pytorch.loggers import WandbLogger
 
         root = Path(root_dir)
-        loggers.append(
-            WandbLogger(
-                save_dir=root_dir,
-                project=os.environ.get("WANDB_PROJECT", "tassn"),
-                name=f"{root.parent.name}/{root.name}" if root.parent.name else root.name,
-                # wandb's own mode (WandbLogger(offline=True) sets a mode that wandb 0.2x+ still logs in for)
-                mode=mode,
-            )
+        wandb_logger = WandbLogger(
+            save_dir=root_dir,
+            project=os.environ.get("WANDB_PROJECT", "tassn"),
+            name=f"{root.parent.name}/{root.name}" if root.parent.name else root.name,
+            # wandb's own mode (WandbLogger(offline=True) sets a mode that wandb 0.2x+ still logs in for)
+            mode=mode,
         )
+        # Lightning always passes anonymous=None, which wandb ≥ 0.19 answers with a deprecation warning per run
+        wandb_logger._wandb_init.pop("anonymous", None)
+        loggers.append(wandb_logger)
     return loggers
 
 
@@ -109,7 +114,9 @@ class TassnCLI(LightningCLI):
     """LightningCLI over every stage (``tassn.stages``) and every dataset (``data_modules``).
 
     Adds a configurable best/last :class:`ModelCheckpoint` (``--checkpoint.*``) kept in
-    ``<default_root_dir>/checkpoints`` and, unless ``trainer.logger`` is configured, CSV + W&B loggers.
+    ``<default_root_dir>/checkpoints``, a :class:`~tassn.stages.step_checkpoint.StepCheckpoint` that rewrites its
+    ``last.ckpt`` every ``--step_checkpoint.every_n_train_steps`` steps (a killed run resumes mid-epoch) and,
+    unless ``trainer.logger`` is configured, CSV + W&B loggers.
     ``model.init_args.net.init_args.image_size`` is linked to ``data.init_args.crop_size``.
     """
 
@@ -118,6 +125,7 @@ class TassnCLI(LightningCLI):
 
         from tassn.stages.base import StageModule
 
+        install_filters()
         self._preloaded: tuple[str, dict] | None = None  # the --ckpt_path checkpoint, read once
         kwargs.setdefault("save_config_kwargs", {"overwrite": False})
         kwargs.setdefault("parser_kwargs", {"prog": "tassn", "description": DESCRIPTION})
@@ -132,7 +140,11 @@ class TassnCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        from tassn.stages.step_checkpoint import StepCheckpoint
+
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(StepCheckpoint, "step_checkpoint")
+        parser.link_arguments("trainer.default_root_dir", "step_checkpoint.dirpath", compute_fn=checkpoint_dir)
         parser.set_defaults(
             {
                 "checkpoint.monitor": MONITOR,
@@ -184,6 +196,7 @@ class TassnCLI(LightningCLI):
             root = Path(config.trainer.default_root_dir or os.getcwd()) / f"trial-{run_id}"
             config.trainer.default_root_dir = str(root)
             config.checkpoint.dirpath = checkpoint_dir(str(root))
+            config.step_checkpoint.dirpath = checkpoint_dir(str(root))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -195,14 +208,26 @@ class TassnCLI(LightningCLI):
         return trainer
 
     def _run_subcommand(self, subcommand: str) -> None:
+        self._announce_wandb()
         try:
             super()._run_subcommand(subcommand)
         except pickle.UnpicklingError as err:  # a checkpoint Lightning resolved itself ("last") was refused
             raise refusal(self.trainer.ckpt_path or "--ckpt_path", err) from None
 
 
+    def _announce_wandb(self) -> None:
+        """One line saying where the W&B run is and how to upload it (W&B's own output is silenced)."""
+        from lightning.pytorch.loggers import WandbLogger
+
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger) and self.trainer.is_global_zero:
+                run_dir = Path(logger.experiment.dir).parent  # …/wandb/<offline->run-<date>-<id>
+                log.info("%s", wandb_run_line(str(run_dir), wandb_mode()))
+
+
 #: config sections of a `tassn fit` run that `tassn prepare` reads and ignores.
-IGNORED_BY_PREPARE = ("model", "trainer", "checkpoint", "optimizer", "lr_scheduler", "seed_everything", "ckpt_path",
+IGNORED_BY_PREPARE = ("model", "trainer", "checkpoint", "step_checkpoint", "optimizer", "lr_scheduler",
+                      "seed_everything", "ckpt_path",
                       "weights_only")
 PlainValue = dict | list | str | int | float | bool | None
 
@@ -240,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     command with their message and exit status 2 instead of a traceback.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    configure_logging()
+    quiet_wandb()
     try:
         if args and args[0] == "report":
             from tassn import report

@@ -131,21 +131,36 @@ def plot_pck_curves(
     curves: Mapping[str, tuple[ArrayLike, ArrayLike] | Mapping[str, ArrayLike]],
     reference: Literal["stb", "mhp"] | None = None,
     title: str | None = None,
-    size: Sequence[float] = (6.4, 4.8),
+    size: Sequence[float] = (7.2, 6.4),
     dpi: int = 100,
 ) -> np.ndarray:
     """3D PCK curves like the paper's Fig. 6, one per run: ``{name: (thresholds_mm, pck)}`` (or
     ``{name: {"thresholds_mm": …, "pck": …}}``, as :meth:`tassn.metrics.PoseMetrics3D.compute` gives them).
 
     Each run's legend gives its AUC over the plotted range; with ``reference`` the paper's TASSN numbers for that
-    dataset are listed in the legend (the paper publishes numbers, not curve samples). Returns H×W×3 uint8.
+    dataset are listed in the legend (the paper publishes numbers, not curve samples). The legend sits below
+    the axes, never over a curve. Returns H×W×3 uint8.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = pck_figure(curves, reference, title, size, dpi)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[..., :3])
+
+
+def pck_figure(
+    curves: Mapping[str, tuple[ArrayLike, ArrayLike] | Mapping[str, ArrayLike]],
+    reference: Literal["stb", "mhp"] | None = None,
+    title: str | None = None,
+    size: Sequence[float] = (7.2, 6.4),
+    dpi: int = 100,
+):  # noqa: ANN201 - a matplotlib Figure (matplotlib is imported lazily)
+    """The matplotlib figure of :func:`plot_pck_curves` (for tests and callers that save vector formats)."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    fig = Figure(figsize=tuple(size), dpi=dpi)
-    canvas = FigureCanvasAgg(fig)
+    fig = Figure(figsize=tuple(size), dpi=dpi, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     for name, curve in curves.items():
         t, pck = (curve["thresholds_mm"], curve["pck"]) if isinstance(curve, Mapping) else curve
@@ -164,12 +179,10 @@ def plot_pck_curves(
     ax.set_ylim(0.0, 1.0)
     ax.grid(True, alpha=0.3)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title, fontsize="medium")
     if handles:
-        ax.legend(handles, labels, loc="lower right", fontsize="small")
-    fig.tight_layout()
-    canvas.draw()
-    return np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[..., :3])
+        fig.legend(handles, labels, loc="outside lower center", fontsize="small", frameon=False)
+    return fig
 
 
 #: The name the stages use for :func:`plot_pck_curves`.

@@ -147,3 +147,13 @@ def test_dataset_bbox_sets_the_crop(tiny_video):
     mirrored = crop_frame(frame, mirror=True, crop=CropConfig(size=40, margin=1.0))
     # the box is mirrored with the image: x centre 95 − 30 = 65 in the flipped frame
     np.testing.assert_allclose(transform_points(mirrored.A, np.array([[30.0, 30.0]])), [[19.5, 19.5]])
+
+
+def test_gapless_starts_leave_out_clips_across_a_gap():
+    from data_modules.clips import gapless_starts
+
+    indices = [0, 1, 2, 3, 4, 6, 7, 8]  # frame 5 missing
+    assert gapless_starts(indices, clip_len=3, stride=1) == [0, 1, 2, 5]
+    assert gapless_starts(indices, clip_len=8, stride=1) == []
+    assert gapless_starts(list(range(8)), clip_len=8, stride=1) == [0]
+    assert gapless_starts([0, 1, 2, 3, 5, 6, 7, 8], clip_len=2, stride=1, frame_step=2) == [0, 1, 4, 5]

@@ -70,3 +70,17 @@ def test_mask_iou():
     b[1:3] = 1
     assert mask_iou(a, b) == 4 / 12
     assert mask_iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
+
+
+def test_truncated_cache_entry_is_recomputed_with_a_warning_naming_it(tiny_video, tmp_path, caplog):
+    cache = GrabCutCache(tmp_path / "grabcut", "tiny")
+    out = crop_frame(tiny_video.frames[0], mirror=False, crop=CropConfig(size=64))
+    first = cache.get("clip", 0, out.image, out.kp2d, None)
+    path = cache.path("clip", 0)
+    good = path.read_bytes()
+    path.write_bytes(good[:-12])  # the end of the file (IEND) cut off: the pixels alone would still decode
+    fixed = GrabCutCache(tmp_path / "grabcut", "tiny")
+    with caplog.at_level("WARNING", logger="data_modules.grabcut"):
+        assert np.array_equal(fixed.get("clip", 0, out.image, out.kp2d, None), first)
+    assert fixed.computed == 1 and path.read_bytes() == good
+    assert str(path) in caplog.text and "truncated" in caplog.text

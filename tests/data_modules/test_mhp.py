@@ -264,3 +264,47 @@ def test_prepare_data_reports_the_folder(mhp_module):
     (root / "calibrations" / "data_4" / "webcam_2" / "rvec.pkl").unlink()
     with pytest.raises(DatasetLayoutError, match="webcam_2/rvec.pkl"):
         build(silhouettes=False).prepare_data()
+
+
+# ------------------------------------------------------------------------------------------- missing labels, gaps
+
+
+def test_missing_joints_file_is_an_error_naming_it(mhp_root):
+    """A frame with images and boxes but no label is reported, not dropped (it used to vanish silently)."""
+    root, _ = mhp_root
+    missing = root / "annotated_frames" / "data_3" / "2_joints.txt"
+    missing.unlink()
+    err = _error(root, ["data_1", "data_3"])
+    assert err.problems == [f"missing data_3 label (joints file): {missing}"]
+    assert str(missing) in str(err)
+
+
+def test_missing_joints_file_is_listed_by_prepare(mhp_module):
+    build, root, _ = mhp_module
+    missing = root / "annotated_frames" / "data_4" / "1_joints.txt"
+    missing.unlink()
+    (root / "calibrations" / "data_1" / "webcam_1" / "tvec.pkl").unlink()
+    with pytest.raises(DatasetLayoutError) as info:
+        build(silhouettes=False).prepare_data()
+    text = str(info.value)
+    assert f"missing data_4 label (joints file): {missing}" in text and "webcam_1/tvec.pkl" in text
+
+
+def test_a_frame_with_only_a_box_is_reported(mhp_root):
+    root, sequences = mhp_root
+    frame = right_hand_mm()
+    top, left, bottom, right = mhp_bbox(frame, 1)
+    (root / "bounding_boxes" / "data_1" / "3_bbox_1.txt").write_text(f"TOP {top}\nLEFT {left}\nBOTTOM {bottom}\n"
+                                                                    f"RIGHT {right}\n")
+    err = _error(root, ["data_1"])
+    assert f"missing data_1 label (joints file): {root / 'annotated_frames' / 'data_1' / '3_joints.txt'}" \
+        in err.problems
+
+
+def test_no_clip_spans_a_gap_in_frame_numbers(mhp_module):
+    """Frames 1, 2, 10: clips of 2 frames may hold 1-2 but never 2-10."""
+    build, _, _ = mhp_module
+    dm = build(silhouettes=False, eval_clip_stride=1)
+    dm.setup("test")
+    served = [dm.datasets["test"][i]["frame_index"].tolist() for i in range(len(dm.datasets["test"]))]
+    assert served == [[1, 2], [1, 2]]  # one clip per webcam

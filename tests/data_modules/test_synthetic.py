@@ -217,3 +217,34 @@ def test_datamodule_without_generation_reports_missing_data(tmp_path, coarse_tem
     with pytest.raises(FileNotFoundError, match="python -m data_modules.synthetic"):
         dm.setup("fit")
     assert not os.listdir(tmp_path)
+
+
+def test_truncated_frame_is_found_and_regenerated_with_a_warning(tmp_path, template, caplog):
+    folder = generate(tmp_path, "target", "val", template=template, progress=False, **TINY)
+    frame = sorted((folder / "videos").rglob("*.png"))[1]
+    good = frame.read_bytes()
+    frame.write_bytes(good[: len(good) // 2])
+    with caplog.at_level("WARNING", logger="data_modules.synthetic"):
+        again = generate(tmp_path, "target", "val", template=template, progress=False, **TINY)
+    assert again == folder and frame.read_bytes() == good
+    assert str(frame) in caplog.text and "generating it again" in caplog.text
+
+
+def test_damaged_frame_without_generation_is_a_clear_error(tmp_path, coarse_template):
+    dm = _module(tmp_path, silhouettes=False)
+    dm.prepare_data()
+    mask = sorted((dm.split_folder("train") / "masks").rglob("*.png"))[0]
+    data = bytearray(mask.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    mask.write_bytes(bytes(data))
+    reader = _module(tmp_path, generate=False, silhouettes=False)
+    with pytest.raises(FileNotFoundError, match=str(mask)):
+        reader.prepare_data()
+
+
+def test_missing_frame_is_an_error_naming_it(tmp_path, template):
+    folder = generate(tmp_path, "target", "val", template=template, progress=False, **TINY)
+    frame = sorted((folder / "videos").rglob("*.png"))[2]
+    frame.unlink()
+    with pytest.raises(FileNotFoundError, match=str(frame)):
+        load_folder(folder)

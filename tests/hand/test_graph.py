@@ -181,3 +181,14 @@ def test_corrupt_cache_is_rebuilt(sphere, hierarchy, tmp_path) -> None:
     h = hierarchy_for(sphere, levels=4, cache_dir=tmp_path)
     assert torch.equal(h.perm, hierarchy.perm)
     assert path.stat().st_size > 1000  # replaced by the rebuilt hierarchy
+
+
+def test_truncated_cache_is_rebuilt_with_a_warning(sphere, hierarchy, tmp_path, caplog) -> None:
+    hierarchy_for(sphere, levels=4, cache_dir=tmp_path)
+    path = cache_path(sphere.hash(), 4, 0, tmp_path)
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) - 40])
+    with caplog.at_level("WARNING", logger="tassn.hand.graph"):
+        h = hierarchy_for(sphere, levels=4, cache_dir=tmp_path)
+    assert torch.equal(h.perm, hierarchy.perm) and path.stat().st_size == len(good)
+    assert str(path) in caplog.text and "rebuilding" in caplog.text

@@ -25,12 +25,13 @@ def test_video_file_frames_and_info(blob_video: Path) -> None:
 
 
 def test_folder_is_sorted_naturally(blob_folder: Path) -> None:
-    # f_10 would sort before f_2 alphabetically; add it and check the order numbers give.
-    cv2.imwrite(str(blob_folder / "f_10.png"), np.full((HEIGHT, WIDTH, 3), 7, np.uint8))
+    # f_10 would sort before f_2 alphabetically; add f_8 … f_10 and check the order numbers give.
+    for t in range(FRAMES, 11):
+        cv2.imwrite(str(blob_folder / f"f_{t}.png"), np.full((HEIGHT, WIDTH, 3), t, np.uint8))
     frames = read_frames(blob_folder)
-    assert frames.shape == (FRAMES + 1, HEIGHT, WIDTH, 3)
+    assert frames.shape == (11, HEIGHT, WIDTH, 3)
     np.testing.assert_array_equal(frames[:FRAMES], blob_frames())  # PNG is lossless
-    assert (frames[-1] == 7).all()
+    assert [int(f[0, 0, 0]) for f in frames[FRAMES:]] == list(range(FRAMES, 11))
     assert FrameSource(blob_folder, fps=12.5).info.fps == 12.5
 
 
@@ -46,7 +47,7 @@ def test_clear_errors(tmp_path: Path, blob_folder: Path) -> None:
     (empty / "notes.txt").write_text("no frames here")
     with pytest.raises(VideoReadError, match="holds no images"):
         FrameSource(empty)
-    cv2.imwrite(str(blob_folder / "f_99.png"), np.zeros((10, 10, 3), np.uint8))
+    cv2.imwrite(str(blob_folder / f"f_{FRAMES}.png"), np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(VideoReadError, match="same size"):
         list(FrameSource(blob_folder))
 
@@ -71,3 +72,11 @@ def test_mp4_writer_roundtrip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, f
     assert np.abs(back.astype(int) - frames).mean() < 6
     with pytest.raises(ValueError, match="must be uint8"):
         Mp4Writer(tmp_path / "x.mp4", FPS, (WIDTH, HEIGHT)).write(np.zeros((3, 3, 3), np.uint8))
+
+
+def test_folder_with_a_gap_in_frame_numbers_is_refused(blob_folder: Path) -> None:
+    files = sorted(blob_folder.iterdir(), key=lambda p: int(p.stem.split("_")[1]))
+    assert len(files) >= 3
+    files[1].unlink()
+    with pytest.raises(VideoReadError, match=f"skips from {files[0].name} to {files[2].name}"):
+        FrameSource(blob_folder)

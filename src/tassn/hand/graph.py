@@ -19,9 +19,11 @@ Hierarchies are deterministic (seeded visiting order) and cached on disk keyed b
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +33,8 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import laplacian as _csgraph_laplacian
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh
+
+log = logging.getLogger(__name__)
 
 #: bump when the coarsening or the file layout changes so stale caches are ignored.
 _CACHE_FORMAT = 1
@@ -399,12 +403,17 @@ def hierarchy_for(
     path = cache_path(template.hash(), levels, seed, cache_dir)
     num_vertices = int(np.asarray(template.vertices).shape[0])
     if path.is_file():
+        # the load is the check: every array of the .npz is a zip member with its own CRC-32, so a truncated or
+        # damaged file raises here instead of being used
         try:
             h = _load(path)
             if h.num_template_vertices == num_vertices and h.levels == levels:
                 return h
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-            pass
+            log.warning("graph cache %s holds another hierarchy (%d template vertices, %d levels; expected %d, %d); "
+                        "rebuilding it", path, h.num_template_vertices, h.levels, num_vertices, levels)
+        except (OSError, KeyError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as err:
+            log.warning("graph cache %s is truncated or corrupted (%s: %s); rebuilding it", path,
+                        type(err).__name__, err)
     h = MeshGraph.from_faces(np.asarray(template.faces), num_vertices).coarsen(levels, seed=seed)
     _save(h, path)
     return h

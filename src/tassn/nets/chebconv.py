@@ -2,7 +2,8 @@
 
 ``y = Σ_k T_k(L̂) x θ_k`` with ``T_0 = I``, ``T_1 = L̂``, ``T_k = 2 L̂ T_{k−1} − T_{k−2}``. The ``K`` terms are
 concatenated per input feature (``index = fin·K + k``, the layout of Ge et al.'s hand-graph-cnn) and mixed by one
-``Linear(K·Fin → Fout)``, so a ``θ`` learnt there maps onto ours.
+``Linear(K·Fin → Fout)``. The layout is theirs so that their weights could be mapped onto ours, but no converter
+exists: our networks train from scratch or from our own checkpoints.
 """
 
 from __future__ import annotations

@@ -69,8 +69,11 @@ class PME(nn.Module):
     """Flow estimator, 2-stack hourglass, Chebyshev mesh GCN and GCN pose regressor in one module.
 
     Sub-modules are ``flow``, ``heatmap``, ``mesh`` and ``pose``; ``freeze``/``unfreeze`` act on them by name and
-    frozen ones stay in eval mode (their BatchNorm statistics do not move). The defaults are the paper's model
-    (256² input, 256 features, 2 stacks, depth 4, 4 coarsening levels, K = 3).
+    frozen ones stay in eval mode (their BatchNorm statistics do not move). The size defaults are the paper's model
+    (256² input, 256 features, 2 stacks, depth 4, 4 coarsening levels, K = 3). The heatmap feedback and
+    teacher-forcing defaults (``heatmap_feedback``, ``teacher_forcing``, ``confidence_feedback``, ``teacher_*``,
+    ``mesh_grad_to_heatmap``) are this project's training recipe, not the paper's model (which feeds its predicted
+    ``H_t`` back); docs/results.md has the measurements behind them.
 
     Args:
         flow: flow backend for ``build_flow_estimator`` (``"dis"``, ``"none"``, ``"flownet2"``, …).

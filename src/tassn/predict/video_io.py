@@ -46,6 +46,24 @@ def _natural_key(path: Path) -> list[int | str]:
     return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", path.name)]
 
 
+def check_frame_numbers(files: list[Path]) -> None:
+    """Refuse a frame folder whose numbered names skip a number: a clip would treat the jump as one frame.
+
+    Only names that all end in a number are checked (``frame_0001.png``); other folders are taken in name order.
+    """
+    numbers = [int(m.group(1)) for p in files if (m := re.search(r"(\d+)$", p.stem))]
+    if len(numbers) != len(files):
+        return
+    for (a, pa), (b, pb) in zip(zip(numbers, files, strict=True), zip(numbers[1:], files[1:], strict=True),
+                                strict=False):
+        if b - a != 1:
+            raise VideoReadError(
+                f"frame folder {pa.parent} skips from {pa.name} to {pb.name} ({b - a - 1} frame(s) missing); "
+                "expected consecutive frame numbers so that no clip spans a gap: restore the missing frames "
+                "or split the folder at the gap"
+            )
+
+
 def _read_image_rgb(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
@@ -77,6 +95,7 @@ class FrameSource:
                     f"frame folder {self.path} holds no images; expected files ending in "
                     f"{', '.join(IMAGE_SUFFIXES)}"
                 )
+            check_frame_numbers(self._files)
             first = _read_image_rgb(self._files[0])
             count = len(self._files)
             native_fps = DEFAULT_FPS

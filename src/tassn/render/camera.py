@@ -2,7 +2,8 @@
 
 Networks predict root-relative, scale-normalised 3D (camera axes: x right, y down, z forward), so without 3D
 labels the only link to the image is the 2D keypoints. A weak-perspective camera ``u = s·(X, Y) + t`` has a
-closed-form weighted least-squares fit to them (differentiable, so the silhouette loss can also move the pose):
+closed-form weighted least-squares fit to them. The fit is differentiable, but the stages fit it to the detached
+pose (stage 2's L_m shapes the mesh and never moves the pose or the camera through it):
 
     s = Σ w (P − P̄)·(k − k̄) / Σ w ‖P − P̄‖²,     t = k̄ − s·P̄      (P̄, k̄ weighted means)
 

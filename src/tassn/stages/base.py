@@ -176,13 +176,23 @@ class StageModule(LightningModule):
     def _log_curve(self, split: str, curve: dict[str, list[float]], run_dir: Path | None) -> None:
         from tassn.stages.evaluation import pck_curve_image, save_png
 
-        title = f"{type(self).__name__} ({self.variant()}), {split}, epoch {self.current_epoch}"
+        title = f"{self.run_name()}: {type(self).__name__} ({self.variant()}), {split} split"
+        if split == "val":
+            title += f", epoch {self.current_epoch}"  # val curves follow training; a test curve has no epoch
         image = pck_curve_image(curve, title=title, dataset=self.dataset_name())
         if run_dir is not None:
             save_png(image, run_dir / f"pck_curve_{split}.png")
         for logger in self.loggers:
             if hasattr(logger, "log_image"):
                 logger.log_image(key=f"{split}/pck_curve", images=[image], step=self.global_step)
+
+    def run_name(self) -> str:
+        """The run's folder as a user names it (``synthetic-cpu/stage3``): the last two parts of its root dir."""
+        trainer = getattr(self, "_trainer", None)
+        if trainer is None:
+            return "run"
+        root = Path(trainer.default_root_dir).resolve()
+        return "/".join(root.parts[-2:])
 
     def run_dir(self) -> Path | None:
         """This run's own folder (the first logger's ``version_<n>``), or None without a trainer or logger.

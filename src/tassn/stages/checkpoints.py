@@ -11,11 +11,14 @@ naming the file and the global it asked for.
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
+import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -91,6 +94,25 @@ class WeightsOnlyCheckpointIO(TorchCheckpointIO):
     def __init__(self, preloaded: tuple[str | Path, dict] | None = None) -> None:
         super().__init__()
         self.preloaded = preloaded
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        """Write through a temporary file in the same folder and rename it into place: a run killed while
+        writing leaves the previous checkpoint whole, never a truncated one that the next resume cannot read."""
+        path = Path(path)
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     def load_checkpoint(self, path: str | Path, map_location: object = None, weights_only: bool | None = None) -> dict:
         if weights_only is False:
