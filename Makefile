@@ -229,3 +229,11 @@ ablation: $(addprefix ablation-seed-,$(SEEDS)) ## Table 1: stage 3 w/o L_c, w/o 
 bench: | $(STAMP) ## speed and memory: PME nets, training throughput per stage, renderer (BENCH_DEVICE=cpu|cuda)
 	$(PYTHON) benchmarks/bench_nets.py
 	$(PYTHON) benchmarks/bench_train.py --device $(BENCH_DEVICE) $(BENCH_ARGS)
+
+# `make bench-predict`: video prediction with the tracking crop against the same model on ground-truth crops, on
+# the synthetic target test videos (docs/results.md). CKPT= picks the checkpoint (default: this RUN's stage 3).
+PREDICT_CKPT = $(if $(CKPT),$(CKPT),$(call last,$(STAGE3_DIR)))
+.PHONY: bench-predict
+bench-predict: | $(STAMP) ## tracked vs ground-truth-crop 2D error/PCK and crop sides on the synthetic test videos (CKPT=…)
+	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PYTHON) benchmarks/bench_predict.py --ckpt $(PREDICT_CKPT) \
+	  --data $(if $(DATA_ROOT),$(DATA_ROOT),data/synthetic) --out benchmarks/results/predict.json
