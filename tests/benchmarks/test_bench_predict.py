@@ -22,7 +22,7 @@ def test_score_is_mean_error_and_pck_in_frame_pixels() -> None:
 
 def test_summary_fails_the_goal_on_a_collapse_or_a_large_ratio() -> None:
     row = {"frames": 10, "tracked_error_px": 6.0, "gt_crop_error_px": 5.0, "tracked_pck": 0.5, "gt_crop_pck": 0.6,
-           "min_side": 40.0, "max_side": 128.0, "collapsed": False}
+           "min_side": 40.0, "max_side": 128.0, "min_side_ratio": 0.8, "collapsed": False}
     assert summarise([row])["goal_met"] and summarise([row])["ratio"] == pytest.approx(1.2)
     assert not summarise([row, row | {"collapsed": True}])["goal_met"]
     assert not summarise([row | {"tracked_error_px": 6.5}])["goal_met"]
