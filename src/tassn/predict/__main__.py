@@ -130,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(side ×/÷ --track-max-step per frame, never under its floor, smoothed centre) and goes back to the first "
         "box (--bbox, else the full frame) after --track-patience frames whose confidence is under "
         "--reinit-confidence; --crop box uses --bbox for every frame; --crop keypoints reads per-frame keypoints or "
-        "boxes from --keypoints-file; --crop full uses the centred square of every frame. Nothing is downloaded.",
+        "boxes from --keypoints-file; --crop full uses the centred square of every frame. Nothing is downloaded. (LightningCLI's predict over a "
+        "config's data: tassn predict --config … --help.)",
     ))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
