@@ -67,15 +67,19 @@ def score(pred: np.ndarray, truth: np.ndarray, pck_px: float) -> dict[str, float
     return {"error_px": float(err.mean()), "pck": float((err <= pck_px).mean())}
 
 
-def run_video(frames: Path, kp2d: np.ndarray, stepper: Any, pck_px: float, track: dict[str, Any]) -> dict[str, Any]:
-    """Both crops on one video: scores, tracked crop sides and re-initialisations."""
+def run_video(frames: Path, kp2d: np.ndarray, stepper: Any, pck_px: float, track: dict[str, Any],
+              start: str = "full") -> dict[str, Any]:
+    """Both crops on one video: scores, tracked crop sides and re-initialisations. ``start``: the tracker's first
+    box is the full frame (``full``, the default of ``tassn predict``) or the first frame's ground-truth crop (``gt``,
+    as a user's ``--bbox``), which separates finding the hand from following it."""
     from tassn.predict.runner import run_forward
     from tassn.predict.tracking import TrackingCrop
     from tassn.predict.video_io import FrameSource
 
     row: dict[str, Any] = {"video": frames.name, "frames": len(kp2d)}
     truth = GroundTruthCrop(kp2d)
-    for name, provider in (("tracked", TrackingCrop(**track)), ("gt_crop", truth)):
+    initial = truth.boxes[0] if start == "gt" else None
+    for name, provider in (("tracked", TrackingCrop(initial=initial, **track)), ("gt_crop", truth)):
         source = FrameSource(frames)
         result, boxes = run_forward(source, provider, stepper, None, False, None, progress=False)
         pred = np.stack([b.to_frame(k, stepper.crop_size) for b, k in zip(boxes, result.kp_crop, strict=True)])
@@ -126,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-videos", type=int, help="only the first N videos")
     parser.add_argument("--pck-px", type=float, default=5.0, help="PCK threshold in frame pixels (default 5)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--start", choices=("full", "gt"), default="full",
+                        help="the tracker's first box: the full frame (default) or the first ground-truth crop")
     parser.add_argument("--stages", nargs="+", default=["stage3", "stage2", "pretrain", "stage1"],
                         help="checkpoint stages accepted (stage 1's heatmaps are enough for 2D; default: all)")
     args = parser.parse_args(argv)
@@ -147,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     stepper = Stepper(model)
     track: dict[str, Any] = {}
     started = time.perf_counter()
-    rows = [run_video(folder / "videos" / str(name), kp, stepper, args.pck_px, track)
+    rows = [run_video(folder / "videos" / str(name), kp, stepper, args.pck_px, track, args.start)
             for name, kp in zip(names, kp2d, strict=True)]
     summary = summarise(rows)
     print(table(rows, summary, args.pck_px))
@@ -155,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(Path(args.ckpt)), "stage": model.stage, "data": str(folder), "pck_px": args.pck_px,
-              "crop_size": stepper.crop_size, "tracker": "TrackingCrop defaults (full-frame start)",
+              "crop_size": stepper.crop_size, "tracker": f"TrackingCrop defaults, first box: {args.start}",
               "seconds": time.perf_counter() - started, "summary": summary, "videos": rows}
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
