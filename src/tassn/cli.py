@@ -63,8 +63,9 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("validate", "evaluate a checkpoint on the validation split (--ckpt_path CKPT)"),
     ("test", "evaluate a checkpoint on the test split: EPE, PCK, AUC (--ckpt_path CKPT)"),
     ("predict", "run a checkpoint over a config's data (LightningCLI; --config … --ckpt_path CKPT)"),
-    ("predict --video", "a trained model on your video: keypoints, meshes, overlay (--video V --ckpt C --out D)"),
-    ("adapt", "fine-tune on your unlabeled video, then predict it (--video V --ckpt C --out D)"),
+    ("predict --video", "a trained model on your video: keypoints, meshes, overlay (tassn predict --video V --ckpt C "
+                        "--out D)"),
+    ("adapt", "fine-tune on your unlabeled video, then predict it (tassn adapt --video V --ckpt C --out D)"),
     ("prepare", "generate or check a config's dataset and its GrabCut silhouettes (--config …)"),
     ("report", "results of test runs beside the paper's Table 1 (RUN_DIR …)"),
 )
