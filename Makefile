@@ -254,3 +254,11 @@ $(MEDIAPIPE_VENV)/.installed:
 peer-mediapipe: $(MEDIAPIPE_VENV)/.installed | $(STAMP) ## MediaPipe Hands on the same split and crops (own venv): table, JSON, PNG
 	$(PYTHON) benchmarks/peer_mediapipe.py --python $(MEDIAPIPE_VENV)/bin/python --config $(CONFIG) \
 	  $(if $(filter-out synthetic,$(DATA)),--data $(DATA_CFG)) $(if $(DATA_ROOT),--root $(DATA_ROOT)) $(PEER_ARGS)
+
+# `make bench-predict`: video prediction with the tracking crop against the same model on ground-truth crops, on
+# the synthetic target test videos (docs/results.md). CKPT= picks the checkpoint (default: this RUN's stage 3).
+PREDICT_CKPT = $(if $(CKPT),$(CKPT),$(call last,$(STAGE3_DIR)))
+.PHONY: bench-predict
+bench-predict: | $(STAMP) ## tracked vs ground-truth-crop 2D error/PCK and crop sides on the synthetic test videos (CKPT=…)
+	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PYTHON) benchmarks/bench_predict.py --ckpt $(PREDICT_CKPT) \
+	  --data $(if $(DATA_ROOT),$(DATA_ROOT),data/synthetic) --out benchmarks/results/predict.json

@@ -104,9 +104,63 @@ def test_config_typos_get_jsonargparse_errors(write_configs, tmp_path, capsys) -
 
     typo = tmp_path / "typo.yaml"
     typo.write_text("trainer:\n  max_epoch: 3\n")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         run_cli(["fit", *configs, "--config", str(typo)])
-    assert "max_epoch" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    first = err.splitlines()[0]  # the key and its nearest valid keys come first, no usage
+    assert "unknown config key 'trainer.max_epoch'" in first and "trainer.max_epochs" in first
+    assert "usage:" not in err and len(err.splitlines()) <= 5
+
+    model_typo = tmp_path / "model_typo.yaml"
+    model_typo.write_text("model:\n  init_args:\n    lamda_s: 0.5\n")
+    with pytest.raises(SystemExit):
+        run_cli(["fit", *configs, "--config", str(model_typo)])
+    first = capsys.readouterr().err.splitlines()[0]
+    assert "unknown config key 'model.init_args.lamda_s'" in first and "model.init_args.lambda_s" in first
+
+
+def test_help_lists_every_command_on_one_line(capsys) -> None:
+    from tassn.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    for command in ("fit", "validate", "test", "predict", "predict --video", "adapt", "prepare", "report"):
+        assert sum(line.split("  ")[1:2] == [command] for line in lines) == 1, f"{command!r} is not listed once"
+
+
+def test_predict_help_shows_the_video_options(capsys) -> None:
+    from tassn.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--video", "--ckpt", "--out", "--bbox", "--track-max-step", "--track-floor", "--reinit-confidence"):
+        assert option in out
+
+
+def test_a_truncated_checkpoint_is_one_line_naming_the_file(tmp_path, capsys) -> None:
+    from tassn.cli import main
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(frames / "frame_0.png"), np.zeros((32, 32, 3), np.uint8))
+    ckpt = tmp_path / "truncated.ckpt"
+    buffer = tmp_path / "whole.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(64)}}, buffer)
+    ckpt.write_bytes(buffer.read_bytes()[:200])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--video", str(frames), "--ckpt", str(ckpt), "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert str(ckpt) in err and "not a readable checkpoint" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_user_errors_end_with_a_message_and_status_2(write_configs, tmp_path, capsys) -> None:

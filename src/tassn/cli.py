@@ -32,6 +32,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from tassn.cli_errors import TassnArgumentParser
 from tassn.config_trust import (
     UntrustedConfigError,
     check_ckpt_path,
@@ -60,6 +61,18 @@ DESCRIPTION = (
     "`tassn adapt --help`)."
 )
 MONITOR = "val/epe_mm"
+#: ``tassn --help``: every command a user has, one line each.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("fit", "train a stage: --config experiments/<stage>.yaml --config experiments/data/<data>.yaml …"),
+    ("validate", "evaluate a checkpoint on the validation split (--ckpt_path CKPT)"),
+    ("test", "evaluate a checkpoint on the test split: EPE, PCK, AUC (--ckpt_path CKPT)"),
+    ("predict", "run a checkpoint over a config's data (LightningCLI; --config … --ckpt_path CKPT)"),
+    ("predict --video", "a trained model on your video: keypoints, meshes, overlay (tassn predict --video V --ckpt C "
+                        "--out D)"),
+    ("adapt", "fine-tune on your unlabeled video, then predict it (tassn adapt --video V --ckpt C --out D)"),
+    ("prepare", "generate or check a config's dataset and its GrabCut silhouettes (--config …)"),
+    ("report", "results of test runs beside the paper's Table 1 (RUN_DIR …)"),
+)
 
 
 def checkpoint_dir(default_root_dir: str | None) -> str:
@@ -129,6 +142,7 @@ class TassnCLI(LightningCLI):
         self._preloaded: tuple[str, dict] | None = None  # the --ckpt_path checkpoint, read once
         kwargs.setdefault("save_config_kwargs", {"overwrite": False})
         kwargs.setdefault("parser_kwargs", {"prog": "tassn", "description": DESCRIPTION})
+        kwargs.setdefault("parser_class", TassnArgumentParser)
         super().__init__(
             StageModule,
             HandClipDataModule,
@@ -254,6 +268,21 @@ def prepare(argv: Sequence[str]) -> None:
         datamodule.setup(stage)
 
 
+def overview() -> str:
+    """The text of ``tassn --help``."""
+    width = max(len(name) for name, _ in COMMANDS)
+    lines = ["usage: tassn COMMAND [options]", "", "Train, evaluate and run TASSN (hand pose and mesh from video).",
+             "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS]
+    lines += ["", "`tassn COMMAND --help` shows a command's options (`tassn predict --help`: the video options;",
+              "`tassn predict --config … --help`: LightningCLI's). Configs compose: stage, data, then size file."]
+    return "\n".join(lines)
+
+
+def wants_help(args: Sequence[str]) -> bool:
+    return any(a in ("-h", "--help") for a in args)
+
+
 USER_ERRORS = (FileNotFoundError, CheckpointMismatchError, DatasetLayoutError, UntrustedFileError)
 
 
@@ -267,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     configure_logging()
     quiet_wandb()
+    if not args or args[0] in ("-h", "--help"):
+        print(overview())
+        raise SystemExit(0 if args else 2)
     try:
         if args and args[0] == "report":
             from tassn import report
@@ -279,7 +311,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args and args[0] == "prepare":
             prepare(args[1:])
             return
-        if args and args[0] == "predict" and any(a == "--video" or a.startswith("--video=") for a in args[1:]):
+        video = any(a == "--video" or a.startswith("--video=") for a in args[1:])
+        configured = any(a in ("-c", "--config") or a.startswith("--config=") for a in args[1:])
+        if args and args[0] == "predict" and (video or (wants_help(args[1:]) and not configured)):
             # a user's video: the standalone predictor (tassn.predict), not LightningCLI's predict subcommand
             from tassn.predict.__main__ import main as predict_video_main
 

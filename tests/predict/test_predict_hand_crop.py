@@ -11,9 +11,10 @@ from tassn.predict.hand_crop import (
     CropBox,
     FixedBoxCrop,
     KeypointFileCrop,
-    TrackingCrop,
     make_crop_provider,
+    parse_bbox,
 )
+from tassn.predict.tracking import TrackingCrop
 
 
 def test_crop_box_maps_like_the_training_crop() -> None:
@@ -44,22 +45,32 @@ def test_from_corners_and_keypoints() -> None:
         CropBox.from_corners(10, 10, 5, 20)
 
 
-def test_tracking_follows_keypoints_with_smoothing() -> None:
-    tracker = TrackingCrop(initial=None, margin=1.0, smoothing=0.5)
-    assert tracker.box(0, 96, 80) == CropBox(47.5, 39.5, 80.0)  # centred square until a prediction arrives
+def test_tracking_follows_keypoints_with_smoothing_and_bounded_steps() -> None:
+    tracker = TrackingCrop(initial=None, margin=1.0, smoothing=0.5, max_scale_step=1.25, floor_fraction=0.1)
+    assert tracker.box(0, 96, 80) == CropBox(47.5, 39.5, 80.0)  # the full frame until a prediction arrives
     kp = np.array([[10.0, 10.0], [30.0, 10.0], [10.0, 30.0], [30.0, 30.0]])
     tracker.update(0, kp, np.ones(4))
     box = tracker.box(1, 96, 80)
     assert box.cx == pytest.approx(0.5 * 47.5 + 0.5 * 20.0)
-    assert box.size == pytest.approx(np.sqrt(80.0 * 20.0))  # geometric mean of the sizes
-    tracker.update(1, kp, np.zeros(4))  # no confident keypoint: the box stays
+    assert box.size == pytest.approx(80.0 / 1.25)  # the geometric mean (40) is more than one step away
+    tracker.update(1, kp, np.zeros(4))  # a lost frame: the box stays
     assert tracker.box(2, 96, 80) == box
-    runaway = TrackingCrop(initial=CropBox(40.0, 40.0, 60.0), margin=3.0, smoothing=0.0)
+    runaway = TrackingCrop(initial=CropBox(40.0, 40.0, 60.0), margin=3.0, smoothing=0.0, max_scale_step=10.0)
+    runaway.box(0, 96, 80)
     runaway.update(0, np.array([[-500.0, 0.0], [500.0, 10.0], [200.0, 300.0]]), np.ones(3))
     assert runaway.box(1, 96, 80) == CropBox(0.0, 79.0, 96.0)  # centre kept in the frame, side ≤ 96
-    fast = TrackingCrop(initial=CropBox(0, 0, 10), margin=1.0, smoothing=0.0)
+    fast = TrackingCrop(initial=CropBox(0, 0, 10), margin=1.0, smoothing=0.0, max_scale_step=4.0)
+    fast.box(0, 96, 80)
     fast.update(0, kp, np.ones(4))
     np.testing.assert_allclose(fast.box(1, 96, 80).as_array(), [20.0, 20.0, 20.0])
+
+
+def test_parse_bbox_takes_corner_width_height() -> None:
+    assert parse_bbox("10,20,30,40") == (10.0, 20.0, 40.0, 60.0)
+    assert parse_bbox(" 1.5, 2 ,3,4") == (1.5, 2.0, 4.5, 6.0)
+    for bad in ("1,2,3", "a,b,c,d", "0,0,-5,10", "0,0,5,0"):
+        with pytest.raises(ValueError, match="--bbox"):
+            parse_bbox(bad)
 
 
 def _kp(cx: float, cy: float) -> np.ndarray:

@@ -15,10 +15,11 @@ from predict_testdata import FRAMES, HEIGHT, WIDTH, blob_frames, stage_checkpoin
 
 from tassn.hand.skeleton import JOINT_NAMES
 from tassn.predict.__main__ import main
-from tassn.predict.hand_crop import CropBox, TrackingCrop
+from tassn.predict.hand_crop import CropBox
 from tassn.predict.model import load_model
 from tassn.predict.overlay import compose_frame, project
 from tassn.predict.runner import predict_video
+from tassn.predict.tracking import TrackingCrop
 from tassn.predict.video_io import FrameSource, VideoReadError, read_frames
 from tassn.predict.writers import PredictionArrays
 from tassn.stages.checkpoints import CheckpointMismatchError
@@ -179,14 +180,25 @@ def test_command_line(blob_folder: Path, tiny_ckpt: Path, tmp_path: Path, capsys
 
 
 def test_tracking_crop_follows_each_frames_prediction(blob_video: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    trust_all = {"min_confidence": -1e9, "reinit_confidence": -1e9}  # the untrained test network's peaks are ~0
     out = predict_video(blob_video, tiny_ckpt, tmp_path / "run", box=BOX, track_smoothing=0.25, mesh_format="none",
-                        overlay=False, progress=False)
+                        overlay=False, progress=False, track_options=trust_all)
     arrays = PredictionArrays.load_npz(out / "predictions.npz")
-    replay = TrackingCrop(initial=CropBox.from_corners(*BOX), margin=1.5, smoothing=0.25)
+    replay = TrackingCrop(initial=CropBox.from_corners(*BOX), margin=1.5, smoothing=0.25, **trust_all)
     for t in range(FRAMES):
         np.testing.assert_allclose(arrays.crop_boxes[t], replay.box(t, WIDTH, HEIGHT).as_array(), atol=1e-9)
         replay.update(t, arrays.kp2d[t], arrays.confidence[t])
     assert np.abs(np.diff(arrays.crop_boxes, axis=0)).max() > 1.0  # the box did move
+    tracking = json.loads((out / "run.json").read_text())["tracking"]
+    assert tracking["floor"] == pytest.approx(replay.floor) and tracking["reinitialised_at"] == []
+
+
+def test_an_unsure_network_puts_the_first_box_back(blob_video: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    out = predict_video(blob_video, tiny_ckpt, tmp_path / "run", box=BOX, mesh_format="none", overlay=False,
+                        progress=False, confidence=False, track_options={"patience": 2})
+    arrays = PredictionArrays.load_npz(out / "predictions.npz")
+    np.testing.assert_allclose(arrays.crop_boxes, np.tile(CropBox.from_corners(*BOX).as_array(), (FRAMES, 1)))
+    assert json.loads((out / "run.json").read_text())["tracking"]["reinitialised_at"] == list(range(2, FRAMES + 1, 2))
 
 
 def test_a_run_that_fails_keeps_the_previous_outputs_byte_for_byte(blob_folder: Path, tiny_ckpt: Path,

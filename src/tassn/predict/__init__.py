@@ -1,8 +1,8 @@
 """Run a trained model on a user's hand video: 2D/3D keypoints, meshes and an overlay video.
 
 ``predict_video`` (also ``python -m tassn.predict`` and ``tassn predict --video …``) is the entry point; the
-submodules are its parts: reading/writing video (:mod:`.video_io`), choosing hand crops (:mod:`.hand_crop`),
-output files (:mod:`.writers`), heatmap decoding (:mod:`.decode`), the checkpoint (:mod:`.model`), overlay frames
+submodules are its parts: reading/writing video (:mod:`.video_io`), choosing hand crops (:mod:`.hand_crop`,
+tracking in :mod:`.tracking`), output files (:mod:`.writers`), heatmap decoding (:mod:`.decode`), the checkpoint (:mod:`.model`), overlay frames
 (:mod:`.overlay`, :mod:`.view3d`) and the loop itself (:mod:`.runner`); :mod:`.prediction_writer` writes the same
 run folder from the LightningCLI ``predict`` subcommand with :class:`data_modules.video.VideoDataModule`.
 The network-free parts import without torch models so data modules can use them.

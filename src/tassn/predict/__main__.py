@@ -16,7 +16,7 @@ import yaml
 
 from .confidence import AGREEMENT_SCALE
 from .decode import KEYPOINT_METHODS
-from .hand_crop import CROP_MODES
+from .hand_crop import CROP_MODES, parse_bbox
 from .model import PREDICT_STAGES
 from .writers import MESH_FORMATS
 
@@ -33,12 +33,24 @@ def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     crop = parser.add_argument_group("hand crop")
     crop.add_argument("--crop", choices=CROP_MODES, default="auto",
                       help="auto: keypoints when --keypoints-file is given, else track (default: auto)")
-    crop.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
-                      help="hand box in frame pixels: the crop for --crop box, the start for tracking")
+    first = crop.add_mutually_exclusive_group()
+    first.add_argument("--bbox", metavar="X,Y,W,H",
+                       help="first hand box in frame pixels (top-left corner, width, height): the start and "
+                       "re-initialisation box for tracking, the crop for --crop box (default: the full frame)")
+    first.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                       help="the same box as corners")
     crop.add_argument("--keypoints-file", help="per-frame 2D keypoints or boxes (.npy, .npz, .csv)")
     crop.add_argument("--crop-margin", type=float, default=1.5, help="crop side / keypoints' extent (default 1.5)")
     crop.add_argument("--track-smoothing", type=float, default=0.5,
                       help="weight of the previous box when tracking, in [0, 1) (default 0.5)")
+    crop.add_argument("--track-max-step", type=float, default=1.25,
+                      help="the tracked side changes at most by this factor per frame (default 1.25)")
+    crop.add_argument("--track-floor", type=float, default=0.25,
+                      help="the tracked side stays ≥ this × min(first box side, frame's shorter side) (default 0.25)")
+    crop.add_argument("--reinit-confidence", type=float, default=0.1,
+                      help="a frame whose median heatmap peak is under this is lost (default 0.1)")
+    crop.add_argument("--track-patience", type=int, default=3,
+                      help="this many lost frames in a row put the first box back (default 3)")
     crop.add_argument("--left-hand", action="store_true", help="the video shows a left hand")
     model = parser.add_argument_group("model")
     model.add_argument("--fuse-reverse", action="store_true",
@@ -78,13 +90,27 @@ def _net_overrides(path: str | None) -> dict | None:
     return data
 
 
+def first_box(args: argparse.Namespace) -> tuple[float, ...] | None:
+    """The user's first box as corners, from ``--bbox x,y,w,h`` or ``--box x0 y0 x1 y1``."""
+    if getattr(args, "bbox", None) is not None:
+        return parse_bbox(args.bbox)
+    return tuple(args.box) if args.box is not None else None
+
+
+def track_options(args: argparse.Namespace) -> dict[str, float]:
+    """The tracking bounds of ``--track-max-step``, ``--track-floor``, ``--reinit-confidence``, ``--track-patience``."""
+    return {"max_scale_step": args.track_max_step, "floor_fraction": args.track_floor,
+            "reinit_confidence": args.reinit_confidence, "patience": args.track_patience}
+
+
 def run_from_args(args: argparse.Namespace) -> Path:
     """Run :func:`predict_video` with parsed arguments."""
     from .runner import predict_video
 
     return predict_video(
-        video=args.video, ckpt=args.ckpt, out_dir=args.out_dir, box=args.box, keypoints_file=args.keypoints_file,
-        crop=args.crop, crop_margin=args.crop_margin, track_smoothing=args.track_smoothing,
+        video=args.video, ckpt=args.ckpt, out_dir=args.out_dir, box=first_box(args),
+        keypoints_file=args.keypoints_file, crop=args.crop, crop_margin=args.crop_margin,
+        track_smoothing=args.track_smoothing, track_options=track_options(args),
         left_hand=args.left_hand, fuse_reverse=args.fuse_reverse, confidence=args.confidence,
         agreement_scale=args.agreement_scale, mm_scale=args.mm_scale,
         clip_length=args.clip_length, mesh_format=args.mesh_format, overlay=args.overlay, fps=args.fps,
@@ -100,9 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="tassn predict",
         description="Run a trained tassn model on a hand video: 2D and 3D keypoints (CSV, NPZ), meshes (OBJ/PLY) "
         "and an overlay video, written into a new folder.",
-        epilog="Hand crops: --crop box uses --box for every frame; --crop keypoints reads per-frame keypoints or "
-        "boxes from --keypoints-file; --crop track follows the previous frame's prediction, starting from --box or "
-        "the centred square; --crop full uses the centred square of every frame. Nothing is downloaded.",
+        epilog="Hand crops: --crop track (the default) follows the previous frame's keypoints with bounded change "
+        "(side ×/÷ --track-max-step per frame, never under its floor, smoothed centre) and goes back to the first "
+        "box (--bbox, else the full frame) after --track-patience frames whose confidence is under "
+        "--reinit-confidence; --crop box uses --bbox for every frame; --crop keypoints reads per-frame keypoints or "
+        "boxes from --keypoints-file; --crop full uses the centred square of every frame. Nothing is downloaded. (LightningCLI's predict over a "
+        "config's data: tassn predict --config … --help.)",
     ))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -36,8 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("--crop", choices=ADAPT_CROP_MODES, default="track",
                       help="track the hand from the previous frame's prediction (default), or a fixed --box, or "
                       "the centred square of every frame")
-    crop.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
-                      help="hand box in frame pixels: the crop for --crop box, the start for tracking")
+    first = crop.add_mutually_exclusive_group()
+    first.add_argument("--bbox", metavar="X,Y,W,H",
+                       help="first hand box in frame pixels (top-left corner, width, height): the start for "
+                       "tracking, the crop for --crop box (default: the full frame)")
+    first.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="the same box as corners")
     crop.add_argument("--crop-margin", type=float, default=1.5, help="crop side / keypoints' extent (default 1.5)")
     crop.add_argument("--track-smoothing", type=float, default=0.5,
                       help="weight of the previous box when tracking, in [0, 1) (default 0.5)")
@@ -75,13 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_from_args(args: argparse.Namespace) -> Path:
     """Run :func:`~tassn.predict.adapt.adapt_video` with parsed arguments."""
+    from .__main__ import first_box
     from .adapt import adapt_video
 
     return adapt_video(
         video=args.video, ckpt=args.ckpt, out_dir=args.out_dir, steps=args.steps, lr=args.lr,
         batch_size=args.batch_size, clip_len=args.clip_len, min_confidence=args.min_confidence,
         min_joints=args.min_joints, agreement_scale=args.agreement_scale, collapse_fraction=args.collapse_fraction,
-        collapse_check_every=args.collapse_check_every, box=args.box, crop=args.crop,
+        collapse_check_every=args.collapse_check_every, box=first_box(args), crop=args.crop,
         crop_margin=args.crop_margin, track_smoothing=args.track_smoothing, left_hand=args.left_hand, fps=args.fps,
         max_frames=args.max_frames, device=args.device, seed=args.seed, allowed_stages=args.stages,
         overwrite=args.overwrite, progress=not args.quiet, mm_scale=args.mm_scale, mesh_format=args.mesh_format,

@@ -1,14 +1,14 @@
 """Where the hand is in each frame: square crop boxes and the providers that choose them.
 
-The network sees an ``S×S`` crop around the hand, as in training. Three providers are offered, none of which
+The network sees an ``S×S`` crop around the hand, as in training. Four providers are offered, none of which
 downloads anything:
 
 - ``box``: one user box ``(x0, y0, x1, y1)`` in frame pixels for every frame (a hand that stays in place);
 - ``keypoints``: per-frame 2D keypoints or boxes from a file (``.npy``/``.npz``/``.csv``; e.g. another
   detector's output, or the ``keypoints2d.csv`` of an earlier run); frames the file leaves out reuse the
   nearest frame it has;
-- ``track``: the box follows the previous frame's own 2D prediction (keypoint bounding square × margin,
-  exponentially smoothed); it starts from the user box, or from the largest centred square of the frame;
+- ``track``: the box follows the previous frame's own 2D prediction within bounds and is re-initialised when the
+  prediction is lost (:mod:`tassn.predict.tracking`); it starts from the user box, or from the full frame;
 - ``full``: the largest centred square of every frame (a video already framed on the hand).
 
 Coordinates are OpenCV's: pixel centres at integers. A box of side ``size`` centred on ``(cx, cy)`` maps its
@@ -18,9 +18,10 @@ extent ``[cx − size/2, cx + size/2]`` onto the crop's ``[−0.5, S − 0.5]``.
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from data_modules.clips import crop_matrix, warp_image
@@ -130,62 +131,6 @@ class CentredSquareCrop:
 
     def update(self, index: int, kp2d: np.ndarray, confidence: np.ndarray) -> None:
         """Nothing to learn from predictions."""
-
-
-class TrackingCrop:
-    """Follows the hand with the previous frame's predicted 2D keypoints.
-
-    After each frame, the square around its confident keypoints (× ``margin``) becomes the measurement; centre
-    and log-size are smoothed exponentially (``smoothing`` = weight of the old box, 0 = no smoothing) so one bad
-    frame does not throw the crop off the hand. With fewer than ``MIN_KEYPOINTS`` keypoints above
-    ``min_confidence`` the box stays where it was. The centre stays inside the frame and the side within
-    ``[min_size, frame's longer side]``, so a run of bad predictions cannot send the crop away for good.
-    """
-
-    name = "track"
-    needs_predictions = True
-
-    def __init__(
-        self, initial: CropBox | None = None, margin: float = 1.5, smoothing: float = 0.5,
-        min_confidence: float = 0.05, min_size: float = 16.0,
-    ) -> None:
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-        if margin <= 0:
-            raise ValueError(f"margin must be positive, got {margin}")
-        self.initial = initial
-        self.margin = margin
-        self.smoothing = smoothing
-        self.min_confidence = min_confidence
-        self.min_size = min_size
-        self._current: CropBox | None = initial
-
-    def box(self, index: int, width: int, height: int) -> CropBox:
-        """The current box, kept inside sane bounds: centre in the frame, side at most the frame's longer side."""
-        if self._current is None:
-            self._current = CropBox.centred_square(width, height)
-        box = self._current
-        bounded = CropBox(float(np.clip(box.cx, 0, width - 1)), float(np.clip(box.cy, 0, height - 1)),
-                          float(np.clip(box.size, self.min_size, max(width, height, self.min_size))))
-        if bounded != box:
-            self._current = bounded
-        return self._current
-
-    def update(self, index: int, kp2d: np.ndarray, confidence: np.ndarray) -> None:
-        good = np.isfinite(kp2d).all(axis=1) & (confidence >= self.min_confidence)
-        if good.sum() < MIN_KEYPOINTS:
-            return
-        measured = CropBox.from_keypoints(kp2d[good], self.margin, self.min_size)
-        old = self._current
-        if old is None:
-            self._current = measured
-            return
-        a = self.smoothing
-        self._current = CropBox(
-            a * old.cx + (1 - a) * measured.cx,
-            a * old.cy + (1 - a) * measured.cy,
-            float(np.exp(a * np.log(old.size) + (1 - a) * np.log(measured.size))),
-        )
 
 
 class KeypointFileCrop:
@@ -315,12 +260,16 @@ def make_crop_provider(
     keypoints_file: str | Path | None = None,
     margin: float = 1.5,
     smoothing: float = 0.5,
+    track_options: Mapping[str, Any] | None = None,
 ) -> CropProvider:
     """Build the provider a user asked for.
 
     ``auto`` picks ``keypoints`` when a file is given and ``track`` otherwise (seeded by ``box`` when given).
     ``margin`` scales keypoint squares (file and tracking); a user box is used as given (made square).
+    ``track_options`` are further :class:`~tassn.predict.tracking.TrackingCrop` arguments (bounds, re-initialisation).
     """
+    from .tracking import TrackingCrop  # tracking builds on this module's CropBox
+
     if crop not in CROP_MODES:
         raise ValueError(f"crop must be one of {CROP_MODES}, got {crop!r}")
     user_box = CropBox.from_corners(*box) if box is not None else None
@@ -336,4 +285,16 @@ def make_crop_provider(
         if user_box is None:
             raise ValueError("crop='box' needs a box (x0, y0, x1, y1) in frame pixels")
         return FixedBoxCrop(user_box)
-    return TrackingCrop(initial=user_box, margin=margin, smoothing=smoothing)
+    return TrackingCrop(initial=user_box, margin=margin, smoothing=smoothing, **dict(track_options or {}))
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """``"x,y,w,h"`` (top-left corner, width, height in frame pixels) → corners ``(x0, y0, x1, y1)``."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        x, y, w, h = (float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"--bbox {text!r}: expected four numbers x,y,w,h (top-left corner, width, height)") from None
+    if not (np.isfinite([x, y, w, h]).all() and w > 0 and h > 0):
+        raise ValueError(f"--bbox {text!r}: expected a finite x,y and a positive width and height")
+    return x, y, x + w, y + h

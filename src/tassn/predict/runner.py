@@ -318,6 +318,7 @@ def predict_video(
     crop: str = "auto",
     crop_margin: float = 1.5,
     track_smoothing: float = 0.5,
+    track_options: dict[str, Any] | None = None,
     left_hand: bool = False,
     fuse_reverse: bool = False,
     confidence: bool = True,
@@ -348,6 +349,8 @@ def predict_video(
         crop: ``auto`` (keypoints when a file is given, else track), ``box``, ``keypoints``, ``track`` or ``full``.
         crop_margin: crop side = margin × the keypoints' longer extent (training uses 1.5).
         track_smoothing: weight of the previous box when tracking (0 = follow each prediction at once).
+        track_options: further :class:`~tassn.predict.tracking.TrackingCrop` arguments (``max_scale_step``,
+            ``floor_fraction``, ``reinit_confidence``, ``patience``).
         left_hand: the video shows a left hand; frames are mirrored for the right-hand network and results mirrored
             back.
         fuse_reverse: average the forward and the backward pass (otherwise the forward pass is the answer).
@@ -373,7 +376,7 @@ def predict_video(
     check_out_dir(out_dir, overwrite)
     source = FrameSource(video, fps=fps, max_frames=max_frames)
     provider = make_crop_provider(crop, box=tuple(box) if box is not None else None, keypoints_file=keypoints_file,
-                                  margin=crop_margin, smoothing=track_smoothing)
+                                  margin=crop_margin, smoothing=track_smoothing, track_options=track_options)
     segment_starts(1, clip_length)  # validates clip_length before the model loads
     if keypoint_method not in KEYPOINT_METHODS:
         raise ValueError(f"keypoint_method must be one of {KEYPOINT_METHODS}, got {keypoint_method!r}")
@@ -421,11 +424,13 @@ def predict_video(
             "fps": source.info.fps,
             "image_size": list(size),
             "crop": provider.name,
+            "tracking": provider.summary() if hasattr(provider, "summary") else None,
             "crop_size": model.net.image_size,
             "settings": {
                 "box": list(box) if box is not None else None,
                 "keypoints_file": str(keypoints_file) if keypoints_file is not None else None,
-                "crop_margin": crop_margin, "track_smoothing": track_smoothing, "left_hand": left_hand,
+                "crop_margin": crop_margin, "track_smoothing": track_smoothing,
+                "track_options": dict(track_options or {}), "left_hand": left_hand,
                 "fuse_reverse": fuse_reverse, "confidence": confidence, "agreement_scale": agreement_scale,
                 "mm_scale": mm_scale, "clip_length": clip_length,
                 "mesh_format": mesh_format, "keypoint_method": keypoint_method,

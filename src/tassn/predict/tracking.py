@@ -1,0 +1,125 @@
+"""A crop that follows the hand from the previous frame's prediction, and cannot collapse.
+
+A tracker fed by its own network closes a loop: a weak or confused prediction bunches its keypoints together, the
+next crop shrinks around them, the hand leaves the smaller crop and the keypoints bunch further — on main the crop
+went from 128 px to 16 px in 31 frames. Four rules break that loop:
+
+- **bounded change**: the side of frame t+1's box is within ``[side_t / max_scale_step, side_t · max_scale_step]``;
+- **a floor**: the side never goes below ``floor_fraction × min(first side, frame's shorter side)``, so a tiny box is
+  impossible whatever the predictions (the first box is the user's ``--bbox`` or the full frame);
+- **a smoothed centre and log-side** (exponential, ``smoothing`` = weight of the old box), so one bad frame moves
+  the box only part way;
+- **re-initialisation**: a frame is *lost* when its confidence (the median heatmap peak of its joints) is under
+  ``reinit_confidence`` or fewer than ``MIN_KEYPOINTS`` joints are confident; a lost frame keeps the box, and
+  ``patience`` lost frames in a row put the first box back, from which the hand is found again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .hand_crop import MIN_KEYPOINTS, CropBox
+
+
+class TrackingCrop:
+    """Follows the hand with the previous frame's predicted 2D keypoints, within bounds (module doc).
+
+    ``reinitialised`` lists the frames whose box is the first box again because the frames before were lost;
+    ``floor`` is the smallest side a box may have (known once the first frame's size is).
+    """
+
+    name = "track"
+    needs_predictions = True
+
+    def __init__(
+        self,
+        initial: CropBox | None = None,
+        margin: float = 1.5,
+        smoothing: float = 0.5,
+        max_scale_step: float = 1.25,
+        floor_fraction: float = 0.25,
+        min_confidence: float = 0.05,
+        reinit_confidence: float = 0.1,
+        patience: int = 3,
+    ) -> None:
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"track smoothing must be in [0, 1), got {smoothing}")
+        if not margin > 0:
+            raise ValueError(f"crop margin must be positive, got {margin}")
+        if not max_scale_step > 1.0:
+            raise ValueError(f"max_scale_step (largest side change per frame) must be > 1, got {max_scale_step}")
+        if not 0.0 < floor_fraction <= 1.0:
+            raise ValueError(f"floor_fraction must be in (0, 1], got {floor_fraction}")
+        if patience < 1:
+            raise ValueError(f"patience (lost frames before re-initialising) must be at least 1, got {patience}")
+        self.initial = initial
+        self.margin = margin
+        self.smoothing = smoothing
+        self.max_scale_step = max_scale_step
+        self.floor_fraction = floor_fraction
+        self.min_confidence = min_confidence
+        self.reinit_confidence = reinit_confidence
+        self.patience = patience
+        self.first: CropBox | None = None
+        self.floor = 0.0
+        self.ceiling = np.inf
+        self.reinitialised: list[int] = []
+        self._size: tuple[int, int] | None = None
+        self._current: CropBox | None = None
+        self._lost = 0
+
+    def _start(self, width: int, height: int) -> None:
+        """Fix the first box, the floor and the ceiling from the first frame's size."""
+        self._size = (width, height)
+        first = self.initial or CropBox.centred_square(width, height)
+        self.ceiling = float(max(width, height))
+        self.floor = self.floor_fraction * min(first.size, float(min(width, height)))
+        self.first = self._bounded(first)
+        self._current = self.first
+
+    def _bounded(self, box: CropBox) -> CropBox:
+        """The centre inside the frame, the side within ``[floor, ceiling]``."""
+        assert self._size is not None  # set by _start
+        width, height = self._size
+        return CropBox(float(np.clip(box.cx, 0, width - 1)), float(np.clip(box.cy, 0, height - 1)),
+                       float(np.clip(box.size, self.floor, max(self.ceiling, self.floor))))
+
+    def box(self, index: int, width: int, height: int) -> CropBox:
+        if self._current is None or self._size != (width, height):
+            self._start(width, height)
+        assert self._current is not None
+        return self._current
+
+    @staticmethod
+    def frame_confidence(confidence: np.ndarray) -> float:
+        """A frame's confidence: the median heatmap peak over its joints (0 when none is finite)."""
+        finite = np.asarray(confidence, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        return float(np.median(finite)) if finite.size else 0.0
+
+    def update(self, index: int, kp2d: np.ndarray, confidence: np.ndarray) -> None:
+        """Move the box towards frame ``index``'s keypoints (frame pixels) for frame ``index + 1``."""
+        if self._current is None:
+            raise RuntimeError("TrackingCrop.update before the first box: call box() for the frame first")
+        kp2d, confidence = np.asarray(kp2d, np.float64), np.asarray(confidence, np.float64)
+        good = np.isfinite(kp2d).all(axis=1) & (np.nan_to_num(confidence, nan=0.0) >= self.min_confidence)
+        if self.frame_confidence(confidence) < self.reinit_confidence or good.sum() < MIN_KEYPOINTS:
+            self._lost += 1
+            if self._lost >= self.patience:
+                assert self.first is not None
+                self._current, self._lost = self.first, 0
+                self.reinitialised.append(index + 1)
+            return
+        self._lost = 0
+        measured = CropBox.from_keypoints(kp2d[good], self.margin, min_size=self.floor)
+        old, a = self._current, self.smoothing
+        log_step = np.log(self.max_scale_step)
+        log_size = a * np.log(old.size) + (1 - a) * np.log(measured.size)
+        log_size = np.clip(log_size, np.log(old.size) - log_step, np.log(old.size) + log_step)
+        self._current = self._bounded(CropBox(
+            a * old.cx + (1 - a) * measured.cx, a * old.cy + (1 - a) * measured.cy, float(np.exp(log_size))))
+
+    def summary(self) -> dict[str, float | list[int]]:
+        """What a run records about its tracking: the floor and the frames where the box was re-initialised."""
+        return {"floor": self.floor, "max_scale_step": self.max_scale_step, "reinit_confidence": self.reinit_confidence,
+                "patience": self.patience, "reinitialised_at": list(self.reinitialised)}
