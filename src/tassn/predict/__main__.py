@@ -7,13 +7,12 @@ Writes 2D and 3D keypoints (CSV, NPZ), meshes (OBJ/PLY) and an overlay video int
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
+from .command import run_command
 from .confidence import AGREEMENT_SCALE
 from .decode import KEYPOINT_METHODS
 from .hand_crop import CROP_MODES, parse_bbox
@@ -134,14 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config's data: tassn predict --config … --help.)",
     ))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        out = run_from_args(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:  # bad input, named in the message
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
+    return run_command(run_from_args, args)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,11 @@ See :func:`tassn.predict.adapt.adapt_video` for what trains and what is written.
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .adapt import ADAPT_CROP_MODES, DEFAULT_STEPS
+from .command import run_command
 from .confidence import AGREEMENT_SCALE
 from .model import PREDICT_STAGES
 from .writers import MESH_FORMATS
@@ -96,14 +95,7 @@ def run_from_args(args: argparse.Namespace) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run; user errors print one line and return 2 instead of a traceback."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        out = run_from_args(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:  # bad input, named in the message
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
+    return run_command(run_from_args, args)
 
 
 if __name__ == "__main__":
