@@ -7,6 +7,8 @@ session into a temporary cache (``XDG_CACHE_HOME`` and ``graph_cache_dir``), dat
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,22 +17,29 @@ import yaml
 from stage_helpers import TINY_DATA, TINY_NET
 
 
-@pytest.fixture(scope="session")
-def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A session cache holding the procedural hand and its graph hierarchy (built once)."""
-    root = tmp_path_factory.mktemp("cache")
+@contextmanager
+def cache_home(root: Path) -> Iterator[None]:
+    """``XDG_CACHE_HOME`` pointed at ``root`` for the block (session fixtures cannot use monkeypatch)."""
     old = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(root)
     try:
-        from tassn.hand.graph import hierarchy_for
-        from tassn.hand.template import load_template
-
-        hierarchy_for(load_template("procedural"), levels=4, cache_dir=root / "graphs")
+        yield
     finally:
         if old is None:
             os.environ.pop("XDG_CACHE_HOME")
         else:
             os.environ["XDG_CACHE_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session cache holding the procedural hand and its graph hierarchy (built once)."""
+    root = tmp_path_factory.mktemp("cache")
+    with cache_home(root):
+        from tassn.hand.graph import hierarchy_for
+        from tassn.hand.template import load_template
+
+        hierarchy_for(load_template("procedural"), levels=4, cache_dir=root / "graphs")
     return root
 
 
@@ -64,16 +73,9 @@ def data_root(tmp_path_factory: pytest.TempPathFactory, cache_root: Path) -> Pat
     from data_modules.synthetic import SyntheticDataModule
 
     root = tmp_path_factory.mktemp("synthetic")
-    old = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(cache_root)
-    try:
+    with cache_home(cache_root):
         for domain, extra in (("target", {}), ("source", {"silhouettes": False})):
             SyntheticDataModule(root=str(root), domain=domain, **{**TINY_DATA, **extra}).prepare_data()
-    finally:
-        if old is None:
-            os.environ.pop("XDG_CACHE_HOME")
-        else:
-            os.environ["XDG_CACHE_HOME"] = old
     return root
 
 

@@ -4,10 +4,10 @@ gradient through the clip, the fault this guards against) fails here."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from stage_fixtures import cache_home
 
 #: small enough for seconds per hundred steps, large enough that the task is not memorised trivially
 LEARN_DATA: dict = dict(
@@ -31,15 +31,8 @@ def learn_root(tmp_path_factory: pytest.TempPathFactory, cache_root: Path) -> Pa
     from data_modules.synthetic import SyntheticDataModule
 
     root = tmp_path_factory.mktemp("learn")
-    old = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(cache_root)
-    try:
+    with cache_home(cache_root):
         SyntheticDataModule(root=str(root), **LEARN_DATA).prepare_data()
-    finally:
-        if old is None:
-            os.environ.pop("XDG_CACHE_HOME")
-        else:
-            os.environ["XDG_CACHE_HOME"] = old
     return root
 
 
