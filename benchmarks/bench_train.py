@@ -577,7 +577,16 @@ def main(argv: list[str] | None = None) -> int:
                              "default 5)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train.json")
+    parser.add_argument("--check-args", action="store_true",
+                        help="check the arguments, print them as JSON and exit (no device needed)")
     args = parser.parse_args(argv)
+    if args.check_args:
+        try:
+            torch.device(args.device)
+        except RuntimeError as err:
+            parser.error(f"--device {args.device!r}: {err}")
+        print(json.dumps(vars(args) | {"check_args": False}, default=str))
+        return 0
     if argv is None and MALLOC_ENV[0] not in os.environ:  # see the module doc: honest per-case RSS peaks
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, MALLOC_ENV[0]: MALLOC_ENV[1]})
     try:
