@@ -218,11 +218,13 @@ $(RUN)/upper_bound/fit.done: $(RUN)/data.done $(SOURCE_RUN)/pretrain/fit.done $(
 $(RUN)/upper_bound/test.done: $(RUN)/upper_bound/fit.done
 	$(call ablation_test,$(@D),$(call last,$(@D)))
 
-# `make bench`: speed and memory (docs/results.md).
+# `make bench`: speed and memory (docs/results.md). `make gpu-check`: benchmarks/gpu_check.sh on a CUDA machine; it
+# fails (exit 2) where torch sees no CUDA device.
 BENCH_DEVICE ?= cpu
 BENCH_ARGS ?=
+GPU_CHECK_OUT ?= benchmarks/results/gpu_check.json
 
-.PHONY: ablation bench
+.PHONY: ablation bench gpu-check
 ablation: $(addprefix ablation-seed-,$(SEEDS)) ## Table 1: stage 3 w/o L_c, w/o L_c^m, full + baselines per seed (SEEDS="0 1 2"), table + PCK PNG
 	$(PYTHON) benchmarks/ablation_report.py $(ABLATION_RUNS) --data $(DATA) --config $(CONFIG) --seeds $(SEEDS) \
 	  --out $(ABLATION_OUT) --png $(ABLATION_PNG) --results-json $(ABLATION_JSON)
@@ -230,6 +232,9 @@ ablation: $(addprefix ablation-seed-,$(SEEDS)) ## Table 1: stage 3 w/o L_c, w/o 
 bench: | $(STAMP) ## speed and memory: PME nets, training throughput per stage, renderer (BENCH_DEVICE=cpu|cuda)
 	$(PYTHON) benchmarks/bench_nets.py
 	$(PYTHON) benchmarks/bench_train.py --device $(BENCH_DEVICE) $(BENCH_ARGS)
+
+gpu-check: | $(STAMP) ## on a CUDA machine (≤ 5 min): CUDA tests, bench at the paper size in bf16, 50 stage-3 steps → one JSON
+	PYTHON=$(PYTHON) bash benchmarks/gpu_check.sh $(GPU_CHECK_OUT)
 
 # `make peer-mediapipe`: MediaPipe Hands, zero-shot, beside our models on the same split and crops (docs/results.md).
 # MediaPipe lives in its own virtual environment (mediapipe 0.10.21 needs numpy < 2 and protobuf < 5, which the

@@ -4,16 +4,20 @@ Four measurements, each at the CPU configuration (64² crops, the narrow PME of 
 4-frame clips) and at the paper's size (256² crops, the full PME, a small batch, a few steps):
 
 - **train**: one optimiser step of each stage's own ``training_step`` (pretrain, stage 1, stage 2, stage 3 and
-  stage 3 without L_c) on a fixed batch: clips/s, frames/s, ms per frame and the peak memory of the step.
+  stage 3 without L_c) on a fixed batch, the stages interleaved (A B C … A B C …) over ``--rounds`` (5): median
+  clips/s, frames/s, ms per frame, the peak memory of the step, and each stage's time per frame over the first
+  stage's, per round, with its median and range across rounds (``--autocast bf16``: the forward under autocast).
   Stage 3 runs every clip forward and reversed and renders both, so its cost per frame is compared with
   stage 2's (a single-frame model: one direction) — the price of the temporal training.
 - **render**: the silhouette renderer, forward + backward, per batch of meshes: the built-in soft rasterizer and
   PyTorch3D where it imports (skipped with the reason otherwise).
 - **infer**: PME inference per flow backend (eval, no autograd), ms per frame over a clip.
-- **profile** (``--profile``): ``torch.profiler`` on the stage-3 step at the CPU size: forward time of each
-  sub-network and of the renderer, the heaviest backward nodes, top operators by self time.
+- **profile** (``--profile``): ``torch.profiler`` on the stage-3 step at the first size: forward time of each
+  sub-network and of the renderer, the heaviest backward nodes, top operators by self time, and the renderer's
+  share of the step (its forward plus its backward node).
 - **compare** (``--compare``): the renderer hot spot before and after its fix (the soft rasterizer's row spans,
-  ``tight_spans=True`` is the old construction), renderer alone and stage 3's whole step, interleaved.
+  ``tight_spans=True`` is the old construction), renderer alone and stage 3's whole step, interleaved over
+  ``--rounds`` with the per-round speed-up's spread.
 
 Batches are tensors shaped like the data modules' (frames, heatmaps, 2D keypoints of a posed template hand
 placed in the crop, its rendered silhouettes, 3D labels), so the numbers measure the model, not the data
@@ -23,7 +27,8 @@ told to return every block over 64 KiB to the system when it is freed (``MALLOC_
 re-executing the script), so that one case's freed memory does not hide the next case's.
 Prints tables and writes JSON (default ``benchmarks/results/train.json``)::
 
-    python benchmarks/bench_train.py [--device cpu|cuda] [--sizes cpu paper] [--threads 2] [--profile]
+    python benchmarks/bench_train.py [--device cpu|cuda] [--sizes cpu paper] [--rounds 5] [--autocast none|bf16]
+                                     [--threads 2] [--profile] [--compare]
 """
 
 from __future__ import annotations
@@ -221,36 +226,69 @@ def timed(fn: Callable[[], Any], device: torch.device, steps: int, warmup: int) 
     return times, memory.peak_bytes
 
 
+#: ``--autocast``: the dtype of ``torch.autocast`` around each training step's forward (None: full precision)
+AUTOCAST: dict[str, torch.dtype | None] = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+autocast_dtype: torch.dtype | None = None
+
+
 def train_step_fn(module: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> Callable[[], None]:
-    """One optimiser step of ``module.training_step`` as Lightning runs it (zero_grad, step, backward, update)."""
+    """One optimiser step of ``module.training_step`` as Lightning runs it (zero_grad, step, backward, update),
+    the forward under ``torch.autocast`` when ``autocast_dtype`` is set (``--autocast``, Lightning's bf16-mixed)."""
     optimiser = module.configure_optimizers()
     module.train()
+    device_type = next(module.parameters()).device.type
 
     def step() -> None:
         optimiser.zero_grad(set_to_none=True)
-        loss = module.training_step(batch, 0)
+        with (torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()):
+            loss = module.training_step(batch, 0)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{type(module).__name__}: non-finite loss {float(loss)}")
         loss.backward()
         optimiser.step()
 
     return step
 
 
-def bench_train(size: Size, device: torch.device, stages: tuple[str, ...]) -> list[dict[str, Any]]:
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of per-round values."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def bench_train(size: Size, device: torch.device, stages: tuple[str, ...], rounds: int = 5
+                ) -> list[dict[str, Any]]:
+    """One optimiser step per stage, the stages interleaved (round 1: every stage once, round 2 …) so that load
+    changes on a shared machine hit every stage alike; median per stage, and per round each stage's time per frame
+    over the first stage's (pretrain by default) with its spread across rounds."""
     batch = hand_batch(size, device)
     frames = size.batch * size.clip_len
-    rows = []
+    steps: dict[str, Callable[[], None]] = {}
     for name in stages:
         module = build_stage(name, size).to(device)
         module.log = lambda *a, **k: None  # no trainer: logging is not part of the step's cost
-        times, peak = timed(train_step_fn(module, batch), device, size.steps, size.warmup)
-        t = statistics.median(times)
+        steps[name] = train_step_fn(module, batch)
+        for _ in range(size.warmup):
+            steps[name]()
+    times: dict[str, list[float]] = {name: [] for name in stages}
+    peaks: dict[str, int] = {name: 0 for name in stages}
+    for _ in range(max(1, rounds)):
+        for name in stages:
+            t, peak = timed(steps[name], device, 1, 0)
+            times[name] += t
+            peaks[name] = max(peaks[name], peak)
+    base = stages[0]
+    rows = []
+    for name in stages:
+        t = statistics.median(times[name])
+        ratio = spread([a / b for a, b in zip(times[name], times[base], strict=True)])
         rows.append({
-            "size": size.name, "stage": name, "batch": size.batch, "clip_len": size.clip_len, "steps": size.steps,
+            "size": size.name, "stage": name, "batch": size.batch, "clip_len": size.clip_len, "rounds": rounds,
             "s_per_step": t, "clips_per_s": size.batch / t, "frames_per_s": frames / t,
-            "ms_per_frame": 1e3 * t / frames, "peak_mem_mb": peak / 2**20,
+            "ms_per_frame": 1e3 * t / frames, "peak_mem_mb": peaks[name] / 2**20, "ratio_to": base,
+            "ratio": ratio["median"], "ratio_min": ratio["min"], "ratio_max": ratio["max"],
         })
-        print(f"  train {size.name:9s} {name:15s} {1e3 * t / frames:8.1f} ms/frame", flush=True)
-        del module
+        print(f"  train {size.name:9s} {name:15s} {1e3 * t / frames:8.1f} ms/frame  ×{ratio['median']:.2f} "
+              f"{base} [{ratio['min']:.2f}–{ratio['max']:.2f}] over {rounds} rounds", flush=True)
     return rows
 
 
@@ -376,9 +414,14 @@ def profile_stage3(size: Size, device: torch.device, top: int = 12) -> dict[str,
         r["name"] = "backward: " + r["name"].removeprefix("autograd::engine::evaluate_function: ")
     ops = sorted((row(e, False) for e in events if not e.key.startswith(("forward: ", "autograd::"))),
                  key=lambda r: -r["ms_per_step"])[:top]
+    fwd = sum(r["ms_per_step"] for r in sections if r["name"] == "forward: renderer")
+    bwd = sum(row(e, True)["ms_per_step"] for e in events
+              if e.key == "autograd::engine::evaluate_function: _SoftSilhouetteBackward")
+    renderer = {"forward_ms": fwd, "backward_ms": bwd, "share_of_step": (fwd + bwd) / (1e3 * wall)}
     return {"step_ms": [{"name": "whole step (profiled)", "ms_per_step": 1e3 * wall, "share_of_step": 1.0,
                          "calls_per_step": 1}],
-            "sections": sorted(sections, key=lambda r: -r["ms_per_step"]), "backward": backward, "ops": ops}
+            "sections": sorted(sections, key=lambda r: -r["ms_per_step"]), "backward": backward, "ops": ops,
+            "renderer": renderer}
 
 
 @contextmanager
@@ -397,44 +440,47 @@ def tight_spans_renderer() -> Iterator[None]:
         silhouette.soft_silhouette = soft_silhouette
 
 
-def bench_compare(size: Size, device: torch.device, rounds: int = 3) -> list[dict[str, Any]]:
+def bench_compare(size: Size, device: torch.device, rounds: int = 5) -> list[dict[str, Any]]:
     """Before/after of the renderer hot spot: the renderer alone (fwd + bwd) and stage 3's whole step, with the
     old (tight band spans) and new (face x-range for short faces) span construction, interleaved ``rounds``
-    times so that both see the same machine load; medians, and the largest output difference."""
+    times so that both see the same machine load; medians, the per-round speed-up with its spread, and the
+    largest output difference."""
     from tassn.render.soft_rasterizer import soft_silhouette
 
     vertices_px, _, faces, _, _ = posed_hands(size.render_batch, size.image_size, seed=1)
     v, faces = vertices_px.to(device).requires_grad_(True), faces.to(device)
 
-    def render(tight: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        alpha = soft_silhouette(v, faces, size.image_size, tight_spans=tight)
+    def render(path: str) -> tuple[torch.Tensor, torch.Tensor]:
+        alpha = soft_silhouette(v, faces, size.image_size, tight_spans=path == "old")
         (grad,) = torch.autograd.grad(alpha.square().sum(), v)
         return alpha.detach(), grad
 
-    (a_old, g_old), (a_new, g_new) = render(True), render(False)
+    (a_old, g_old), (a_new, g_new) = render("old"), render("new")
     batch = hand_batch(size, device)
     module = build_stage("stage3", size).to(device)
     module.log = lambda *a, **k: None
     step = train_step_fn(module, batch)
     step()
     times: dict[tuple[str, str], list[float]] = {}
-    for _ in range(rounds):
+    for _ in range(max(1, rounds)):
         for path in ("old", "new"):
-            tight = path == "old"
-            t, _ = timed(lambda t=tight: render(t), device, 1, 0)
+            t, _ = timed(lambda p=path: render(p), device, 1, 0)
             times.setdefault(("renderer fwd+bwd", path), []).extend(t)
-            with tight_spans_renderer() if tight else nullcontext():
+            with tight_spans_renderer() if path == "old" else nullcontext():
                 t, _ = timed(step, device, 1, 0)
             times.setdefault(("stage3 step", path), []).extend(t)
     rows = []
     for case in ("renderer fwd+bwd", "stage3 step"):
-        old, new = statistics.median(times[(case, "old")]), statistics.median(times[(case, "new")])
-        rows.append({"size": size.name, "case": case, "old_ms": 1e3 * old, "new_ms": 1e3 * new,
-                     "speedup": old / new, "rounds": rounds})
+        old, new = times[(case, "old")], times[(case, "new")]
+        speedup = spread([o / n for o, n in zip(old, new, strict=True)])
+        rows.append({"size": size.name, "case": case, "old_ms": 1e3 * statistics.median(old),
+                     "new_ms": 1e3 * statistics.median(new), "speedup": speedup["median"],
+                     "speedup_min": speedup["min"], "speedup_max": speedup["max"], "rounds": rounds})
     rows[0]["max_alpha_diff"] = float((a_old - a_new).abs().max())
     rows[0]["max_grad_rel_diff"] = float((g_old - g_new).abs().max() / g_old.abs().max().clamp_min(1e-12))
     for r in rows:
-        print(f"  compare {r['size']:9s} {r['case']:17s} old {r['old_ms']:8.1f} ms  new {r['new_ms']:8.1f} ms", flush=True)
+        print(f"  compare {r['size']:9s} {r['case']:17s} old {r['old_ms']:8.1f} ms  new {r['new_ms']:8.1f} ms  "
+              f"×{r['speedup']:.2f} [{r['speedup_min']:.2f}–{r['speedup_max']:.2f}]", flush=True)
     return rows
 
 
@@ -454,7 +500,8 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str
 
 
 def temporal_price(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stage 3's cost per frame over stage 2's, per size: what the reversed pass and L_c cost."""
+    """Stage 3's cost per frame over stage 2's, per size: what the reversed pass and L_c cost (the ratio of the
+    per-stage medians of interleaved rounds)."""
     out = []
     for size in dict.fromkeys(r["size"] for r in rows):
         by = {r["stage"]: r for r in rows if r["size"] == size}
@@ -470,7 +517,9 @@ def report(result: Mapping[str, Any]) -> str:
              markdown_table(result["train"], [
                  ("size", "size", ""), ("stage", "stage", ""), ("batch", "B", "d"), ("clip_len", "T", "d"),
                  ("clips_per_s", "clips/s", ".2f"), ("frames_per_s", "frames/s", ".1f"),
-                 ("ms_per_frame", "ms/frame", ".1f"), ("peak_mem_mb", "peak MiB", ".0f")])]
+                 ("ms_per_frame", "ms/frame", ".1f"), ("ratio_to", "per frame over", ""), ("ratio", "median", ".2f"),
+                 ("ratio_min", "min", ".2f"), ("ratio_max", "max", ".2f"), ("rounds", "rounds", "d"),
+                 ("peak_mem_mb", "peak MiB", ".0f")])]
     if result.get("temporal_price"):
         parts += ["", "Price of the temporal training (stage 3 / stage 2, per frame):",
                   markdown_table(result["temporal_price"], [
@@ -489,10 +538,14 @@ def report(result: Mapping[str, Any]) -> str:
         parts += ["", "Renderer hot spot, before (tight band spans) / after (face x-range for short faces), interleaved:",
                   markdown_table(result["compare"], [
                       ("size", "size", ""), ("case", "case", ""), ("old_ms", "before ms", ".1f"),
-                      ("new_ms", "after ms", ".1f"), ("speedup", "speed-up", ".2f"), ("rounds", "rounds", "d"),
+                      ("new_ms", "after ms", ".1f"), ("speedup", "speed-up", ".2f"), ("speedup_min", "min", ".2f"),
+                      ("speedup_max", "max", ".2f"), ("rounds", "rounds", "d"),
                       ("max_alpha_diff", "max |Δalpha|", ".1e")])]
     if result.get("profile"):
         prof = result["profile"]
+        r, step_ms = prof["renderer"], prof["step_ms"][0]["ms_per_step"]
+        parts += ["", f"Renderer in the profiled stage-3 step: forward {r['forward_ms']:.1f} ms + backward "
+                  f"{r['backward_ms']:.1f} ms = {r['share_of_step']:.1%} of {step_ms:.0f} ms"]
         rows = prof["step_ms"] + prof["sections"] + prof["backward"]
         parts += ["", "Stage-3 step profile (forward of each part, heaviest backward nodes; wall time incl. children):",
                   markdown_table(rows, [("name", "part", ""), ("ms_per_step", "ms/step", ".1f"),
@@ -514,10 +567,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="also profile stage 3's step at the first size")
     parser.add_argument("--compare", action="store_true",
                         help="also time the renderer's old and new span construction side by side (per size)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per case (default: per size)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per renderer and inference case (default: per size; training: --rounds)")
+    parser.add_argument("--autocast", default="none", choices=list(AUTOCAST),
+                        help="mixed precision of the training steps' forward (bf16: as Lightning's bf16-mixed; "
+                             "fp16 without loss scaling)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved rounds of the stage and before/after timings (median, spread; "
+                             "default 5)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train.json")
+    parser.add_argument("--check-args", action="store_true",
+                        help="check the arguments, print them as JSON and exit (no device needed)")
     args = parser.parse_args(argv)
+    if args.check_args:
+        try:
+            torch.device(args.device)
+        except RuntimeError as err:
+            parser.error(f"--device {args.device!r}: {err}")
+        print(json.dumps(vars(args) | {"check_args": False}, default=str))
+        return 0
     if argv is None and MALLOC_ENV[0] not in os.environ:  # see the module doc: honest per-case RSS peaks
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, MALLOC_ENV[0]: MALLOC_ENV[1]})
     try:
@@ -528,11 +597,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--device {args.device}: CUDA is not available in this torch ({torch.__version__})")
     if args.threads:
         torch.set_num_threads(args.threads)
+    global autocast_dtype
+    autocast_dtype = AUTOCAST[args.autocast]
     info = machine()
     info["load_average_1_5_15_min_at_start"] = list(os.getloadavg())
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-    result: dict[str, Any] = {"device": str(device), "machine": info, "train": [], "render": [], "infer": []}
+    result: dict[str, Any] = {"device": str(device), "autocast": args.autocast, "machine": info, "train": [], "render": [], "infer": []}
     for key in args.sizes:
         size = SIZES[key]
         if args.steps:
@@ -541,13 +612,13 @@ def main(argv: list[str] | None = None) -> int:
         result.setdefault("sizes", {})[size.name] = {k: v for k, v in vars(size).items() if k != "net"} | {
             "net": dict(size.net)}
         if "train" in args.parts:
-            result["train"] += bench_train(size, device, tuple(args.stages))
+            result["train"] += bench_train(size, device, tuple(args.stages), args.rounds)
         if "render" in args.parts:
             result["render"] += bench_render(size, device)
         if "infer" in args.parts:
             result["infer"] += bench_infer(size, device, tuple(args.flows))
         if args.compare:
-            result.setdefault("compare", []).extend(bench_compare(size, device))
+            result.setdefault("compare", []).extend(bench_compare(size, device, args.rounds))
     result["temporal_price"] = temporal_price(result["train"])
     if args.profile:
         result["profile"] = profile_stage3(SIZES[args.sizes[0]], device)

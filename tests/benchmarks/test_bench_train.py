@@ -33,13 +33,58 @@ def test_peak_memory_sees_an_allocation() -> None:
     assert 48 * 2**20 < memory.peak_bytes < 256 * 2**20
 
 
-def test_stage3_step_trains_and_times() -> None:
-    rows = bench_train.bench_train(TINY, torch.device("cpu"), ("stage2", "stage3"))
+def test_stages_are_timed_interleaved_with_ratio_spread(monkeypatch: pytest.MonkeyPatch) -> None:
+    order: list[str] = []
+    real = bench_train.train_step_fn
+
+    def logged(module: torch.nn.Module, batch: dict) -> object:
+        step = real(module, batch)
+        name = type(module).__name__
+
+        def run() -> None:
+            order.append(name)
+            step()
+
+        return run
+
+    monkeypatch.setattr(bench_train, "train_step_fn", logged)
+    rows = bench_train.bench_train(TINY, torch.device("cpu"), ("stage2", "stage3"), rounds=3)
+    assert order == ["Stage2", "Stage3"] * 3  # warm-up 0: A B A B A B, never A A A B B B
     assert [r["stage"] for r in rows] == ["stage2", "stage3"]
     for r in rows:
         assert r["s_per_step"] > 0 and r["frames_per_s"] == pytest.approx(2 / r["s_per_step"])
+        assert r["rounds"] == 3 and r["ratio_to"] == "stage2"
+        assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
+    assert rows[0]["ratio"] == rows[0]["ratio_min"] == rows[0]["ratio_max"] == 1.0
     price = bench_train.temporal_price(rows)
     assert price[0]["ratio"] == pytest.approx(rows[1]["ms_per_frame"] / rows[0]["ms_per_frame"])
+
+
+def test_compare_times_both_span_constructions_interleaved_with_spread() -> None:
+    size = bench_train.Size("tiny-32", 32, dict(bench_train.CPU_NET), 1, 2, 1, 0, render_batch=2)
+    rows = bench_train.bench_compare(size, torch.device("cpu"), rounds=2)
+    assert [r["case"] for r in rows] == ["renderer fwd+bwd", "stage3 step"]
+    for r in rows:
+        assert r["speedup_min"] <= r["speedup"] <= r["speedup_max"] and r["rounds"] == 2
+    assert rows[0]["max_alpha_diff"] < 1e-5 and rows[0]["max_grad_rel_diff"] < 1e-3
+
+
+def test_stage3_step_trains_under_bf16_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--autocast bf16`` on the CPU: the step runs, its loss is finite and the weights move."""
+    monkeypatch.setattr(bench_train, "autocast_dtype", torch.bfloat16)
+    module = bench_train.build_stage("stage3", TINY)
+    module.log = lambda *a, **k: None
+    before = [p.detach().clone() for p in module.parameters()]
+    bench_train.train_step_fn(module, bench_train.hand_batch(TINY, torch.device("cpu")))()
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, module.parameters(), strict=True))
+
+
+def test_profile_reports_the_renderer_share() -> None:
+    prof = bench_train.profile_stage3(TINY, torch.device("cpu"))
+    r = prof["renderer"]
+    assert r["forward_ms"] > 0 and r["backward_ms"] > 0 and 0 < r["share_of_step"] < 1
+    text = bench_train.report({"device": "cpu", "machine": {}, "train": [], "profile": prof})
+    assert f"= {r['share_of_step']:.1%} of" in text and "Renderer in the profiled stage-3 step" in text
 
 
 def test_pytorch3d_missing_is_reported_not_raised() -> None:

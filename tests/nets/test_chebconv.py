@@ -72,3 +72,20 @@ def test_bad_input_shape(sphere_hierarchy) -> None:
         conv(torch.zeros(1, 25, 2))
     with pytest.raises(ValueError, match="sparse"):
         ChebConv(2, 3, 3, torch.eye(4))
+
+
+def test_trains_under_bf16_autocast(sphere_hierarchy) -> None:
+    """Lightning's bf16-mixed: the sparse products stay in float32, the mixing Linear runs in bf16, and the backward
+    reaches a bf16 input and the float32 weights (it failed on the dtype mismatch when autocast ran the sparse
+    products)."""
+    torch.manual_seed(0)
+    conv = ChebConv(2, 3, 3, sphere_hierarchy.laplacians[2])
+    x = torch.randn(2, sphere_hierarchy.num_vertices[2], 2)
+    xb = x.bfloat16().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(xb)
+    assert y.dtype == torch.bfloat16
+    y.float().square().sum().backward()
+    assert xb.grad is not None and xb.grad.dtype == torch.bfloat16 and xb.grad.abs().sum() > 0
+    assert conv.linear.weight.grad is not None and conv.linear.weight.grad.dtype == torch.float32
+    torch.testing.assert_close(y.float(), conv(x), rtol=0.05, atol=0.05)

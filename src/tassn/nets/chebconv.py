@@ -61,7 +61,11 @@ class ChebConv(nn.Module):
             raise ValueError(
                 f"ChebConv: expected B×{self.num_vertices}×{self.in_features}, got {tuple(x.shape)}"
             )
-        basis = self.chebyshev_basis(x.to(self.lap_values.dtype))  # sparse products in the buffer's precision
+        # the sparse products in the buffer's precision, also under autocast (bf16-mixed): autocast would run the
+        # sparse addmm with a float32 Laplacian and a reduced-precision input, whose backward then fails on the
+        # dtype mismatch; the Linear after it still runs in autocast's precision
+        with torch.autocast(x.device.type, enabled=False):
+            basis = self.chebyshev_basis(x.to(self.lap_values.dtype))
         return self.linear(basis.flatten(2))
 
     def extra_repr(self) -> str:
