@@ -43,7 +43,6 @@ def test_stage3_step_trains_and_times() -> None:
 
 
 def test_pytorch3d_missing_is_reported_not_raised() -> None:
-    pytest.importorskip("tassn.render")
     from tassn.render import pytorch3d_available
 
     if pytorch3d_available():
