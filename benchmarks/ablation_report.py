@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tassn.paper_results import TABLE1, TABLE1_METRICS
+
 METRICS: tuple[str, ...] = ("auc_0_50", "auc_20_50", "epe_mm", "pck2d")
 #: (key, table label, run folder under <data>-<config>/); the paper's three settings are the middle rows.
 ROWS: tuple[tuple[str, str, str], ...] = (
@@ -37,12 +39,10 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("upper_bound", "upper bound (target 3D labels)", "upper_bound"),
 )
 SETTINGS: tuple[str, ...] = ("no_lc", "no_lc_mesh", "full")
-#: the paper's Table 1 columns, in its order
-PAPER_METRICS: tuple[str, ...] = ("auc_0_50", "auc_20_50", "epe_mm")
-#: TASSN, WACV 2021, Table 1: (AUC 0–50, AUC 20–50, EPE mm).
+#: the paper's Table 1 columns, in its order, and its rows by our row keys (tassn.paper_results.TABLE1)
+PAPER_METRICS: tuple[str, ...] = TABLE1_METRICS
 PAPER: dict[str, dict[str, tuple[float, float, float]]] = {
-    "stb": {"no_lc": (0.541, 0.735, 24.2), "no_lc_mesh": (0.754, 0.936, 13.6), "full": (0.773, 0.972, 11.3)},
-    "mhp": {"no_lc": (0.492, 0.677, 28.2), "no_lc_mesh": (0.665, 0.870, 17.5), "full": (0.689, 0.892, 16.2)},
+    d: {key: rows[label] for key, label, _ in ROWS if label in rows} for d, rows in TABLE1.items()
 }
 RESULTS_FILE = "test_results.json"
 

@@ -9,24 +9,21 @@ are downloaded over plain http, so they are read as data: only numpy arrays are 
 
 from __future__ import annotations
 
-import logging
 import pickle
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
 from tassn.safe_load import BUILTIN_GLOBALS, NUMPY_GLOBALS, UntrustedFileError, load_pickle
 
-from .base import SPLITS, HandClipDataModule
 from .conversions import MHP_JOINT_NAMES, PalmToWrist, mhp_to_canonical, millimetre_problem, palm_to_wrist
 from .layout import LayoutProblems
 from .records import FrameRecord, VideoRecord
-
-log = logging.getLogger(__name__)
+from .sequences import SequenceDataModule, load_sequences
 
 MHP_SEQUENCES: tuple[str, ...] = tuple(f"data_{k}" for k in range(1, 22))
 MHP_WEBCAMS: tuple[int, ...] = (1, 2, 3, 4)
@@ -272,24 +269,9 @@ def load_mhp(
 
     Raises :class:`~data_modules.layout.DatasetLayoutError` listing every missing sequence, file or variable.
     """
-    root = Path(root)
-    problems = LayoutProblems("MHP", root)
-    if not root.is_dir():
-        problems.add(f"dataset root {root} does not exist or is not a folder")
-        problems.raise_if_any()
-    videos = [
-        v for s in sequences for v in scan_sequence(root, s, problems, webcams, palm_rule, use_bboxes, mirror)
-    ]
-    problems.raise_if_any()
-    return videos
-
-
-def check_sequence_names(names: Sequence[str], argument: str) -> list[str]:
-    """Validate user-given sequence names against ``data_1`` … ``data_21``."""
-    unknown = [n for n in names if n not in MHP_SEQUENCES]
-    if unknown:
-        raise ValueError(f"{argument}: unknown MHP sequence(s) {unknown}; expected names from {MHP_SEQUENCES}")
-    return list(names)
+    videos = load_sequences("MHP", root, sequences, lambda sequence, problems: scan_sequence(
+        Path(root), sequence, problems, webcams, palm_rule, use_bboxes, mirror))
+    return [v for vs in videos.values() for v in vs]
 
 
 def check_webcams(webcams: Sequence[int]) -> list[int]:
@@ -299,7 +281,7 @@ def check_webcams(webcams: Sequence[int]) -> list[int]:
     return list(webcams)
 
 
-class MHPDataModule(HandClipDataModule):
+class MHPDataModule(SequenceDataModule):
     """Clips of the MHP webcam videos (Gomez-Donoso et al. 2017); see docs/datasets.md for the folder layout.
 
     A video is one webcam of one sequence, frames in numeric order. The default split is the TASSN authors':
@@ -318,6 +300,9 @@ class MHPDataModule(HandClipDataModule):
         **kwargs: the clip settings of :class:`~data_modules.base.HandClipDataModule` (clip_len, crop_size, …).
     """
 
+    dataset_name: ClassVar[str] = "MHP"
+    sequences: ClassVar[tuple[str, ...]] = MHP_SEQUENCES
+
     def __init__(
         self,
         root: str,
@@ -330,45 +315,16 @@ class MHPDataModule(HandClipDataModule):
         mirror: bool = False,
         **kwargs: Any,
     ):
-        super().__init__(**kwargs)
-        self.root = Path(root)
-        test = check_sequence_names(test_sequences, "test_sequences")
-        self.splits = {
-            "train": check_sequence_names(train_sequences, "train_sequences"),
-            "val": test if val_sequences is None else check_sequence_names(val_sequences, "val_sequences"),
-            "test": test,
-            "predict": test,
-        }
+        super().__init__(root=root, train_sequences=train_sequences, val_sequences=val_sequences,
+                         test_sequences=test_sequences, **kwargs)
         self.webcams = check_webcams(webcams)
         self.palm_to_wrist = palm_to_wrist
         self.use_bboxes = use_bboxes
         self.mirror = mirror
-        self._videos: dict[str, list[VideoRecord]] | None = None
-
-    @property
-    def data_root(self) -> Path:
-        return self.root
 
     def label_key(self) -> str:
         return f"palm_to_wrist={self.palm_to_wrist},bboxes={self.use_bboxes},mirror={self.mirror}"
 
-    def _all_videos(self) -> dict[str, list[VideoRecord]]:
-        """Every sequence of every split, read once; one error lists all that is wrong with the folder."""
-        if self._videos is None:
-            wanted = list(dict.fromkeys(s for split in ("train", "val", "test") for s in self.splits[split]))
-            videos = load_mhp(self.root, wanted, self.webcams, self.palm_to_wrist, self.use_bboxes, self.mirror)
-            per_sequence: dict[str, list[VideoRecord]] = {s: [] for s in wanted}
-            for v in videos:
-                per_sequence[v.name.split("/")[1]].append(v)
-            self._videos = per_sequence
-        return self._videos
-
-    def prepare_dataset(self) -> None:
-        videos = [v for vs in self._all_videos().values() for v in vs]
-        log.info("MHP %s: %d videos, %d frames", self.root, len(videos), sum(len(v) for v in videos))
-
-    def load_videos(self, split: str) -> list[VideoRecord]:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-        videos = self._all_videos()
-        return [v for s in self.splits[split] for v in videos[s]]
+    def scan_sequence(self, sequence: str, problems: LayoutProblems) -> list[VideoRecord]:
+        return scan_sequence(self.root, sequence, problems, self.webcams, self.palm_to_wrist, self.use_bboxes,
+                             self.mirror)

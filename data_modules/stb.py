@@ -9,21 +9,18 @@ pipeline to mirror them into right hands.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 import scipy.io
 
-from .base import SPLITS, HandClipDataModule
 from .conversions import PalmToWrist, millimetre_problem, palm_to_wrist, stb_to_canonical
 from .layout import LayoutProblems
 from .records import FrameRecord, VideoRecord
-
-log = logging.getLogger(__name__)
+from .sequences import SequenceDataModule, load_sequences
 
 STB_SEQUENCES: tuple[str, ...] = tuple(f"B{b}{kind}" for b in range(1, 7) for kind in ("Counting", "Random"))
 STB_IMAGE_SIZE = (640, 480)  # (width, height)
@@ -99,8 +96,8 @@ def stb_joints(hand_para: np.ndarray, palm_rule: PalmToWrist = "ring") -> np.nda
 
 def scan_sequence(
     root: Path, sequence: str, problems: LayoutProblems, palm_rule: PalmToWrist = "ring", mirror: bool = True
-) -> VideoRecord | None:
-    """One sequence as a video, or None after adding to ``problems`` everything that is missing."""
+) -> list[VideoRecord]:
+    """One sequence as one video, or none after adding to ``problems`` everything that is missing."""
     folder = image_dir(root, sequence)
     if folder is None:
         problems.add(f"missing sequence folder {Path(root) / sequence} (or {Path(root) / 'images' / sequence})")
@@ -108,18 +105,18 @@ def scan_sequence(
         hand_para = read_hand_para(label_path(root, sequence))
     except (OSError, ValueError) as err:
         problems.add(str(err))
-        return None
+        return []
     if folder is None:
-        return None
+        return []
     paths = [color_image_path(folder, i) for i in range(hand_para.shape[0])]
     before = len(problems.items)
     problems.missing_files(paths, f"{sequence} colour image")
     if len(problems.items) > before:
-        return None
+        return []
     joints = stb_joints(hand_para, palm_rule)
     if message := millimetre_problem(joints, str(label_path(root, sequence))):
         problems.add(message)
-        return None
+        return []
     kp2d = project_pinhole(joints, SK_COLOR_K)
     visible = np.ones(joints.shape[1], dtype=np.float32)
     frames = [
@@ -133,7 +130,7 @@ def scan_sequence(
         )
         for i, p in enumerate(paths)
     ]
-    return VideoRecord(name=f"stb/{sequence}", frames=frames, mirror=mirror, image_size=STB_IMAGE_SIZE)
+    return [VideoRecord(name=f"stb/{sequence}", frames=frames, mirror=mirror, image_size=STB_IMAGE_SIZE)]
 
 
 def load_stb(
@@ -146,25 +143,13 @@ def load_stb(
 
     Raises :class:`~data_modules.layout.DatasetLayoutError` listing every missing sequence, file or variable.
     """
-    root = Path(root)
-    problems = LayoutProblems("STB", root)
-    if not root.is_dir():
-        problems.add(f"dataset root {root} does not exist or is not a folder")
-        problems.raise_if_any()
-    videos = [scan_sequence(root, s, problems, palm_rule, mirror) for s in sequences]
-    problems.raise_if_any()
-    return [v for v in videos if v is not None]
+    videos = load_sequences(
+        "STB", root, sequences, lambda sequence, problems: scan_sequence(Path(root), sequence, problems, palm_rule, mirror)
+    )
+    return [v for vs in videos.values() for v in vs]
 
 
-def check_sequence_names(names: Sequence[str], argument: str) -> list[str]:
-    """Validate user-given sequence names against the twelve SK sequences."""
-    unknown = [n for n in names if n not in STB_SEQUENCES]
-    if unknown:
-        raise ValueError(f"{argument}: unknown STB sequence(s) {unknown}; expected names from {STB_SEQUENCES}")
-    return list(names)
-
-
-class STBDataModule(HandClipDataModule):
+class STBDataModule(SequenceDataModule):
     """Clips of the STB SK colour videos (Zhang et al. 2016); see docs/datasets.md for the folder layout.
 
     Each sequence is one 1500-frame video; the split follows Ge et al. and TASSN ("the first video for
@@ -182,6 +167,9 @@ class STBDataModule(HandClipDataModule):
         **kwargs: the clip settings of :class:`~data_modules.base.HandClipDataModule` (clip_len, crop_size, …).
     """
 
+    dataset_name: ClassVar[str] = "STB"
+    sequences: ClassVar[tuple[str, ...]] = STB_SEQUENCES
+
     def __init__(
         self,
         root: str,
@@ -192,39 +180,13 @@ class STBDataModule(HandClipDataModule):
         mirror_left_hands: bool = True,
         **kwargs: Any,
     ):
-        super().__init__(**kwargs)
-        self.root = Path(root)
-        self.splits = {
-            "train": check_sequence_names(train_sequences, "train_sequences"),
-            "val": check_sequence_names(val_sequences, "val_sequences"),
-            "test": check_sequence_names(test_sequences, "test_sequences"),
-        }
-        self.splits["predict"] = self.splits["test"]
+        super().__init__(root=root, train_sequences=train_sequences, val_sequences=val_sequences,
+                         test_sequences=test_sequences, **kwargs)
         self.palm_to_wrist = palm_to_wrist
         self.mirror_left_hands = mirror_left_hands
-        self._videos: dict[str, VideoRecord] | None = None
-
-    @property
-    def data_root(self) -> Path:
-        return self.root
 
     def label_key(self) -> str:
         return f"palm_to_wrist={self.palm_to_wrist},mirror={self.mirror_left_hands}"
 
-    def _all_videos(self) -> dict[str, VideoRecord]:
-        """Every sequence of every split, read once; one error lists all that is wrong with the folder."""
-        if self._videos is None:
-            wanted = list(dict.fromkeys(s for split in ("train", "val", "test") for s in self.splits[split]))
-            videos = load_stb(self.root, wanted, self.palm_to_wrist, self.mirror_left_hands)
-            self._videos = dict(zip(wanted, videos, strict=True))
-        return self._videos
-
-    def prepare_dataset(self) -> None:
-        videos = self._all_videos()
-        log.info("STB %s: %d sequences, %d frames", self.root, len(videos), sum(len(v) for v in videos.values()))
-
-    def load_videos(self, split: str) -> list[VideoRecord]:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-        videos = self._all_videos()
-        return [videos[s] for s in self.splits[split]]
+    def scan_sequence(self, sequence: str, problems: LayoutProblems) -> list[VideoRecord]:
+        return scan_sequence(self.root, sequence, problems, self.palm_to_wrist, self.mirror_left_hands)

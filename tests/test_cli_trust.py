@@ -199,3 +199,17 @@ def test_a_real_last_checkpoint_resumes_initialises_and_predicts(write_configs, 
     out = predict_video(frames, last3, tmp_path / "predicted", crop="full", mesh_format="none", overlay=False,
                         progress=False, device="cpu")
     assert (out / "predictions.npz").is_file() and (out / "run.json").is_file()
+
+
+def test_a_stage_s_arguments_include_the_base_s_it_passes_on() -> None:
+    """Stage constructors pass the base's arguments on as ``**kwargs``; the trust rules and the CLI's hints still
+    see every argument LightningCLI shows."""
+    from tassn.cli_errors import class_arguments
+    from tassn.config_trust import init_parameters
+    from tassn.stages import Stage1, Stage3
+
+    assert list(init_parameters(Stage3))[:6] == ["net", "lambda_s", "lambda_h", "lambda_c_pose", "lambda_c_mesh",
+                                                 "renderer"]
+    assert {"lr", "lr_schedule", "init_from", "pck2d_threshold"} <= set(init_parameters(Stage3))
+    assert class_arguments("tassn.stages.stage1.Stage1") == list(init_parameters(Stage1))
+    assert "kwargs" not in init_parameters(Stage3)

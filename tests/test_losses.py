@@ -11,8 +11,9 @@ from tassn.losses import (
     heatmap_loss,
     silhouette_loss,
     squared_error,
-    temporal_consistency_loss,
+    temporal_consistency_terms,
     total_loss,
+    weighted_sum,
 )
 
 
@@ -57,8 +58,9 @@ def test_consistency_loss_is_mean_over_frames_of_squared_frobenius() -> None:
     rev[0, 0, 0] = torch.tensor([1.0, 2.0, 2.0])  # frame 0: 9
     rev[0, 2, 5, 1] = 3.0  # frame 2: 9
     assert consistency_loss(fwd, rev).item() == pytest.approx(6.0)
-    got = temporal_consistency_loss(fwd, rev, torch.zeros(1, 3, 7, 3), torch.ones(1, 3, 7, 3), 10.0, 2.0)
-    assert got.item() == pytest.approx(10 * 6.0 + 2 * 21.0)
+    got = weighted_sum(temporal_consistency_terms(10.0, 2.0, fwd, rev, torch.zeros(1, 3, 7, 3), torch.ones(1, 3, 7, 3)))
+    assert got["loss"].item() == pytest.approx(10 * 6.0 + 2 * 21.0)  # Eq. 5
+    assert set(got) == {"loss", "loss_c_pose", "loss_c_mesh"}
     with pytest.raises(ValueError, match="consistency"):
         consistency_loss(fwd, rev[:, :2])
     assert squared_error(rev, fwd).item() == pytest.approx(6.0)
@@ -116,3 +118,15 @@ def test_losses_have_gradients() -> None:
     consistency_loss(pose, pose_rev).backward()
     assert pose.grad is not None and pose_rev.grad is not None
     torch.testing.assert_close(pose.grad, -pose_rev.grad)
+
+
+def test_weighted_sum_adds_in_order_skips_zero_weights_and_refuses_negative_ones() -> None:
+    def must_not_run() -> torch.Tensor:
+        raise AssertionError("a term of weight 0 was computed")
+
+    out = weighted_sum({"a": (2.0, torch.tensor(3.0)), "b": (0.0, must_not_run), "c": (0.5, lambda: torch.tensor(4.0))})
+    assert list(out) == ["a", "c", "loss"] and out["loss"].item() == pytest.approx(8.0)
+    with pytest.raises(ValueError, match=r"≥ 0.*'b': -1"):
+        weighted_sum({"a": (1.0, torch.tensor(1.0)), "b": (-1.0, torch.tensor(1.0))})
+    with pytest.raises(ValueError, match="every loss weight is 0"):
+        weighted_sum({"a": (0.0, must_not_run)})

@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 
 from lightning.pytorch.cli import LightningArgumentParser
 
+from tassn.config_trust import init_parameters
+
 _UNKNOWN = re.compile(r"(?:does not accept option|[Oo]ption|[Kk]ey) '([\w.\-]+)'(?: is not accepted| is not expected)?")
 _PARSER_KEY = re.compile(r'Parser key "([\w.]+)"')
 _CLASS_PATH = re.compile(r"class_path '([\w.]+)'")
@@ -29,14 +31,13 @@ def option_keys(parser: Any) -> list[str]:
 
 
 def class_arguments(class_path: str) -> list[str]:
-    """The ``__init__`` argument names of an already-imported class of the package's families ([] otherwise)."""
+    """The ``__init__`` argument names of an already-imported class of the package's families ([] otherwise),
+    through ``**kwargs`` to its bases' as LightningCLI shows them."""
     module_name, _, name = class_path.rpartition(".")
     module = sys.modules.get(module_name)
     if not class_path.startswith(_INSPECTABLE) or module is None or not inspect.isclass(getattr(module, name, None)):
         return []
-    params = inspect.signature(getattr(module, name).__init__).parameters
-    return [p for p in params if p != "self" and params[p].kind not in (inspect.Parameter.VAR_POSITIONAL,
-                                                                        inspect.Parameter.VAR_KEYWORD)]
+    return list(init_parameters(getattr(module, name)))
 
 
 def nearest(key: str, candidates: Iterable[str], count: int = 3) -> list[str]:

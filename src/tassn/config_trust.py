@@ -88,17 +88,25 @@ def _class(class_path: str) -> type | None:
         return None
 
 
-def _parameters(cls: type) -> dict[str, tuple[Any, Any]]:
-    """``name: (annotation, default)`` of ``cls.__init__`` (annotations resolved where possible)."""
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # unresolvable forward references: fall back to no annotations
-        hints = {}
-    return {
-        name: (hints.get(name), p.default)
-        for name, p in inspect.signature(cls.__init__).parameters.items()
-        if name != "self"
-    }
+def init_parameters(cls: type) -> dict[str, tuple[Any, Any]]:
+    """``name: (annotation, default)`` of ``cls.__init__`` and, where an ``__init__`` passes ``**kwargs`` on, of its
+    bases' (the signature LightningCLI shows); annotations resolved where possible."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            hints = typing.get_type_hints(init)
+        except Exception:  # unresolvable forward references: fall back to no annotations
+            hints = {}
+        parameters = inspect.signature(init).parameters
+        for name, p in parameters.items():
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                out.setdefault(name, (hints.get(name), p.default))
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            break
+    return out
 
 
 def _literal_values(annotation: Any) -> set[Any]:
@@ -151,7 +159,7 @@ def checkpoint_overrides(hparams: Mapping[str, Any], user: Mapping[str, Any]) ->
     if cls is None:
         return {}
     given = _user_dict(user.get("init_args")) or {}
-    parameters = _parameters(cls)
+    parameters = init_parameters(cls)
     out: dict[str, Any] = {}
     for key, value in hparams.items():
         if key.startswith("_") or key not in parameters or key not in given:

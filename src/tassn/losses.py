@@ -8,22 +8,26 @@
 - Eq. 3–4  ``L_c^p = 1/n Σ_i ‖p_i − p̃_i‖²_F`` and ``L_c^m`` alike, between the forward and the reversed-order
   predictions of the same frames (both already in the clip's frame order); both directions get gradients, as
   the two orders supervise each other.
-- Eq. 5  ``L_c = λc^m·L_c^m + λc^p·L_c^p``;  Eq. 6  ``L = λs·L_m + λh·L_h + L_c``.
+- Eq. 5  ``L_c = λc^m·L_c^m + λc^p·L_c^p`` (:func:`temporal_consistency_terms`);  Eq. 6
+  ``L = λs·L_m + λh·L_h + L_c`` (:func:`total_loss`).
 
-Every input of :func:`total_loss` may be a tensor or a zero-argument callable returning one, so that a term whose
-weight is 0 is never computed (e.g. no silhouette is rendered when λs = 0).
+Every loss is a :func:`weighted_sum` of ``{log name: (weight, term)}``, the one place where weights are checked and
+terms added. Every input of :func:`total_loss` may be a tensor or a zero-argument callable returning one, so that a
+term whose weight is 0 is never computed (e.g. no silhouette is rendered when λs = 0).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 TensorOrThunk = Tensor | Callable[[], Tensor]
+#: ``{log name: (weight, unweighted term)}``: what :func:`weighted_sum` adds up.
+LossTerms = dict[str, tuple[float, TensorOrThunk]]
 SilhouetteNorm = Literal["mean", "sum"]
 StackReduction = Literal["sum", "mean"]
 
@@ -38,9 +42,7 @@ class LossWeights:
     mesh_consistency: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("heatmap", "silhouette", "pose_consistency", "mesh_consistency"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"loss weight {name} must be ≥ 0; got {getattr(self, name)}")
+        check_weights(vars(self))
 
 
 def heatmap_loss(
@@ -122,21 +124,62 @@ pose_consistency_loss = consistency_loss  #: L_c^p (Eq. 3) on poses ``…×T×21
 mesh_consistency_loss = consistency_loss  #: L_c^m (Eq. 4) on meshes ``…×T×V×3``
 
 
-def temporal_consistency_loss(
-    pose: Tensor,
-    pose_reversed: Tensor,
-    mesh: Tensor,
-    mesh_reversed: Tensor,
+def temporal_consistency_terms(
     lambda_pose: float,
     lambda_mesh: float,
-) -> Tensor:
-    """Eq. 5: ``λc^m·L_c^m + λc^p·L_c^p``."""
-    return lambda_mesh * mesh_consistency_loss(mesh, mesh_reversed) + lambda_pose * pose_consistency_loss(
-        pose, pose_reversed
-    )
+    pose: TensorOrThunk | None = None,
+    pose_reversed: TensorOrThunk | None = None,
+    mesh: TensorOrThunk | None = None,
+    mesh_reversed: TensorOrThunk | None = None,
+) -> LossTerms:
+    """Eq. 5, ``L_c = λc^p·L_c^p + λc^m·L_c^m``, as the weighted terms ``loss_c_pose`` and ``loss_c_mesh``
+    (:func:`weighted_sum` adds them, and computes a term only when its weight is > 0)."""
+    return {
+        "loss_c_pose": (lambda_pose, lambda: pose_consistency_loss(
+            _need("pose", pose, "L_c^p"), _need("pose_reversed", pose_reversed, "L_c^p"))),
+        "loss_c_mesh": (lambda_mesh, lambda: mesh_consistency_loss(
+            _need("mesh", mesh, "L_c^m"), _need("mesh_reversed", mesh_reversed, "L_c^m"))),
+    }
 
 
-def total_loss(
+def weighted_sum(terms: Mapping[str, tuple[float, TensorOrThunk]]) -> dict[str, Tensor]:
+    """``Σ weight·term`` over ``{log name: (weight, term)}``, in order; a term whose weight is 0 is never computed.
+
+    Returns ``{name: unweighted term, …, "loss": total}`` (only the terms computed; the keys are the log names).
+    Every loss of every stage is summed here, and the weights are checked here (≥ 0, not all 0).
+    """
+    check_weights({name: weight for name, (weight, _) in terms.items()})
+    out: dict[str, Tensor] = {}
+    total: Tensor | None = None
+    for name, (weight, term) in terms.items():
+        if weight > 0:
+            value = term() if callable(term) else term
+            out[name] = value
+            total = weight * value if total is None else total + weight * value
+    if total is None:
+        raise ValueError("every loss weight is 0: nothing to optimise")
+    out["loss"] = total
+    return out
+
+
+def check_weights(weights: Mapping[str, float], owner: str = "loss") -> None:
+    """Raise ``ValueError`` naming every negative weight of ``{name: weight}``."""
+    negative = {name: weight for name, weight in weights.items() if weight < 0}
+    if negative:
+        raise ValueError(f"{owner} weights must be ≥ 0; got {negative}")
+
+
+def total_loss(weights: LossWeights, **inputs: Any) -> dict[str, Tensor]:
+    """Eq. 6 with only the terms whose weight is > 0 computed: :func:`weighted_sum` of :func:`total_loss_terms`
+    (``inputs``: its keyword arguments).
+
+    Returns ``{"loss": total, "loss_h": …, "loss_m": …, "loss_c_pose": …, "loss_c_mesh": …}`` (unweighted terms,
+    only those computed; the keys are the log names). A term with weight > 0 but a missing input raises.
+    """
+    return weighted_sum(total_loss_terms(weights, **inputs))
+
+
+def total_loss_terms(
     weights: LossWeights,
     *,
     heatmaps: TensorOrThunk | None = None,
@@ -150,56 +193,26 @@ def total_loss(
     mesh_reversed: TensorOrThunk | None = None,
     silhouette_normalization: SilhouetteNorm = "mean",
     heatmap_stack_reduction: StackReduction = "sum",
-) -> dict[str, Tensor]:
-    """Eq. 6 with only the terms whose weight is > 0 computed.
+) -> LossTerms:
+    """The weighted terms of Eq. 6, ``λh·L_h + λs·L_m + L_c`` with ``L_c`` from :func:`temporal_consistency_terms`
+    (Eq. 5); :func:`total_loss` is their sum. Each input is a tensor or a zero-argument callable returning one."""
+    return {
+        "loss_h": (weights.heatmap, lambda: heatmap_loss(
+            _need("heatmaps", heatmaps, "L_h"), _need("heatmap_targets", heatmap_targets, "L_h"),
+            visible() if callable(visible) else visible, heatmap_stack_reduction)),
+        "loss_m": (weights.silhouette, lambda: silhouette_loss(
+            _need("silhouettes", silhouettes, "L_m"), _need("silhouette_targets", silhouette_targets, "L_m"),
+            silhouette_normalization)),
+        **temporal_consistency_terms(
+            weights.pose_consistency, weights.mesh_consistency, pose, pose_reversed, mesh, mesh_reversed
+        ),
+    }
 
-    Returns ``{"loss": total, "loss_h": …, "loss_m": …, "loss_c_pose": …, "loss_c_mesh": …}`` (unweighted terms,
-    only those computed; the keys are the log names). A term with weight > 0 but a missing input raises.
-    """
 
-    def need(name: str, value: TensorOrThunk | None, term: str) -> Tensor:
-        if value is None:
-            raise ValueError(
-                f"loss term {term} has weight > 0 but {name} was not given (set its weight to 0 to skip it)"
-            )
-        return value() if callable(value) else value
-
-    def maybe(value: TensorOrThunk | None) -> Tensor | None:
-        return value() if callable(value) else value
-
-    out: dict[str, Tensor] = {}
-    total: Tensor | None = None
-
-    def add(key: str, weight: float, value: Tensor) -> None:
-        nonlocal total
-        out[key] = value
-        total = weight * value if total is None else total + weight * value
-
-    if weights.heatmap > 0:
-        h = heatmap_loss(
-            need("heatmaps", heatmaps, "L_h"),
-            need("heatmap_targets", heatmap_targets, "L_h"),
-            maybe(visible),
-            heatmap_stack_reduction,
-        )
-        add("loss_h", weights.heatmap, h)
-    if weights.silhouette > 0:
-        m = silhouette_loss(
-            need("silhouettes", silhouettes, "L_m"),
-            need("silhouette_targets", silhouette_targets, "L_m"),
-            silhouette_normalization,
-        )
-        add("loss_m", weights.silhouette, m)
-    if weights.pose_consistency > 0:
-        cp = pose_consistency_loss(need("pose", pose, "L_c^p"), need("pose_reversed", pose_reversed, "L_c^p"))
-        add("loss_c_pose", weights.pose_consistency, cp)
-    if weights.mesh_consistency > 0:
-        cm = mesh_consistency_loss(need("mesh", mesh, "L_c^m"), need("mesh_reversed", mesh_reversed, "L_c^m"))
-        add("loss_c_mesh", weights.mesh_consistency, cm)
-    if total is None:
-        raise ValueError("every loss weight is 0: nothing to optimise")
-    out["loss"] = total
-    return out
+def _need(name: str, value: TensorOrThunk | None, term: str) -> Tensor:
+    if value is None:
+        raise ValueError(f"loss term {term} has weight > 0 but {name} was not given (set its weight to 0 to skip it)")
+    return value() if callable(value) else value
 
 
 def _frame_mean(per_frame: Tensor, weights: Tensor | None) -> Tensor:

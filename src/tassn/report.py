@@ -15,19 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-#: TASSN, WACV 2021, Table 1 (3D hand pose on the target datasets): AUC 0–50, AUC 20–50, EPE (mm).
-PAPER_TABLE1: dict[str, dict[str, tuple[float, float, float]]] = {
-    "stb": {
-        "TASSN w/o L_c": (0.541, 0.735, 24.2),
-        "TASSN w/o L_c^m": (0.754, 0.936, 13.6),
-        "TASSN": (0.773, 0.972, 11.3),
-    },
-    "mhp": {
-        "TASSN w/o L_c": (0.492, 0.677, 28.2),
-        "TASSN w/o L_c^m": (0.665, 0.870, 17.5),
-        "TASSN": (0.689, 0.892, 16.2),
-    },
-}
+from tassn.paper_results import TABLE1
+
 RESULTS_FILE = "test_results.json"
 
 
@@ -84,11 +73,11 @@ def format_table(results: Sequence[dict]) -> str:
             f"{_jitter(m):>13s}"
         )
         dataset = str(r.get("dataset") or "")
-        for d in PAPER_TABLE1 if dataset not in PAPER_TABLE1 else [dataset]:
+        for d in TABLE1 if dataset not in TABLE1 else [dataset]:
             if d not in datasets:
                 datasets.append(d)
     for d in datasets:
-        for variant, (auc050, auc2050, epe) in PAPER_TABLE1[d].items():
+        for variant, (auc050, auc2050, epe) in TABLE1[d].items():
             label = f"paper, {d.upper()}: {variant}"
             lines.append(f"{label:40s} {auc050:>11.3f} {auc2050:>12.3f} {epe:>9.1f} {'–':>9s} {'–':>8s} {'–':>13s}")
     return "\n".join(lines)
@@ -105,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tassn report: error: {err}", file=sys.stderr)
         return 2
     print(format_table(results))
-    if any(str(r.get("dataset")) not in PAPER_TABLE1 for r in results):
+    if any(str(r.get("dataset")) not in TABLE1 for r in results):
         print("(the paper has no synthetic videos: its STB and MHP rows are shown for scale, not as a comparison)")
     for f, r in zip(files, results, strict=True):
         curve = r.get("pck_curve_png")

@@ -13,22 +13,9 @@ import numpy as np
 import torch
 
 from tassn.hand.skeleton import BONES, NUM_JOINTS
+from tassn.paper_results import TABLE1
 
 ArrayLike = np.ndarray | torch.Tensor
-
-#: TASSN paper, Table 1: (AUC 0–50, AUC 20–50, EPE mm) per dataset and setting.
-PAPER_RESULTS: dict[str, dict[str, tuple[float, float, float]]] = {
-    "stb": {
-        "TASSN": (0.773, 0.972, 11.3),
-        "TASSN w/o L_c^m": (0.754, 0.936, 13.6),
-        "TASSN w/o L_c": (0.541, 0.735, 24.2),
-    },
-    "mhp": {
-        "TASSN": (0.689, 0.892, 16.2),
-        "TASSN w/o L_c^m": (0.665, 0.870, 17.5),
-        "TASSN w/o L_c": (0.492, 0.677, 28.2),
-    },
-}
 
 #: RGB colour per finger (thumb, index, middle, ring, little); the wrist is white.
 FINGER_COLORS: tuple[tuple[int, int, int], ...] = (
@@ -119,11 +106,11 @@ def overlay_silhouette(
 
 def reference_legend(reference: Literal["stb", "mhp"]) -> list[str]:
     """Legend lines with the paper's Table 1 numbers for ``reference``."""
-    if reference not in PAPER_RESULTS:
-        raise ValueError(f"reference must be one of {sorted(PAPER_RESULTS)} or None; got {reference!r}")
+    if reference not in TABLE1:
+        raise ValueError(f"reference must be one of {sorted(TABLE1)} or None; got {reference!r}")
     return [
         f"paper {name}: AUC0–50 {a:.3f}, AUC20–50 {b:.3f}, EPE {e:.1f} mm"
-        for name, (a, b, e) in PAPER_RESULTS[reference].items()
+        for name, (a, b, e) in TABLE1[reference].items()
     ]
 
 
@@ -189,7 +176,6 @@ def pck_figure(
 pck_curve_figure = plot_pck_curves
 
 __all__ = [
-    "PAPER_RESULTS",
     "draw_skeleton",
     "frame_to_uint8",
     "joint_color",

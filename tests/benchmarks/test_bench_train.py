@@ -88,7 +88,6 @@ def test_profile_reports_the_renderer_share() -> None:
 
 
 def test_pytorch3d_missing_is_reported_not_raised() -> None:
-    pytest.importorskip("tassn.render")
     from tassn.render import pytorch3d_available
 
     if pytorch3d_available():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from data_modules.conversions import MHP_NAME_TO_CANONICAL
 from data_modules.layout import DatasetLayoutError
-from data_modules.mhp import MHPDataModule, check_sequence_names, check_webcams, load_mhp, read_joints_file
+from data_modules.mhp import MHPDataModule, check_webcams, load_mhp, read_joints_file
 from fake_datasets import (
     CANONICAL,
     MHP_DIST,
@@ -211,7 +211,7 @@ def test_bad_bbox_file(mhp_root):
 
 def test_unknown_sequence_name():
     with pytest.raises(ValueError, match="data_22"):
-        check_sequence_names(["data_1", "data_22"], "test_sequences")
+        MHPDataModule.check_sequence_names(["data_1", "data_22"], "test_sequences")
 
 
 # ---------------------------------------------------------------------------------------------- the DataModule

@@ -7,7 +7,7 @@ import pytest
 import scipy.io
 from data_modules.conversions import STB_TO_CANONICAL, palm_to_wrist
 from data_modules.layout import DatasetLayoutError
-from data_modules.stb import STBDataModule, check_sequence_names, load_stb
+from data_modules.stb import STBDataModule, load_stb
 from fake_datasets import (
     CANONICAL,
     STB_K_COLOR,
@@ -178,7 +178,7 @@ def test_missing_root():
 
 def test_unknown_sequence_name():
     with pytest.raises(ValueError, match="B7Counting"):
-        check_sequence_names(["B1Counting", "B7Counting"], "val_sequences")
+        STBDataModule.check_sequence_names(["B1Counting", "B7Counting"], "val_sequences")
 
 
 # ---------------------------------------------------------------------------------------------- the DataModule

@@ -13,9 +13,9 @@ import torch
 from hand_fake_mano import Ch, dumps_like_mano, mano_arrays, write_mano
 
 from tassn.hand.kinematics import CANONICAL_REST, PoseRanges, random_pose
-from tassn.hand.mano import MANO_TIP_VERTICES, load_mano, mano_to_canonical, read_mano
+from tassn.hand.mano import MANO_TIP_VERTICES, mano_to_canonical, read_mano
 from tassn.hand.skeleton import FINGERS, finger_joints
-from tassn.hand.template import HandTemplate, load_template
+from tassn.hand.template import HandTemplate, load_template, mano_template
 
 
 def _rotation(axis: tuple[float, float, float], angle: float) -> np.ndarray:
@@ -106,7 +106,7 @@ def test_protocol_0_pickles_load_too(mano_like: dict, tmp_path: Path) -> None:
 
 def test_missing_file_says_where_to_get_mano(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"mano\.is\.tue\.mpg\.de") as err:
-        load_mano(tmp_path / "nowhere" / "MANO_RIGHT.pkl")
+        mano_template(tmp_path / "nowhere" / "MANO_RIGHT.pkl")
     assert "nowhere" in str(err.value)
 
 

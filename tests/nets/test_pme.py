@@ -205,7 +205,8 @@ def test_bad_inputs(make_pme) -> None:
 
 
 def test_with_the_package_flow_backend(make_pme, sphere_template, tmp_path, monkeypatch) -> None:
-    flow = pytest.importorskip("tassn.nets.flow")
+    import tassn.nets.flow as flow
+
     monkeypatch.setattr(pme_module, "_load_template", lambda name: sphere_template)
     net = PME(**{**TINY, "flow": "none", "graph_cache_dir": str(tmp_path)})
     assert isinstance(net.flow, flow.FlowEstimator)

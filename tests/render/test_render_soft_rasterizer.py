@@ -1,52 +1,13 @@
-"""The built-in soft rasterizer against a brute-force reference, analytic answers and its own gradients."""
+"""The built-in soft rasterizer against a brute-force reference, a stored golden output, analytic answers and its own
+gradients."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-import torch.nn.functional as F
+from soft_silhouette_formula import GOLDEN, dense_reference
 
 from tassn.render.soft_rasterizer import blur_radius_for, soft_silhouette
-
-
-def dense_reference(
-    verts: torch.Tensor, faces: torch.Tensor, S: int, sigma: float, k: int | None
-) -> torch.Tensor:
-    """Every pixel against every face in float64, PyTorch3D's rules written out directly (small inputs only)."""
-    blur = blur_radius_for(sigma)
-    v = verts.double()
-    ys, xs = torch.meshgrid(torch.arange(S, dtype=v.dtype), torch.arange(S, dtype=v.dtype), indexing="ij")
-    p = torch.stack([xs, ys], -1).reshape(-1, 1, 2)
-    out = []
-    for b in range(v.shape[0]):
-        fv = v[b][faces]
-        a, bb, c = fv[None, :, 0, :2], fv[None, :, 1, :2], fv[None, :, 2, :2]
-
-        def cross(u, w):
-            return u[..., 0] * w[..., 1] - u[..., 1] * w[..., 0]
-
-        def seg(u, w):
-            e = w - u
-            t = (((p - u) * e).sum(-1) / (e * e).sum(-1)).clamp(0, 1)
-            return ((p - u - t[..., None] * e) ** 2).sum(-1)
-
-        w0, w1, w2 = cross(bb - p, c - p), cross(c - p, a - p), cross(a - p, bb - p)
-        area = w0 + w1 + w2
-        inside = (w0 * area > 0) & (w1 * area > 0) & (w2 * area > 0)
-        d = torch.minimum(torch.minimum(seg(a, bb), seg(bb, c)), seg(c, a)) * (2 / S) ** 2
-        valid = inside | (d < blur)
-        bary = (torch.stack([w0, w1, w2], -1) / area[..., None]).clamp_min(0)
-        bary = bary / bary.sum(-1, keepdim=True)
-        pz = (bary * fv[None, :, :, 2]).sum(-1)
-        if k is not None:
-            order = torch.argsort(torch.where(valid, pz, torch.full_like(pz, math.inf)), dim=1, stable=True)
-            sel = torch.zeros_like(valid).scatter_(1, order[:, :k], True)
-            valid &= sel
-        logt = F.logsigmoid(torch.where(inside, -d, d) / sigma)
-        out.append(-torch.expm1(torch.where(valid, logt, torch.zeros_like(logt)).sum(1)).reshape(S, S))
-    return torch.stack(out)[:, None]
 
 
 def icosphere(subdivisions: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,3 +124,19 @@ def test_bad_inputs_raise_clear_errors() -> None:
         soft_silhouette(v, f.float(), 16)
     with pytest.raises(ValueError, match="sigma"):
         soft_silhouette(v, f, 16, sigma=0.0)
+
+
+def test_matches_the_stored_golden_output_of_pytorch3d_blending() -> None:
+    """The golden file holds PyTorch3D's soft silhouette blending computed once from the published formula in float64
+    (tests/render/soft_silhouette_formula.py writes it); the rasterizer must keep reproducing it."""
+    import numpy as np
+
+    with np.load(GOLDEN) as golden:
+        verts, faces, size = torch.from_numpy(golden["verts"]), torch.from_numpy(golden["faces"]), int(golden["size"])
+        cases = [(float(s), None if int(k) < 0 else int(k), torch.from_numpy(golden[f"alpha_{i}"]))
+                 for i, (s, k) in enumerate(zip(golden["sigmas"], golden["faces_per_pixel"], strict=True))]
+    assert len(cases) == 4
+    for sigma, k, expected in cases:
+        ours = soft_silhouette(verts, faces, size, sigma=sigma, faces_per_pixel=k)
+        assert (ours.double() - expected).abs().max().item() < 1e-5, (sigma, k)
+        assert expected.sum().item() > 20  # the hand-sized blob was drawn

@@ -1,4 +1,5 @@
-"""Read ``MANO_RIGHT.pkl`` without chumpy and turn it into a :class:`~tassn.hand.template.HandTemplate`.
+"""Read ``MANO_RIGHT.pkl`` without chumpy and bring its right hand into our conventions (arrays; the
+:class:`~tassn.hand.template.HandTemplate` of it is :func:`tassn.hand.template.mano_template`).
 
 The MANO model files are Python 2 pickles holding chumpy ``Ch`` arrays and scipy sparse matrices. They are read
 through an allow-list (:data:`MANO_GLOBALS`, exact ``(module, name)`` pairs): chumpy's ``Ch`` becomes a small
@@ -18,13 +19,11 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from tassn.safe_load import BUILTIN_GLOBALS, NUMPY_GLOBALS, Resolver, UntrustedFileError, load_pickle
 
-from .kinematics import CANONICAL_REST, RestSkeleton
+from .kinematics import CANONICAL_REST
 from .skeleton import FINGERS, NUM_JOINTS, finger_joints
-from .template import HandTemplate
 
 MANO_URL = "https://mano.is.tue.mpg.de"
 MANO_KEYS = ("v_template", "f", "weights", "J_regressor", "kintree_table", "shapedirs", "posedirs")
@@ -190,8 +189,19 @@ def _kabsch(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return vt.T @ np.diag([1.0, 1.0, d]) @ u.T
 
 
-def load_mano(path: str | os.PathLike) -> HandTemplate:
-    """MANO's right hand as a :class:`HandTemplate` in our conventions.
+@dataclass(frozen=True)
+class ManoMesh:
+    """MANO's right hand in our conventions (numpy, rest pose, mm): what :class:`HandTemplate` is built from."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    skin_weights: np.ndarray
+    joint_regressor: np.ndarray
+    rest_joints: np.ndarray
+
+
+def load_mano_mesh(path: str | os.PathLike) -> ManoMesh:
+    """MANO's right hand in our conventions.
 
     Metres become millimetres; the 16 MANO joints plus the five fingertip vertices become our 21 joints; the
     mesh is moved so the wrist is at the origin and rotated (best rigid fit of its joints to the canonical
@@ -224,11 +234,10 @@ def load_mano(path: str | os.PathLike) -> HandTemplate:
     rot = _kabsch(joints, CANONICAL_REST.joints.double().numpy())
     v = v @ rot.T
     joints = joints @ rot.T
-    return HandTemplate(
-        vertices=torch.from_numpy(v.astype(np.float32)),
-        faces=torch.from_numpy(model.f.astype(np.int64)),
-        skin_weights=torch.from_numpy(weights.astype(np.float32)),
-        joint_regressor=torch.from_numpy(regressor.astype(np.float32)),
-        name="mano",
-        rest=RestSkeleton.from_joints(torch.from_numpy(joints)),
+    return ManoMesh(
+        vertices=v.astype(np.float32),
+        faces=model.f.astype(np.int64),
+        skin_weights=weights.astype(np.float32),
+        joint_regressor=regressor.astype(np.float32),
+        rest_joints=joints,
     )

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .kinematics import CANONICAL_REST, HandPose, HandShape, RestSkeleton, skinning_transforms
+from .mano import load_mano_mesh
 from .skeleton import NUM_JOINTS
 
 if TYPE_CHECKING:
@@ -101,10 +102,23 @@ def procedural_template(cache_dir: str | os.PathLike | None = None) -> HandTempl
     )
 
 
+def mano_template(path: str | os.PathLike) -> HandTemplate:
+    """MANO's right hand (``MANO_RIGHT.pkl``, see :func:`tassn.hand.mano.load_mano_mesh`) as a template."""
+    mesh = load_mano_mesh(path)
+    return HandTemplate(
+        vertices=torch.from_numpy(mesh.vertices),
+        faces=torch.from_numpy(mesh.faces),
+        skin_weights=torch.from_numpy(mesh.skin_weights),
+        joint_regressor=torch.from_numpy(mesh.joint_regressor),
+        name="mano",
+        rest=RestSkeleton.from_joints(torch.from_numpy(mesh.rest_joints)),
+    )
+
+
 def load_template(
     name: str | os.PathLike = "procedural", cache_dir: str | os.PathLike | None = None
 ) -> HandTemplate:
-    """``"procedural"`` for our own hand, or a path to ``MANO_RIGHT.pkl`` (see :func:`tassn.hand.mano.load_mano`).
+    """``"procedural"`` for our own hand, or a path to ``MANO_RIGHT.pkl`` (see :func:`mano_template`).
 
     ``cache_dir`` is where the procedural mesh is cached (default ``~/.cache/tassn``).
     """
@@ -112,9 +126,7 @@ def load_template(
         return procedural_template(cache_dir)
     path = Path(name)
     if path.suffix == ".pkl" or path.exists():
-        from .mano import load_mano
-
-        return load_mano(path)
+        return mano_template(path)
     raise ValueError(
         f"unknown hand template {str(name)!r}: expected 'procedural' or a path to MANO_RIGHT.pkl"
     )

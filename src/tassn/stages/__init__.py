@@ -14,7 +14,7 @@ _CLASSES = {
     "StageModule": "base",
     "Pretrain": "pretrain",
     "Stage1": "stage1",
-    "SilhouetteStage": "stage2",
+    "SilhouetteStage": "silhouette",
     "Stage2": "stage2",
     "Stage3": "stage3",
 }

@@ -1,7 +1,9 @@
 """What every training stage shares: the PME, which sub-networks train, Adam, evaluation and stage hand-over.
 
-A stage (:mod:`tassn.stages.pretrain`, ``stage1``, ``stage2``, ``stage3``) only writes its ``training_step`` as the
-paper's equation for that stage. Validation and test are the same for all: run the clip forward, measure 2D PCK on
+A stage (:mod:`tassn.stages.pretrain`, ``stage1``, ``stage2``, ``stage3``) declares its loss weights and what feeds
+each term (:meth:`StageModule.loss_terms`, the paper's equation for that stage); the base's ``training_step`` drops
+the 3D labels (except for the pre-training), adds the terms up (:func:`tassn.losses.weighted_sum`) and logs them.
+A stage's ``__init__`` takes its own arguments and passes the base's on by keyword (``**kwargs``). Validation and test are the same for all: run the clip forward, measure 2D PCK on
 the heatmaps and, when the batch has 3D labels, EPE / PCK / AUC of the pose (root and reference bone aligned to the
 ground truth), log the PCK curve as an image and keep it as a PNG (and the test results as JSON) in the run folder.
 """
@@ -18,6 +20,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.utilities import rank_zero_only
 
+from tassn.losses import LossTerms, check_weights, weighted_sum
 from tassn.nets.pme import PME, SUBNETS, PMEOutput
 from tassn.stages.checkpoints import STAGE_KEY, load_net_from_checkpoint
 from tassn.stages.evaluation import EvaluationMetrics
@@ -53,6 +56,8 @@ class StageModule(LightningModule):
     stage: ClassVar[str] = "base"
     default_train_modules: ClassVar[tuple[str, ...]] = ("heatmap", "mesh", "pose")
     default_init_stages: ClassVar[tuple[str, ...]] = ()
+    #: whether the training step may read the batch's 3D labels (only the pre-training on the source domain).
+    reads_3d_labels: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -111,6 +116,27 @@ class StageModule(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[STAGE_KEY] = self.stage
+
+    # ---------------------------------------------------------------------------------------------------- loss
+    def keep_loss_weights(self, **weights: float) -> None:
+        """Keep the stage's loss weights as attributes (``lambda_h=…``), refusing negative ones."""
+        check_weights(weights, owner=type(self).__name__)
+        for name, weight in weights.items():
+            setattr(self, name, weight)
+
+    def loss_terms(self, batch: Mapping[str, Any]) -> LossTerms:
+        """The stage's loss as ``{log name: (weight, term)}``: its weights and what feeds each term, a tensor or a
+        zero-argument callable (not called when its weight is 0). ``batch`` has no 3D labels unless
+        :attr:`reads_3d_labels`."""
+        raise NotImplementedError(f"{type(self).__name__} must define loss_terms")
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        """The stage's equation on one batch: the weighted sum of :meth:`loss_terms`, each term logged."""
+        if not self.reads_3d_labels:
+            batch = without_3d(batch)
+        losses = weighted_sum(self.loss_terms(batch))
+        self.log_losses(losses, batch_size=batch["frames"].shape[0])
+        return losses["loss"]
 
     # -------------------------------------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> Any:

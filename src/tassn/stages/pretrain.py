@@ -7,15 +7,13 @@ on the synthetic ``source`` videos, whose 3D labels may be used. Stage 2 takes i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import torch
-
 from tassn.hand.normalize import normalize_3d
-from tassn.losses import heatmap_loss, squared_error
+from tassn.losses import LossTerms, heatmap_loss, squared_error
 from tassn.nets.pme import PME
-from tassn.stages.base import LRSchedule, StageModule
+from tassn.stages.base import StageModule
 
 
 class Pretrain(StageModule):
@@ -27,34 +25,21 @@ class Pretrain(StageModule):
     Args:
         lambda_h, lambda_pose, lambda_mesh: weights of the three terms (the mesh term sums over every vertex, about
             50 times as many points as the pose term, hence its smaller default weight).
-        net, lr, weight_decay, lr_schedule, train_modules, init_from, init_from_stages, pck2d_threshold: see
-            :class:`~tassn.stages.base.StageModule` (by default heatmap, mesh and pose train).
+        net, **kwargs: see :class:`~tassn.stages.base.StageModule` (by default heatmap, mesh and pose train).
     """
 
     stage: ClassVar[str] = "pretrain"
     default_train_modules: ClassVar[tuple[str, ...]] = ("heatmap", "mesh", "pose")
     default_init_stages: ClassVar[tuple[str, ...]] = ("pretrain",)
+    reads_3d_labels: ClassVar[bool] = True
 
     def __init__(
-        self,
-        net: PME,
-        lambda_h: float = 1.0,
-        lambda_pose: float = 1.0,
-        lambda_mesh: float = 0.1,
-        lr: float = 1e-5,
-        weight_decay: float = 0.0,
-        lr_schedule: LRSchedule = "constant",
-        train_modules: Sequence[str] | None = None,
-        init_from: str | None = None,
-        init_from_stages: Sequence[str] | None = None,
-        pck2d_threshold: float = 5.0,
+        self, net: PME, lambda_h: float = 1.0, lambda_pose: float = 1.0, lambda_mesh: float = 0.1, **kwargs: Any
     ) -> None:
-        super().__init__(net, lr, weight_decay, lr_schedule, train_modules, init_from, init_from_stages, pck2d_threshold)
-        self.lambda_h = lambda_h
-        self.lambda_pose = lambda_pose
-        self.lambda_mesh = lambda_mesh
+        super().__init__(net, **kwargs)
+        self.keep_loss_weights(lambda_h=lambda_h, lambda_pose=lambda_pose, lambda_mesh=lambda_mesh)
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+    def loss_terms(self, batch: Mapping[str, Any]) -> LossTerms:
         missing = [k for k in ("kp3d", "mesh3d") if k not in batch]
         if missing:
             raise KeyError(
@@ -64,15 +49,8 @@ class Pretrain(StageModule):
         out = self.run_training(batch)
         pose_gt, _, _ = normalize_3d(batch["kp3d"])
         mesh_gt, _, _ = normalize_3d(batch["mesh3d"], batch["kp3d"])
-        losses = {
-            "loss_h": heatmap_loss(out.heatmaps, batch["heatmaps"], batch["visible"]),
-            "loss_pose3d": squared_error(out.pose, pose_gt),
-            "loss_mesh3d": squared_error(out.mesh, mesh_gt),
+        return {
+            "loss_h": (self.lambda_h, lambda: heatmap_loss(out.heatmaps, batch["heatmaps"], batch["visible"])),
+            "loss_pose3d": (self.lambda_pose, lambda: squared_error(out.pose, pose_gt)),
+            "loss_mesh3d": (self.lambda_mesh, lambda: squared_error(out.mesh, mesh_gt)),
         }
-        losses["loss"] = (
-            self.lambda_h * losses["loss_h"]
-            + self.lambda_pose * losses["loss_pose3d"]
-            + self.lambda_mesh * losses["loss_mesh3d"]
-        )
-        self.log_losses(losses, batch_size=batch["frames"].shape[0])
-        return losses["loss"]

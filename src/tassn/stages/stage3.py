@@ -7,16 +7,14 @@ ablations set ``lambda_c_pose = lambda_c_mesh = 0`` (w/o L_c) or ``lambda_c_mesh
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
-from tassn.losses import LossWeights, total_loss
+from tassn.losses import LossTerms, LossWeights, total_loss_terms
 from tassn.nets.pme import PME
-from tassn.render import SilhouetteRenderer
-from tassn.stages.base import LRSchedule, without_3d
-from tassn.stages.stage2 import SilhouetteStage
+from tassn.stages.silhouette import SilhouetteStage
 
 
 class Stage3(SilhouetteStage):
@@ -25,9 +23,9 @@ class Stage3(SilhouetteStage):
     Args:
         lambda_s, lambda_h: weights of L_m and L_h (paper: 0.1 and 1).
         lambda_c_pose, lambda_c_mesh: weights of L_c^p and L_c^m (paper: 10 and 10).
-        net, renderer, lr, weight_decay, lr_schedule, train_modules, init_from, init_from_stages, pck2d_threshold:
-            see :class:`~tassn.stages.stage2.SilhouetteStage` (``init_from``: a stage-2 checkpoint; by default
-            heatmap, mesh and pose train).
+        net, **kwargs: see :class:`~tassn.stages.silhouette.SilhouetteStage` (``renderer``) and
+            :class:`~tassn.stages.base.StageModule` (``init_from``: a stage-2 checkpoint; by default heatmap, mesh
+            and pose train).
     """
 
     stage: ClassVar[str] = "stage3"
@@ -41,38 +39,24 @@ class Stage3(SilhouetteStage):
         lambda_h: float = 1.0,
         lambda_c_pose: float = 10.0,
         lambda_c_mesh: float = 10.0,
-        renderer: SilhouetteRenderer | None = None,
-        lr: float = 1e-5,
-        weight_decay: float = 0.0,
-        lr_schedule: LRSchedule = "constant",
-        train_modules: Sequence[str] | None = None,
-        init_from: str | None = None,
-        init_from_stages: Sequence[str] | None = None,
-        pck2d_threshold: float = 5.0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            net, lambda_s, lambda_h, renderer, lr, weight_decay, lr_schedule, train_modules, init_from,
-            init_from_stages, pck2d_threshold,
-        )
-        if lambda_c_pose < 0 or lambda_c_mesh < 0:
-            raise ValueError(f"Stage3: loss weights must be ≥ 0, got λc^p={lambda_c_pose}, λc^m={lambda_c_mesh}")
-        self.lambda_c_pose = lambda_c_pose
-        self.lambda_c_mesh = lambda_c_mesh
+        super().__init__(net, lambda_s=lambda_s, lambda_h=lambda_h, **kwargs)
+        self.keep_loss_weights(lambda_c_pose=lambda_c_pose, lambda_c_mesh=lambda_c_mesh)
 
     @property
     def loss_weights(self) -> LossWeights:
         """λh, λs, λc^p, λc^m as ``tassn.losses.LossWeights``."""
         return LossWeights(self.lambda_h, self.lambda_s, self.lambda_c_pose, self.lambda_c_mesh)
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        batch = without_3d(batch)
+    def loss_terms(self, batch: Mapping[str, Any]) -> LossTerms:
         forward = self.run_training(batch)
         reversed_ = self.run_training(batch, reverse=True)  # reversed temporal measurement, in clip order
 
         def both(x: torch.Tensor) -> torch.Tensor:  # targets of the forward and then the reversed predictions
             return torch.cat([x, x])
 
-        losses = total_loss(  # Eq. 6: L = λs·L_m + λh·L_h + λc^p·L_c^p + λc^m·L_c^m
+        return total_loss_terms(  # Eq. 6: L = λs·L_m + λh·L_h + λc^p·L_c^p + λc^m·L_c^m
             self.loss_weights,
             heatmaps=torch.cat([forward.heatmaps, reversed_.heatmaps]),
             heatmap_targets=both(batch["heatmaps"]),
@@ -86,8 +70,6 @@ class Stage3(SilhouetteStage):
             mesh=forward.mesh,
             mesh_reversed=reversed_.mesh,
         )
-        self.log_losses(losses, batch_size=batch["frames"].shape[0])
-        return losses["loss"]
 
     def variant(self) -> str:
         if self.lambda_c_pose == 0 and self.lambda_c_mesh == 0:
