@@ -252,3 +252,27 @@ def test_refinement_predicts_each_frame_on_its_refit_box(blob_video: Path, tiny_
         stepper(np.zeros_like(CropBox(*refined[t]).cut(frame, stepper.crop_size)), commit=False)  # a trial
         kp, _, _, _ = stepper(CropBox(*refined[t]).cut(frame, stepper.crop_size))
         np.testing.assert_allclose(CropBox(*refined[t]).to_frame(kp, stepper.crop_size), runs[1].kp2d[t], atol=1e-6)
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line_and_status_2(
+        blob_folder: Path, tiny_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import tassn.predict.writers as writers
+
+    under_a_file = tmp_path / "notes.txt"
+    under_a_file.write_text("a file")
+    assert main(["--video", str(blob_folder), "--ckpt", str(tiny_ckpt), "--out", str(under_a_file / "run"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"{under_a_file} is a file" in err and "Traceback" not in err
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(writers.os, "access", lambda p, mode: Path(p) != read_only and real_access(p, mode))
+    assert main(["--video", str(blob_folder), "--ckpt", str(tiny_ckpt), "--out", str(read_only / "run"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"{read_only} is not writable" in err
+    assert list(read_only.iterdir()) == [] and under_a_file.read_text() == "a file"  # nothing half-written
