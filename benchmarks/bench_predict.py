@@ -43,7 +43,7 @@ class GroundTruthCrop:
     name = "ground-truth"
     needs_predictions = False
 
-    def __init__(self, kp2d: np.ndarray, margin: float = 1.5, min_side: float = 16.0) -> None:
+    def __init__(self, kp2d: np.ndarray, margin: float = TRAINING_MARGIN, min_side: float = 16.0) -> None:
         from tassn.predict.hand_crop import CropBox
 
         self.boxes = [CropBox.from_keypoints(k, margin, min_side) for k in np.asarray(kp2d, np.float64)]
@@ -120,7 +120,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return mean | {"ratio": ratio, "min_side": min(r["min_side"] for r in rows),
                    "min_side_ratio": min(r["min_side_ratio"] for r in rows),
                    "max_side": max(r["max_side"] for r in rows),
-                   "extent_scale": float(np.median(np.concatenate([r["extent_ratios"] for r in rows]))),
+                   "extent_scale": float(np.median(np.concatenate([r.get("extent_ratios", [np.nan]) for r in rows]))),
                    "collapsed_videos": sum(r["collapsed"] for r in rows),
                    "goal_met": bool(ratio <= 1.2 and not any(r["collapsed"] for r in rows))}
 
