@@ -262,8 +262,10 @@ peer-mediapipe: $(MEDIAPIPE_VENV)/.installed | $(STAMP) ## MediaPipe Hands on th
 
 # `make bench-predict`: video prediction with the tracking crop against the same model on ground-truth crops, on
 # the synthetic target test videos (docs/results.md). CKPT= picks the checkpoint (default: this RUN's stage 3).
+# BENCH_PREDICT_ARGS passes options (e.g. "--split val --refine 1"; settings are chosen on --split val).
 PREDICT_CKPT = $(if $(CKPT),$(CKPT),$(call last,$(STAGE3_DIR)))
+BENCH_PREDICT_ARGS ?=
 .PHONY: bench-predict
 bench-predict: | $(STAMP) ## tracked vs ground-truth-crop 2D error/PCK and crop sides on the synthetic test videos (CKPT=…)
 	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PYTHON) benchmarks/bench_predict.py --ckpt $(PREDICT_CKPT) \
-	  --data $(if $(DATA_ROOT),$(DATA_ROOT),data/synthetic) --out benchmarks/results/predict.json
+	  --data $(if $(DATA_ROOT),$(DATA_ROOT),data/synthetic) --out benchmarks/results/predict.json $(BENCH_PREDICT_ARGS)

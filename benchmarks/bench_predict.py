@@ -3,15 +3,19 @@
 A tracker fed by its own network can fail on its own (a shrinking crop loses the hand), so its cost is measured
 apart from the model's: every synthetic target test video runs through ``tassn predict``'s forward loop
 (:func:`tassn.predict.runner.run_forward`) twice with one checkpoint — once with the tracking crop (the default,
-starting from the full frame) and once with the training pipeline's crop around the labelled keypoints (square,
-centred on the keypoints' box, 1.5 × its longer side). Both are scored in frame pixels against the labels: mean 2D
+starting from the full frame; ``--refine N`` re-fits each frame's box to its own prediction N times) and once with
+the training pipeline's crop around the labelled keypoints (square, centred on the keypoints' box, ``--crop-margin``
+× its longer side; the default is the synthetic data module's training margin, 1.4, and the tracker uses the same). Both are scored in frame pixels against the labels: mean 2D
 error and PCK (fraction of joints within ``--pck-px``). Per video it also records the smallest and largest tracked
 crop side, the smallest ratio of tracked to ground-truth side and where the tracker re-initialised. The goal
 (docs/results.md): tracked error ≤ 1.2 × the ground-truth-crop error, and no crop collapse (no tracked side under
 half the ground-truth crop's on any frame)::
 
     python benchmarks/bench_predict.py --ckpt runs/synthetic-cpu/stage3/checkpoints/last.ckpt \
-        --data data/synthetic/target-test-<hash> [--out benchmarks/results/predict.json]
+        --data data/synthetic/target-test-<hash> [--out benchmarks/results/predict.json] [--refine 1]
+
+``--split val`` scores the target *validation* videos instead (``target-val-*``): settings such as ``--refine`` are
+chosen there, and the test split only reports them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ import numpy as np
 #: A tracked side under this fraction of the ground-truth crop's side on some frame is a collapse: the hand no
 #: longer fits (the training crop leaves it a third of the side as margin).
 COLLAPSE_RATIO = 0.5
+#: The crop margin the synthetic videos are trained with (``SyntheticDataModule(crop_margin=…)``'s default, which
+#: the experiments' configs keep).
+TRAINING_MARGIN = 1.4
 
 
 class GroundTruthCrop:
@@ -36,7 +43,7 @@ class GroundTruthCrop:
     name = "ground-truth"
     needs_predictions = False
 
-    def __init__(self, kp2d: np.ndarray, margin: float = 1.5, min_side: float = 16.0) -> None:
+    def __init__(self, kp2d: np.ndarray, margin: float = TRAINING_MARGIN, min_side: float = 16.0) -> None:
         from tassn.predict.hand_crop import CropBox
 
         self.boxes = [CropBox.from_keypoints(k, margin, min_side) for k in np.asarray(kp2d, np.float64)]
@@ -48,14 +55,14 @@ class GroundTruthCrop:
         """Boxes come from the labels only."""
 
 
-def find_test_folder(root: Path) -> Path:
-    """The one complete ``target-test-*`` folder under ``root`` (a data root), or ``root`` itself."""
+def find_test_folder(root: Path, split: str = "test") -> Path:
+    """The one complete ``target-<split>-*`` folder under ``root`` (a data root), or ``root`` itself."""
     if (root / "annotations.npz").is_file():
         return root
-    found = sorted(p for p in root.glob("target-test-*") if (p / "annotations.npz").is_file())
+    found = sorted(p for p in root.glob(f"target-{split}-*") if (p / "annotations.npz").is_file())
     if len(found) != 1:
         raise FileNotFoundError(
-            f"{root}: expected one synthetic target-test-*/ folder with annotations.npz, found "
+            f"{root}: expected one synthetic target-{split}-*/ folder with annotations.npz, found "
             f"{[p.name for p in found] or 'none'}; pass --data <folder> (run `make data` to generate it)"
         )
     return found[0]
@@ -67,8 +74,13 @@ def score(pred: np.ndarray, truth: np.ndarray, pck_px: float) -> dict[str, float
     return {"error_px": float(err.mean()), "pck": float((err <= pck_px).mean())}
 
 
+def extent(kp: np.ndarray) -> np.ndarray:
+    """The longer side of the keypoints' box, per frame of ``F×21×2``."""
+    return (kp.max(axis=-2) - kp.min(axis=-2)).max(axis=-1)
+
+
 def run_video(frames: Path, kp2d: np.ndarray, stepper: Any, pck_px: float, track: dict[str, Any],
-              start: str = "full") -> dict[str, Any]:
+              start: str = "full", margin: float = TRAINING_MARGIN) -> dict[str, Any]:
     """Both crops on one video: scores, tracked crop sides and re-initialisations. ``start``: the tracker's first
     box is the full frame (``full``, the default of ``tassn predict``) or the first frame's ground-truth crop (``gt``,
     as a user's ``--bbox``), which separates finding the hand from following it."""
@@ -77,14 +89,16 @@ def run_video(frames: Path, kp2d: np.ndarray, stepper: Any, pck_px: float, track
     from tassn.predict.video_io import FrameSource
 
     row: dict[str, Any] = {"video": frames.name, "frames": len(kp2d)}
-    truth = GroundTruthCrop(kp2d)
+    truth = GroundTruthCrop(kp2d, margin)
     initial = truth.boxes[0] if start == "gt" else None
-    for name, provider in (("tracked", TrackingCrop(initial=initial, **track)), ("gt_crop", truth)):
+    for name, provider in (("tracked", TrackingCrop(initial=initial, margin=margin, **track)), ("gt_crop", truth)):
         source = FrameSource(frames)
         result, boxes = run_forward(source, provider, stepper, None, False, None, progress=False)
         pred = np.stack([b.to_frame(k, stepper.crop_size) for b, k in zip(boxes, result.kp_crop, strict=True)])
         for key, value in score(pred, kp2d[: len(pred)], pck_px).items():
             row[f"{name}_{key}"] = value
+        if name == "gt_crop":  # how large the network draws the hand on the training crop (extent_scale)
+            row["extent_ratios"] = (extent(pred) / extent(kp2d[: len(pred)])).tolist()
         if name == "tracked":
             sides = np.array([b.size for b in boxes])
             ratio = sides / np.array([b.size for b in truth.boxes[: len(sides)]])
@@ -105,7 +119,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ratio = mean["tracked_error_px"] / max(mean["gt_crop_error_px"], 1e-9)
     return mean | {"ratio": ratio, "min_side": min(r["min_side"] for r in rows),
                    "min_side_ratio": min(r["min_side_ratio"] for r in rows),
-                   "max_side": max(r["max_side"] for r in rows), "collapsed_videos": sum(r["collapsed"] for r in rows),
+                   "max_side": max(r["max_side"] for r in rows),
+                   "extent_scale": float(np.median(np.concatenate([r.get("extent_ratios", [np.nan]) for r in rows]))),
+                   "collapsed_videos": sum(r["collapsed"] for r in rows),
                    "goal_met": bool(ratio <= 1.2 and not any(r["collapsed"] for r in rows))}
 
 
@@ -132,6 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--start", choices=("full", "gt"), default="full",
                         help="the tracker's first box: the full frame (default) or the first ground-truth crop")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="which target-<split>-* folder of a data root to score (default test; choose settings on val)")
+    parser.add_argument("--refine", type=int, default=0,
+                        help="tracking: re-fit each frame's box to its own prediction this many times (default 0)")
+    parser.add_argument("--extent-scale", type=float, default=1.0,
+                        help="tracking: the checkpoint's predicted / true hand extent (TrackingCrop extent_scale); "
+                        "every run prints the median measured on its ground-truth crops (default 1)")
+    parser.add_argument("--crop-margin", type=float, default=TRAINING_MARGIN,
+                        help=f"crop side / keypoints' extent, for the ground-truth crop and the tracker (default "
+                        f"{TRAINING_MARGIN}, the synthetic training margin)")
     parser.add_argument("--stages", nargs="+", default=["stage3", "stage2", "pretrain", "stage1"],
                         help="checkpoint stages accepted (stage 1's heatmaps are enough for 2D; default: all)")
     args = parser.parse_args(argv)
@@ -141,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     from tassn.stages.checkpoints import CheckpointMismatchError
 
     try:
-        folder = find_test_folder(Path(args.data))
+        folder = find_test_folder(Path(args.data), args.split)
         model = load_model(args.ckpt, allowed_stages=args.stages, device=args.device)
     except (FileNotFoundError, CheckpointMismatchError) as err:
         print(f"bench_predict: error: {err}", file=sys.stderr)
@@ -151,17 +177,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_videos is not None:
         names, kp2d = names[: args.max_videos], kp2d[: args.max_videos]
     stepper = Stepper(model)
-    track: dict[str, Any] = {}
+    track: dict[str, Any] = {"refine": args.refine, "extent_scale": args.extent_scale}
     started = time.perf_counter()
-    rows = [run_video(folder / "videos" / str(name), kp, stepper, args.pck_px, track, args.start)
+    rows = [run_video(folder / "videos" / str(name), kp, stepper, args.pck_px, track, args.start, args.crop_margin)
             for name, kp in zip(names, kp2d, strict=True)]
     summary = summarise(rows)
     print(table(rows, summary, args.pck_px))
+    print(f"median predicted / true hand extent on the ground-truth crops: {summary['extent_scale']:.3f} "
+          "(--extent-scale)")
     print(f"goal (tracked ≤ 1.2 × GT-crop error, no collapse): {'met' if summary['goal_met'] else 'NOT met'}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(Path(args.ckpt)), "stage": model.stage, "data": str(folder), "pck_px": args.pck_px,
-              "crop_size": stepper.crop_size, "tracker": f"TrackingCrop defaults, first box: {args.start}",
+              "crop_size": stepper.crop_size, "crop_margin": args.crop_margin,
+              "tracker": f"TrackingCrop defaults, refine={args.refine}, extent_scale={args.extent_scale}, first box: {args.start}",
               "seconds": time.perf_counter() - started, "summary": summary, "videos": rows}
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")

@@ -71,6 +71,10 @@ class HandClipDataModule(L.LightningDataModule):
         grabcut_iterations: GrabCut iterations per frame.
         grabcut_dir: the GrabCut cache folder (default ``<data_root>/grabcut``; set it when the data is read-only).
         seed: seed of the training-clip shuffle.
+        crop_jitter, crop_scale_jitter: training crops only, off (0) by default: move each training clip's crops by
+            up to ``crop_jitter`` × the crop side and scale them by up to ``1 + crop_scale_jitter`` (either way),
+            so that the network learns where the hand is in a crop that is not centred on it (see
+            :class:`~data_modules.clips.ClipDataset`). Val/test crops stay centred.
     """
 
     def __init__(
@@ -90,6 +94,8 @@ class HandClipDataModule(L.LightningDataModule):
         grabcut_iterations: int = 5,
         grabcut_dir: str | None = None,
         seed: int = 0,
+        crop_jitter: float = 0.0,
+        crop_scale_jitter: float = 0.0,
     ):
         super().__init__()
         if clip_len < 1 or clip_stride < 1 or frame_step < 1:
@@ -112,6 +118,8 @@ class HandClipDataModule(L.LightningDataModule):
         self.grabcut_cfg = GrabCutConfig(iterations=grabcut_iterations)
         self.grabcut_dir = grabcut_dir
         self.seed = seed
+        self.crop_jitter = crop_jitter
+        self.crop_scale_jitter = crop_scale_jitter
         self.datasets: dict[str, ClipDataset] = {}
 
     # ----------------------------------------------------------------------------------------- dataset hooks
@@ -187,6 +195,8 @@ class HandClipDataModule(L.LightningDataModule):
             frame_step=self.frame_step,
             serve_3d=self.serve_3d_in_train if train else True,
             silhouettes=CachedSilhouettes(self.grabcut_cache()) if self.use_silhouettes else None,
+            crop_jitter=self.crop_jitter if train else 0.0,
+            crop_scale_jitter=self.crop_scale_jitter if train else 0.0,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -234,6 +234,31 @@ def crop_frame(
     return out
 
 
+def jitter_matrix(crop_size: int, shift: tuple[float, float], scale: float) -> np.ndarray:
+    """3×3 map from a crop to the crop of the same frame whose box is moved by ``shift`` (fractions of the box's
+    side, x and y) and whose side is ``scale`` × the box's: the hand lands off-centre and larger or smaller."""
+    c = (crop_size - 1) / 2.0
+    k = 1.0 / scale
+    return np.array(
+        [[k, 0.0, c - k * (c + shift[0] * crop_size)], [0.0, k, c - k * (c + shift[1] * crop_size)],
+         [0.0, 0.0, 1.0]], dtype=np.float64,
+    )
+
+
+def jitter_cropped(cropped: CroppedFrame, image: np.ndarray, J: np.ndarray, size: int) -> CroppedFrame:
+    """``cropped`` re-cut from the original ``image`` through ``J · A`` (:func:`jitter_matrix`): image, 2D
+    keypoints, crop camera and true mask move with the crop; 3D labels are unchanged (the camera is the same)."""
+    A = J @ cropped.A
+    true_mask = None
+    if cropped.true_mask is not None:
+        true_mask = (warp_image(cropped.true_mask * 255, J, size, cv2.INTER_NEAREST) > 127).astype(np.uint8)
+    return CroppedFrame(
+        image=warp_image(image, A, size), kp2d=transform_points(J, cropped.kp2d), K=J @ cropped.K,
+        visible=cropped.visible, A=A, mirrored=cropped.mirrored, kp3d=cropped.kp3d, mesh3d=cropped.mesh3d,
+        true_mask=true_mask,
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # clips
 
@@ -275,6 +300,12 @@ class ClipDataset(Dataset):
 
     A clip with an unreadable frame is skipped: the next readable clip is served in its place and a warning names
     the file and the running count of skipped clips. Frames are never silently replaced by zeros.
+
+    crop_jitter, crop_scale_jitter (0: off, the default): each clip's crops are moved by a shift drawn uniformly in
+    ``±crop_jitter`` of the box's side (x and y) and scaled by a factor drawn log-uniformly in
+    ``[1/(1 + crop_scale_jitter), 1 + crop_scale_jitter]``, one draw per clip (a tracking crop's error lasts several
+    frames), from torch's random state (``seed_everything`` and the loader's worker seeding). Labels and the
+    crop camera move with the crop; silhouettes are the cached ones of the centred crop warped the same way.
     """
 
     def __init__(
@@ -288,7 +319,15 @@ class ClipDataset(Dataset):
         serve_3d: bool = False,
         silhouettes: SilhouetteFn | None = None,
         max_skips: int = 32,
+        crop_jitter: float = 0.0,
+        crop_scale_jitter: float = 0.0,
     ):
+        if not 0.0 <= crop_jitter < 0.5:
+            raise ValueError(f"crop_jitter (shift, fraction of the crop side) must be in [0, 0.5), got {crop_jitter}")
+        if not 0.0 <= crop_scale_jitter < 1.0:
+            raise ValueError(f"crop_scale_jitter must be in [0, 1), got {crop_scale_jitter}")
+        self.crop_jitter = crop_jitter
+        self.crop_scale_jitter = crop_scale_jitter
         self.videos = list(videos)
         self.clip_len = clip_len
         self.frame_step = frame_step
@@ -335,12 +374,24 @@ class ClipDataset(Dataset):
                             self.skipped)
         raise RuntimeError(f"no readable clip among {self.max_skips} clips from index {i}; see the warnings above")
 
+    def draw_jitter(self) -> np.ndarray | None:
+        """One clip's crop jitter (:func:`jitter_matrix`), or None when jitter is off."""
+        if self.crop_jitter == 0.0 and self.crop_scale_jitter == 0.0:
+            return None
+        u = torch.rand(3, dtype=torch.float64).numpy() * 2.0 - 1.0  # uniform in [-1, 1)
+        shift = (float(u[0] * self.crop_jitter), float(u[1] * self.crop_jitter))
+        return jitter_matrix(self.crop.size, shift, float(np.exp(u[2] * np.log1p(self.crop_scale_jitter))))
+
     def load_clip(self, i: int) -> dict:
         """The clip at ``i`` as a dict of tensors ``T×…`` (raises :class:`CorruptFrameError`)."""
         video, frames = self.clip_frames(i)
         with_true = self.serve_3d and all(f.mask_path is not None for f in frames)
-        cropped = [crop_frame(f, video.mirror, self.crop, with_3d=self.serve_3d, with_true_mask=with_true)
-                   for f in frames]
+        J = self.draw_jitter()
+        images = [read_image(f.image_path) for f in frames] if J is not None else [None] * len(frames)
+        centred = [crop_frame(f, video.mirror, self.crop, image=im, with_3d=self.serve_3d, with_true_mask=with_true)
+                   for f, im in zip(frames, images, strict=True)]
+        cropped = centred if J is None else [jitter_cropped(c, im, J, self.crop.size)
+                                             for c, im in zip(centred, images, strict=True)]
         kp2d = torch.from_numpy(np.stack([c.kp2d for c in cropped])).float()
         visible = torch.from_numpy(np.stack([c.visible for c in cropped])).float()
         hm_size = self.crop.size // HEATMAP_STRIDE
@@ -354,7 +405,9 @@ class ClipDataset(Dataset):
             "frame_index": torch.tensor([f.index for f in frames], dtype=torch.int64),
         }
         if self.silhouettes is not None:
-            sil = np.stack([self.silhouettes(video, f, c) for f, c in zip(frames, cropped, strict=True)])
+            sil = np.stack([self.silhouettes(video, f, c) for f, c in zip(frames, centred, strict=True)])
+            if J is not None:
+                sil = np.stack([warp_image(m, J, self.crop.size, cv2.INTER_NEAREST) for m in sil])
             item["silhouettes"] = torch.from_numpy(sil).float()[:, None]
         if self.serve_3d and all(c.kp3d is not None for c in cropped):
             item["kp3d"] = torch.from_numpy(np.stack([c.kp3d for c in cropped])).float()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from bench_predict import GroundTruthCrop, find_test_folder, score, summarise  # noqa: E402
+from bench_predict import TRAINING_MARGIN, GroundTruthCrop, extent, find_test_folder, score, summarise  # noqa: E402
 
 
 def test_score_is_mean_error_and_pck_in_frame_pixels() -> None:
@@ -29,9 +29,23 @@ def test_summary_fails_the_goal_on_a_collapse_or_a_large_ratio() -> None:
 
 
 def test_ground_truth_crop_is_the_training_crop() -> None:
+    import inspect
+
+    from data_modules.synthetic import SyntheticDataModule
+
+    # the synthetic videos train at the data module's default margin (the experiments' configs keep it)
+    assert inspect.signature(SyntheticDataModule).parameters["crop_margin"].default == TRAINING_MARGIN
     kp = np.array([[[10.0, 20.0], [30.0, 20.0], [20.0, 60.0]]])
     box = GroundTruthCrop(kp).box(0, 128, 128)
-    assert (box.cx, box.cy, box.size) == (20.0, 40.0, 60.0)
+    assert (box.cx, box.cy, box.size) == pytest.approx((20.0, 40.0, 40.0 * TRAINING_MARGIN))
+    assert extent(kp).tolist() == [40.0]
+
+
+def test_summary_reports_the_median_extent_ratio() -> None:
+    row = {"frames": 2, "tracked_error_px": 6.0, "gt_crop_error_px": 5.0, "tracked_pck": 0.5, "gt_crop_pck": 0.6,
+           "min_side": 40.0, "max_side": 128.0, "min_side_ratio": 0.8, "collapsed": False}
+    rows = [row | {"extent_ratios": [0.8, 0.9]}, row | {"extent_ratios": [1.0]}]
+    assert summarise(rows)["extent_scale"] == pytest.approx(0.9)
 
 
 def test_find_test_folder_names_what_it_expected(tmp_path: Path) -> None:
@@ -40,3 +54,5 @@ def test_find_test_folder_names_what_it_expected(tmp_path: Path) -> None:
     (tmp_path / "target-test-abc").mkdir()
     (tmp_path / "target-test-abc" / "annotations.npz").write_bytes(b"")
     assert find_test_folder(tmp_path).name == "target-test-abc"
+    with pytest.raises(FileNotFoundError, match="target-val"):
+        find_test_folder(tmp_path, "val")

@@ -157,3 +157,50 @@ def test_gapless_starts_leave_out_clips_across_a_gap():
     assert gapless_starts(indices, clip_len=8, stride=1) == []
     assert gapless_starts(list(range(8)), clip_len=8, stride=1) == [0]
     assert gapless_starts([0, 1, 2, 3, 5, 6, 7, 8], clip_len=2, stride=1, frame_step=2) == [0, 1, 4, 5]
+
+
+def test_crop_jitter_moves_the_crop_and_its_labels_together(tiny_video):
+    def true_mask(video, frame, cropped):
+        return cropped.true_mask
+
+    kwargs = dict(clip_len=2, clip_stride=1, crop=CropConfig(size=32), serve_3d=True, silhouettes=true_mask)
+    plain = ClipDataset([tiny_video], **kwargs)
+    off = ClipDataset([tiny_video], **kwargs, crop_jitter=0.0, crop_scale_jitter=0.0)
+    assert all(torch.equal(plain[0][k], off[0][k]) for k in ("frames", "kp2d", "K", "silhouettes"))  # off: as before
+    jittered = ClipDataset([tiny_video], **kwargs, crop_jitter=0.2, crop_scale_jitter=0.4)
+    torch.manual_seed(0)
+    centres, extents = [], []
+    for _ in range(12):
+        item = jittered[0]
+        kp = item["kp2d"].double()
+        # the crop camera moves with the crop: kp3d projects onto the jittered kp2d
+        uvw = torch.einsum("tij,tkj->tki", item["K"].double(), item["kp3d"].double())
+        torch.testing.assert_close(uvw[..., :2] / uvw[..., 2:], kp, atol=1e-3, rtol=0)
+        # the image and the silhouette move with it too: the keypoints sit on the skin and inside the mask
+        ij = kp[0].round().long().flip(-1)
+        inside = ((ij >= 0) & (ij < 32)).all(dim=1)
+        pixels = item["frames"][0].permute(1, 2, 0)[ij[inside, 0], ij[inside, 1]] * 255
+        assert ((pixels - torch.tensor([205.0, 150.0, 120.0])).abs().amax(dim=1) < 40).float().mean() > 0.7
+        assert item["silhouettes"][0, 0][ij[inside, 0], ij[inside, 1]].mean() > 0.8
+        assert torch.equal(item["silhouettes"], item["true_silhouettes"])
+        lo, hi = kp[0].amin(dim=0), kp[0].amax(dim=0)
+        centres.append(((lo + hi) / 2 - 15.5).abs().max().item())
+        extents.append((hi - lo).max().item())
+    centred = plain[0]["kp2d"][0]
+    extent = (centred.amax(dim=0) - centred.amin(dim=0)).max().item()
+    assert max(centres) > 2.0 and max(centres) <= 0.2 * 32 * 1.4 + 0.5  # off-centre, by at most the jitter
+    assert min(extents) < 0.9 * extent and max(extents) > 1.1 * extent  # smaller and larger hands
+    assert max(extents) <= 1.4 * extent + 1e-3 and min(extents) >= extent / 1.4 - 1e-3
+    with pytest.raises(ValueError, match="crop_jitter"):
+        ClipDataset([tiny_video], **kwargs, crop_jitter=0.6)
+
+
+def test_crop_jitter_is_a_training_option_only(tiny_video, tmp_path):
+    from data_modules.synthetic import SyntheticDataModule
+
+    module = SyntheticDataModule(root=str(tmp_path), silhouettes=False, crop_jitter=0.1, crop_scale_jitter=0.2)
+    module.load_videos = lambda split: [tiny_video]
+    train, val = module.make_dataset("train"), module.make_dataset("val")
+    assert (train.crop_jitter, train.crop_scale_jitter) == (0.1, 0.2)
+    assert (val.crop_jitter, val.crop_scale_jitter) == (0.0, 0.0)
+    assert SyntheticDataModule(root=str(tmp_path)).crop_jitter == 0.0  # off by default

@@ -223,3 +223,56 @@ def test_a_run_that_fails_keeps_the_previous_outputs_byte_for_byte(blob_folder: 
     after = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".run")) == []
+
+
+def test_refinement_predicts_each_frame_on_its_refit_box(blob_video: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    trust_all = {"min_confidence": -1e9, "reinit_confidence": -1e9}  # the untrained test network's peaks are ~0
+    runs = {}
+    for refine in (0, 1):
+        out = predict_video(blob_video, tiny_ckpt, tmp_path / f"r{refine}", box=BOX, mesh_format="none",
+                            overlay=False, progress=False, confidence=False,
+                            track_options={**trust_all, "refine": refine})
+        runs[refine] = PredictionArrays.load_npz(out / "predictions.npz")
+        assert json.loads((out / "run.json").read_text())["tracking"]["refine"] == refine
+    first = CropBox.from_corners(*BOX)
+    np.testing.assert_allclose(runs[0].crop_boxes[0], first.as_array())
+    refined = runs[1].crop_boxes
+    assert not np.allclose(refined[0], first.as_array())  # frame 0 is predicted on its re-fit box …
+    sides = refined[:, 2]
+    assert (sides[1:] / sides[:-1]).max() <= 1.25 + 1e-9 and (sides[:-1] / sides[1:]).max() <= 1.25 + 1e-9
+    assert sides.min() >= 0.25 * first.size - 1e-9  # … within the tracker's bounds
+    # the prediction that counts is the network's on that box, with the recurrence of the counted frames only
+    model = load_model(tiny_ckpt, device="cpu")
+    from tassn.predict.runner import Stepper
+
+    stepper = Stepper(model)
+    for t, frame in enumerate(FrameSource(blob_video)):
+        if t == 0:
+            stepper.restart()
+        stepper(np.zeros_like(CropBox(*refined[t]).cut(frame, stepper.crop_size)), commit=False)  # a trial
+        kp, _, _, _ = stepper(CropBox(*refined[t]).cut(frame, stepper.crop_size))
+        np.testing.assert_allclose(CropBox(*refined[t]).to_frame(kp, stepper.crop_size), runs[1].kp2d[t], atol=1e-6)
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line_and_status_2(
+        blob_folder: Path, tiny_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import tassn.predict.writers as writers
+
+    under_a_file = tmp_path / "notes.txt"
+    under_a_file.write_text("a file")
+    assert main(["--video", str(blob_folder), "--ckpt", str(tiny_ckpt), "--out", str(under_a_file / "run"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"{under_a_file} is a file" in err and "Traceback" not in err
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(writers.os, "access", lambda p, mode: Path(p) != read_only and real_access(p, mode))
+    assert main(["--video", str(blob_folder), "--ckpt", str(tiny_ckpt), "--out", str(read_only / "run"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"{read_only} is not writable" in err
+    assert list(read_only.iterdir()) == [] and under_a_file.read_text() == "a file"  # nothing half-written

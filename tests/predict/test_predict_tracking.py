@@ -88,3 +88,61 @@ def test_the_floor_follows_a_user_box() -> None:
     assert tracker.box(1, 200, 100).size >= 20.0
     tracker.update(1, np.full((21, 2), 40.0), np.zeros(21))
     assert tracker.box(2, 200, 100) == user and tracker.reinitialised == [2]
+
+
+def centred_network(truth: np.ndarray, box: CropBox, pull: float) -> np.ndarray:
+    """What a network that sees the hand only partly gives on ``box``: the true keypoints (frame px), moved
+    ``pull`` of the way towards the crop's centre (0: the truth; 1: the hand always at the centre)."""
+    return truth + pull * (np.array([box.cx, box.cy]) - (truth.min(axis=0) + truth.max(axis=0)) / 2)
+
+
+@pytest.mark.parametrize("pull", [0.0, 0.5])
+def test_refinement_refits_each_frames_box_within_the_frame(pull: float) -> None:
+    truth = generated_hand_track()
+    offsets = {}
+    for refine in (0, 2):
+        tracker = TrackingCrop(initial=None, margin=1.5, smoothing=0.5, refine=refine)
+        previous, errors = None, []
+        for t in range(FRAMES):
+            box = tracker.box(t, SIZE, SIZE)
+            for _ in range(tracker.refine):
+                box = tracker.refit(t, centred_network(truth[t], box, pull), np.full(21, 0.8))
+            if previous is not None:  # the guarantees hold for the boxes the frames are predicted on
+                assert previous.size / 1.25 - 1e-9 <= box.size <= previous.size * 1.25 + 1e-9
+            assert box.size >= tracker.floor and 0 <= box.cx <= SIZE - 1 and 0 <= box.cy <= SIZE - 1
+            middle = (truth[t].min(axis=0) + truth[t].max(axis=0)) / 2
+            errors.append(np.hypot(box.cx - middle[0], box.cy - middle[1]))
+            tracker.update(t, centred_network(truth[t], box, pull), np.full(21, 0.8))
+            previous = box
+        offsets[refine] = np.mean(errors[10:])
+    assert offsets[2] < 0.6 * offsets[0], offsets  # the frame's own re-fit takes most of the lag away
+    if pull == 0.0:
+        assert offsets[2] < 0.5  # a network that finds the hand: the box is the ground-truth crop's
+
+
+def test_a_lost_frame_is_not_refit() -> None:
+    tracker = TrackingCrop(initial=None, refine=1)
+    box = tracker.box(0, SIZE, SIZE)
+    assert tracker.refit(0, np.full((21, 2), 30.0), np.zeros(21)) is None
+    assert tracker.box(0, SIZE, SIZE) == box  # the frame keeps its tracked box
+    assert tracker.refit(0, np.full((21, 2), 30.0), np.full(21, 0.9)).size == pytest.approx(SIZE / 1.25)
+    with pytest.raises(ValueError, match="refine"):
+        TrackingCrop(refine=-1)
+
+
+def test_extent_calibration_stops_the_shrink_of_a_network_that_draws_small_hands() -> None:
+    truth = generated_hand_track()
+    ratios = {}
+    for scale in (1.0, 0.8):
+        tracker = TrackingCrop(initial=None, margin=1.5, smoothing=0.5, extent_scale=scale)
+        sizes = []
+        for t in range(FRAMES):
+            sizes.append(tracker.box(t, SIZE, SIZE).size / (1.5 * extent(truth[t])))
+            middle = (truth[t].min(axis=0) + truth[t].max(axis=0)) / 2
+            tracker.update(t, middle + 0.8 * (truth[t] - middle), np.full(21, 0.8))  # every hand drawn at 0.8×
+        ratios[scale] = np.array(sizes[20:])
+    # the hand's extent changes from frame to frame (it turns), so compare the box to the ground-truth crop on average
+    assert ratios[1.0].mean() == pytest.approx(0.8, abs=0.05)  # uncalibrated: the network's 0.8 × the hand's crop
+    assert ratios[0.8].mean() == pytest.approx(1.0, abs=0.05)  # calibrated: the ground-truth crop's side
+    with pytest.raises(ValueError, match="extent_scale"):
+        TrackingCrop(extent_scale=0.0)

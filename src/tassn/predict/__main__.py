@@ -17,6 +17,7 @@ from .confidence import AGREEMENT_SCALE
 from .decode import KEYPOINT_METHODS
 from .hand_crop import CROP_MODES, parse_bbox
 from .model import PREDICT_STAGES
+from .tracking import DEFAULT_REFINE
 from .writers import MESH_FORMATS
 
 
@@ -50,6 +51,13 @@ def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
                       help="a frame whose median heatmap peak is under this is lost (default 0.1)")
     crop.add_argument("--track-patience", type=int, default=3,
                       help="this many lost frames in a row put the first box back (default 3)")
+    crop.add_argument("--refine", type=int, default=DEFAULT_REFINE,
+                      help="tracking: predict each frame on its tracked box, re-fit the box to that prediction and "
+                      f"predict again, this many times (one more network step each; default {DEFAULT_REFINE})")
+    crop.add_argument("--track-extent-scale", type=float, default=1.0,
+                      help="tracking: the checkpoint's predicted / true hand extent on training crops; boxes divide "
+                      "the keypoints' extent by it (measure it with benchmarks/bench_predict.py --split val; "
+                      "default 1)")
     crop.add_argument("--left-hand", action="store_true", help="the video shows a left hand")
     model = parser.add_argument_group("model")
     model.add_argument("--fuse-reverse", action="store_true",
@@ -97,9 +105,11 @@ def first_box(args: argparse.Namespace) -> tuple[float, ...] | None:
 
 
 def track_options(args: argparse.Namespace) -> dict[str, float]:
-    """The tracking bounds of ``--track-max-step``, ``--track-floor``, ``--reinit-confidence``, ``--track-patience``."""
+    """The tracking options ``--track-max-step``, ``--track-floor``, ``--reinit-confidence``, ``--track-patience``,
+    ``--refine``, ``--track-extent-scale``."""
     return {"max_scale_step": args.track_max_step, "floor_fraction": args.track_floor,
-            "reinit_confidence": args.reinit_confidence, "patience": args.track_patience}
+            "reinit_confidence": args.reinit_confidence, "patience": args.track_patience, "refine": args.refine,
+            "extent_scale": args.track_extent_scale}
 
 
 def run_from_args(args: argparse.Namespace) -> Path:

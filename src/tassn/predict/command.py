@@ -14,7 +14,7 @@ def run_command(run: Callable[[argparse.Namespace], Path], args: argparse.Namesp
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         out = run(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, PermissionError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(out)

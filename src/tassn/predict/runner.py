@@ -127,13 +127,17 @@ class Stepper:
         self._heat = None
 
     @torch.inference_mode()
-    def __call__(self, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """One ``S×S×3`` uint8 crop → keypoints ``21×2`` (crop px), confidence ``21``, pose ``21×3``, mesh ``V×3``."""
+    def __call__(self, crop: np.ndarray, commit: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One ``S×S×3`` uint8 crop → keypoints ``21×2`` (crop px), confidence ``21``, pose ``21×3``, mesh ``V×3``.
+
+        ``commit=False`` leaves the recurrence as it was (a trial crop of the frame: the next call sees the same
+        previous frame and heatmaps)."""
         image = torch.from_numpy(np.ascontiguousarray(crop)).to(self.device)
         image = image.permute(2, 0, 1)[None].float() / 255.0
         out = self.net.step(self._prev, image, self._heat)
-        self._prev = image
-        self._heat = self.net.feedback(out.heatmaps[:, -1])
+        if commit:
+            self._prev = image
+            self._heat = self.net.feedback(out.heatmaps[:, -1])
         kp, conf = heatmaps_to_keypoints(out.heatmaps[:, -1], self.crop_size, self.keypoint_method, self.temperature)
         return (kp[0].double().cpu().numpy(), conf[0].double().cpu().numpy(),
                 out.pose[0].double().cpu().numpy(), out.mesh[0].float().cpu().numpy())
@@ -157,6 +161,12 @@ def unflip_keypoints(kp_crop: np.ndarray, crop_size: int, mirror: bool) -> np.nd
     return out
 
 
+def cut_crop(frame: np.ndarray, box: CropBox, crop_size: int, mirror: bool) -> np.ndarray:
+    """The network's input for ``box``: the crop, flipped horizontally for a left hand."""
+    crop = box.cut(frame, crop_size)
+    return np.ascontiguousarray(crop[:, ::-1]) if mirror else crop
+
+
 def run_forward(
     source: FrameSource,
     provider: CropProvider,
@@ -169,7 +179,10 @@ def run_forward(
     """The forward pass over the video; crops come from ``provider``, which sees each frame's prediction.
 
     With ``mirror`` (a left hand) the network sees each crop flipped horizontally, which is the crop of the mirrored
-    frame around the mirrored box, so boxes and the provider stay in the original frame's pixels.
+    frame around the mirrored box, so boxes and the provider stay in the original frame's pixels. A provider with
+    ``refine`` = N > 0 (the tracking crop's test-time refinement) re-fits each frame's box to the frame's own
+    prediction up to N times (:meth:`~tassn.predict.tracking.TrackingCrop.refit`) before the prediction that counts;
+    the trial predictions leave the recurrence untouched.
     """
     result, boxes = PassResult(), []
     width, height, s = source.info.width, source.info.height, stepper.crop_size
@@ -179,9 +192,13 @@ def run_forward(
             if index == 0 or (clip_length is not None and index % clip_length == 0):
                 stepper.restart()
             box = provider.box(index, width, height)
-            crop = box.cut(frame, s)
-            if mirror:
-                crop = np.ascontiguousarray(crop[:, ::-1])
+            for _ in range(getattr(provider, "refine", 0)):
+                kp_crop, conf, _, _ = stepper(cut_crop(frame, box, s, mirror), commit=False)
+                refit = provider.refit(index, box.to_frame(unflip_keypoints(kp_crop, s, mirror), s), conf)
+                if refit is None:
+                    break
+                box = refit
+            crop = cut_crop(frame, box, s, mirror)
             kp_crop, conf, pose, mesh = stepper(crop)
             provider.update(index, box.to_frame(unflip_keypoints(kp_crop, s, mirror), s), conf)
             result.append(kp_crop, conf, pose, mesh)

@@ -12,6 +12,15 @@ went from 128 px to 16 px in 31 frames. Four rules break that loop:
 - **re-initialisation**: a frame is *lost* when its confidence (the median heatmap peak of its joints) is under
   ``reinit_confidence`` or fewer than ``MIN_KEYPOINTS`` joints are confident; a lost frame keeps the box, and
   ``patience`` lost frames in a row put the first box back, from which the hand is found again.
+
+**Test-time refinement** (``refine`` = N ≥ 1): each frame is first predicted on its tracked box, the box is re-fit to
+that frame's own keypoints by the same rule as a ground-truth crop (the keypoints' square, ``margin`` × its longer
+side), and the frame is predicted again on the re-fit box — N times; the last prediction is the frame's answer and
+feeds the next frame's box. A re-fit box obeys the same bounds (side within ``max_scale_step`` of the box it
+replaces, floor, ceiling, centre in the frame), and a lost frame is not re-fit. This corrects a box that is off the
+hand *within* the frame instead of one frame later, as far as the network's keypoints measure where the hand is in
+its crop (docs/results.md, "Video prediction": with the CPU recipe's checkpoints they follow the crop more than the
+hand, so the gain is small); each iteration costs one more network step per frame.
 """
 
 from __future__ import annotations
@@ -19,6 +28,10 @@ from __future__ import annotations
 import numpy as np
 
 from .hand_crop import MIN_KEYPOINTS, CropBox
+
+#: Re-fits per frame of ``tassn predict --video``; chosen with ``benchmarks/bench_predict.py --split val``
+#: (docs/results.md, "Video prediction").
+DEFAULT_REFINE = 0
 
 
 class TrackingCrop:
@@ -41,6 +54,8 @@ class TrackingCrop:
         min_confidence: float = 0.05,
         reinit_confidence: float = 0.1,
         patience: int = 3,
+        refine: int = DEFAULT_REFINE,
+        extent_scale: float = 1.0,
     ) -> None:
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"track smoothing must be in [0, 1), got {smoothing}")
@@ -52,6 +67,10 @@ class TrackingCrop:
             raise ValueError(f"floor_fraction must be in (0, 1], got {floor_fraction}")
         if patience < 1:
             raise ValueError(f"patience (lost frames before re-initialising) must be at least 1, got {patience}")
+        if not extent_scale > 0:
+            raise ValueError(f"extent_scale (predicted / true hand extent) must be positive, got {extent_scale}")
+        if refine < 0:
+            raise ValueError(f"refine (re-fits of a frame's box to its own prediction) must be ≥ 0, got {refine}")
         self.initial = initial
         self.margin = margin
         self.smoothing = smoothing
@@ -60,12 +79,15 @@ class TrackingCrop:
         self.min_confidence = min_confidence
         self.reinit_confidence = reinit_confidence
         self.patience = patience
+        self.refine = refine
+        self.extent_scale = extent_scale
         self.first: CropBox | None = None
         self.floor = 0.0
         self.ceiling = np.inf
         self.reinitialised: list[int] = []
         self._size: tuple[int, int] | None = None
         self._current: CropBox | None = None
+        self._previous: CropBox | None = None  # the box the previous frame was predicted on
         self._lost = 0
 
     def _start(self, width: int, height: int) -> None:
@@ -75,7 +97,7 @@ class TrackingCrop:
         self.ceiling = float(max(width, height))
         self.floor = self.floor_fraction * min(first.size, float(min(width, height)))
         self.first = self._bounded(first)
-        self._current = self.first
+        self._current, self._previous = self.first, None
 
     def _bounded(self, box: CropBox) -> CropBox:
         """The centre inside the frame, the side within ``[floor, ceiling]``."""
@@ -97,21 +119,53 @@ class TrackingCrop:
         finite = finite[np.isfinite(finite)]
         return float(np.median(finite)) if finite.size else 0.0
 
+    def _confident(self, kp2d: np.ndarray, confidence: np.ndarray) -> np.ndarray | None:
+        """The mask of a frame's confident, finite keypoints, or None when the frame is lost."""
+        good = np.isfinite(kp2d).all(axis=1) & (np.nan_to_num(confidence, nan=0.0) >= self.min_confidence)
+        if self.frame_confidence(confidence) < self.reinit_confidence or good.sum() < MIN_KEYPOINTS:
+            return None
+        return good
+
+    def _measure(self, kp2d: np.ndarray) -> CropBox:
+        """The box of confident keypoints ``K×2``: their square, ``margin / extent_scale`` × the longer side."""
+        return CropBox.from_keypoints(kp2d, self.margin / self.extent_scale, min_size=self.floor)
+
+    def refit(self, index: int, kp2d: np.ndarray, confidence: np.ndarray) -> CropBox | None:
+        """Re-fit frame ``index``'s box to the keypoints (frame pixels) just predicted on it; returns the new box,
+        which becomes the frame's box, or None when the frame is lost (its box and prediction stand).
+
+        The re-fit box is the keypoints' square with ``margin`` (over ``extent_scale``); its side stays within
+        ``max_scale_step`` of the previous frame's box (of the tracked box on a first frame), within the floor and the ceiling, and its
+        centre in the frame: the bounds of :meth:`update` hold for the boxes the frames are predicted on.
+        """
+        if self._current is None:
+            raise RuntimeError("TrackingCrop.refit before the first box: call box() for the frame first")
+        kp2d, confidence = np.asarray(kp2d, np.float64), np.asarray(confidence, np.float64)
+        good = self._confident(kp2d, confidence)
+        if good is None:
+            return None
+        anchor = self._previous if self._previous is not None else self._current
+        measured = self._measure(kp2d[good])
+        size = float(np.clip(measured.size, anchor.size / self.max_scale_step, anchor.size * self.max_scale_step))
+        self._current = self._bounded(CropBox(measured.cx, measured.cy, size))
+        return self._current
+
     def update(self, index: int, kp2d: np.ndarray, confidence: np.ndarray) -> None:
         """Move the box towards frame ``index``'s keypoints (frame pixels) for frame ``index + 1``."""
         if self._current is None:
             raise RuntimeError("TrackingCrop.update before the first box: call box() for the frame first")
         kp2d, confidence = np.asarray(kp2d, np.float64), np.asarray(confidence, np.float64)
-        good = np.isfinite(kp2d).all(axis=1) & (np.nan_to_num(confidence, nan=0.0) >= self.min_confidence)
-        if self.frame_confidence(confidence) < self.reinit_confidence or good.sum() < MIN_KEYPOINTS:
+        good = self._confident(kp2d, confidence)
+        self._previous = self._current
+        if good is None:
             self._lost += 1
             if self._lost >= self.patience:
                 assert self.first is not None
-                self._current, self._lost = self.first, 0
+                self._current, self._lost, self._previous = self.first, 0, None
                 self.reinitialised.append(index + 1)
             return
         self._lost = 0
-        measured = CropBox.from_keypoints(kp2d[good], self.margin, min_size=self.floor)
+        measured = self._measure(kp2d[good])
         old, a = self._current, self.smoothing
         log_step = np.log(self.max_scale_step)
         log_size = a * np.log(old.size) + (1 - a) * np.log(measured.size)
@@ -122,4 +176,5 @@ class TrackingCrop:
     def summary(self) -> dict[str, float | list[int]]:
         """What a run records about its tracking: the floor and the frames where the box was re-initialised."""
         return {"floor": self.floor, "max_scale_step": self.max_scale_step, "reinit_confidence": self.reinit_confidence,
-                "patience": self.patience, "reinitialised_at": list(self.reinitialised)}
+                "patience": self.patience, "refine": self.refine,
+                "extent_scale": self.extent_scale, "reinitialised_at": list(self.reinitialised)}

@@ -79,6 +79,18 @@ def _is_previous_run(path: Path) -> bool:
     return isinstance(run, dict)
 
 
+def _check_writable(path: Path) -> None:
+    """Raise unless the run can be written next to ``path`` (its staging folder is a sibling) and moved into it."""
+    existing = path.parent.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FileExistsError(f"cannot create output folder {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK) or (path.is_dir() and not os.access(path, os.W_OK | os.X_OK)):
+        folder = path if path.is_dir() and not os.access(path, os.W_OK | os.X_OK) else existing
+        raise PermissionError(f"cannot write output folder {path}: {folder} is not writable; choose another --out")
+
+
 def check_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
     """Raise unless ``out_dir`` is new, empty, or (with ``overwrite``) a previous tassn run; changes nothing.
 
@@ -89,6 +101,7 @@ def check_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
     _refuse_links(path)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"output folder {path} is an existing file; expected a folder path")
+    _check_writable(path)
     if path.is_dir() and any(path.iterdir()):
         if not overwrite:
             raise FileExistsError(
