@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .command import run_command
+from .command import add_io_arguments, run_command
 from .confidence import AGREEMENT_SCALE
 from .decode import KEYPOINT_METHODS
 from .hand_crop import CROP_MODES, parse_bbox
@@ -23,13 +23,7 @@ from .writers import MESH_FORMATS
 
 def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the options of a video prediction run to ``parser`` (the ``tassn predict --video`` form too)."""
-    io = parser.add_argument_group("input and output")
-    io.add_argument("--video", required=True, help="video file OpenCV can read, or a folder of frame images")
-    io.add_argument("--ckpt", required=True, help="checkpoint of a trained stage (" + ", ".join(PREDICT_STAGES) + ")")
-    io.add_argument("--out", "--out-dir", dest="out_dir", required=True, help="run folder (new, or empty)")
-    io.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
-    io.add_argument("--fps", type=float, help="frame rate of a frame folder (default 30) or to override the video's")
-    io.add_argument("--max-frames", type=int, help="stop after this many frames")
+    add_io_arguments(parser, "stop after this many frames")
     crop = parser.add_argument_group("hand crop")
     crop.add_argument("--crop", choices=CROP_MODES, default="auto",
                       help="auto: keypoints when --keypoints-file is given, else track (default: auto)")

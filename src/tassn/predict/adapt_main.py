@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .adapt import ADAPT_CROP_MODES, DEFAULT_STEPS
-from .command import run_command
+from .command import add_io_arguments, run_command
 from .confidence import AGREEMENT_SCALE
 from .model import PREDICT_STAGES
 from .writers import MESH_FORMATS
@@ -24,13 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         "then predict the video with the adapted weights. Writes what `tassn predict` writes plus adapted.ckpt "
         "and adapt.json.",
     )
-    io = parser.add_argument_group("input and output")
-    io.add_argument("--video", required=True, help="video file OpenCV can read, or a folder of frame images")
-    io.add_argument("--ckpt", required=True, help="checkpoint of a trained stage (" + ", ".join(PREDICT_STAGES) + ")")
-    io.add_argument("--out", "--out-dir", dest="out_dir", required=True, help="run folder (new, or empty)")
-    io.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
-    io.add_argument("--fps", type=float, help="frame rate of a frame folder (default 30) or to override the video's")
-    io.add_argument("--max-frames", type=int, help="use only the first N frames")
+    add_io_arguments(parser, "use only the first N frames")
     crop = parser.add_argument_group("hand crop")
     crop.add_argument("--crop", choices=ADAPT_CROP_MODES, default="track",
                       help="track the hand from the previous frame's prediction (default), or a fixed --box, or "
