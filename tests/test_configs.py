@@ -3,8 +3,12 @@ W&B sweep's command line parses with sample values (parse only: nothing is built
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import shlex
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,16 +34,34 @@ def parse(*files: str | Path, extra: tuple[str, ...] = ()) -> dict:
     return ParseOnly(args=args, run=False).config.as_dict()
 
 
+@functools.cache
+def make_compositions(data: str, size: str) -> dict[str, list[Path]]:
+    """The ``--config`` files of each stage's ``tassn fit`` in ``make train-stage3 DATA=data CONFIG=size``, read from
+    ``make -n`` (the Makefile's own composition and order, not a copy of it)."""
+    with tempfile.TemporaryDirectory() as runs:
+        out = subprocess.run(
+            ["make", "-n", "-B", "--no-print-directory", "train-stage3", f"DATA={data}", f"CONFIG={size}",
+             f"RUNS={runs}", f"DATA_ROOT={runs}"],
+            cwd=EXPERIMENTS.parent, capture_output=True, text=True, check=True,
+        ).stdout
+    compositions = {}
+    for line in out.splitlines():
+        if " -m tassn fit " not in line:
+            continue
+        words = shlex.split(line)
+        files = [EXPERIMENTS.parent / words[i + 1] for i, w in enumerate(words[:-1]) if w == "--config"]
+        compositions[files[0].stem] = files
+    assert set(compositions) == set(STAGES), f"make -n train-stage3 DATA={data} CONFIG={size}: {sorted(compositions)}"
+    return compositions
+
+
 def composition(stage: str, data: str, size: str | None) -> list[Path]:
-    """The files `make` composes for a stage: stage, data, size overlay, the stage's schedule under that size."""
-    data_file = "synthetic_source" if stage == "pretrain" else data
-    files = [EXPERIMENTS / f"{stage}.yaml", EXPERIMENTS / "data" / f"{data_file}.yaml"]
+    """The files a stage is composed of: as `make` composes them for a size overlay; stage and data alone without
+    one (the plain ``tassn fit --config <stage> --config <data>`` of the docs)."""
     if size is not None:
-        files.append(EXPERIMENTS / f"{size}.yaml")
-        schedule = EXPERIMENTS / size / f"{stage}.yaml"
-        if schedule.is_file():
-            files.append(schedule)
-    return files
+        return make_compositions(data, size)[stage]
+    data_file = "synthetic_source" if stage == "pretrain" else data
+    return [EXPERIMENTS / f"{stage}.yaml", EXPERIMENTS / "data" / f"{data_file}.yaml"]
 
 
 def test_every_yaml_file_is_used_by_a_composition() -> None:
