@@ -20,6 +20,14 @@ from tassn.render import SilhouetteRenderer, fit_weak_perspective
 from tassn.stages.base import StageModule
 
 
+def to_silhouette_pixels(vertices_px: torch.Tensor, factor: int) -> torch.Tensor:
+    """Crop-pixel vertices ``…×V×3`` in the pixels of an image ``factor`` times smaller showing the same region:
+    silhouette pixel i spans crop pixels ``[i·f − ½, (i+1)·f − ½]``, so ``x ↦ (x + ½)/f − ½`` (z unchanged)."""
+    if factor == 1:
+        return vertices_px
+    return torch.cat([(vertices_px[..., :2] + 0.5) / factor - 0.5, vertices_px[..., 2:]], dim=-1)
+
+
 class SilhouetteStage(StageModule):
     """A stage with a silhouette term: owns the renderer and computes L_m of a clip's predictions.
 
@@ -81,10 +89,7 @@ class SilhouetteStage(StageModule):
         kp2d, visible = batch["kp2d"].flatten(0, 1), batch["visible"].flatten(0, 1)
         if n > 1:
             kp2d, visible = kp2d.repeat(n, 1, 1), visible.repeat(n, 1)
-        vertices = fit_weak_perspective(pose, kp2d, visible).project(mesh)
-        f = self.silhouette_factor
-        if f > 1:  # crop pixel centre x ↦ silhouette pixel (x + ½)/f − ½: pixel i spans crop [i·f − ½, (i+1)·f − ½]
-            vertices = torch.cat([(vertices[..., :2] + 0.5) / f - 0.5, vertices[..., 2:]], dim=-1)
+        vertices = to_silhouette_pixels(fit_weak_perspective(pose, kp2d, visible).project(mesh), self.silhouette_factor)
         rendered = self.renderer(vertices, self.net.template_faces)
         return rendered.unflatten(0, (n * b, t))
 
