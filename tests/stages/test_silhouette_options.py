@@ -92,8 +92,8 @@ def test_batched_directions_equal_two_passes_in_eval_mode(make_net, make_data, t
         )
     for a, b in ((a_fwd, b_fwd), (a_rev, b_rev)):
         for name in ("heatmaps", "mesh", "pose", "flow"):
-            torch.testing.assert_close(getattr(b, name), getattr(a, name), atol=1e-5, rtol=1e-4)
-    assert (a_rev.heatmaps[:, 0] - a_rev.heatmaps[:, -1]).abs().max() > 1e-4  # frames differ: a wrong order fails
+            torch.testing.assert_close(getattr(b, name), getattr(a, name), atol=1e-6, rtol=1e-4)
+    assert (a_rev.heatmaps[:, 0] - a_rev.heatmaps[:, -1]).abs().max() > 1e-5  # frames differ: a wrong order fails
     assert set(values_one) == set(values_two) and "loss_m" in values_one
     for name, value in values_two.items():
         torch.testing.assert_close(values_one[name], value, atol=1e-5, rtol=1e-4)
