@@ -143,7 +143,8 @@ def _pairs(
         return faces.new_zeros(0), faces.new_zeros(0), xy.new_zeros(0), None
     pairs = covering_pairs(spans, scale_over_sigma, blur_px2, chunk, z is not None)
     depths = _cat(pairs.z, xy)
-    return _cat(pairs.pix, faces), _cat(pairs.edge, faces), _cat(pairs.x, xy), lambda sel: depths[sel]
+    depth = None if z is None else lambda sel: depths[sel]
+    return _cat(pairs.pix, faces), _cat(pairs.edge, faces), _cat(pairs.x, xy), depth
 
 
 class _SoftSilhouette(torch.autograd.Function):
