@@ -15,9 +15,13 @@ Four measurements, each at the CPU configuration (64² crops, the narrow PME of 
 - **profile** (``--profile``): ``torch.profiler`` on the stage-3 step at the first size: forward time of each
   sub-network and of the renderer, the heaviest backward nodes, top operators by self time, and the renderer's
   share of the step (its forward plus its backward node).
-- **compare** (``--compare``): the renderer hot spot before and after its fix (the soft rasterizer's row spans,
-  ``tight_spans=True`` is the old construction), renderer alone and stage 3's whole step, interleaved over
-  ``--rounds`` with the per-round speed-up's spread.
+- **compare** (``--compare``): the soft rasterizer's two ways to find covering pairs (row-span walk, K×K window
+  per face), renderer alone and stage 3's whole step, interleaved over ``--rounds`` with the per-round speed-up's
+  spread.
+
+``--silhouette-divisor N`` renders L_m's silhouettes at the crop size / N (the stages' ``silhouette_size``) and
+``--batch-directions`` runs stage 3's two directions as one PME call (``batch_directions``).
+Profiling and comparison live in ``bench_train_profile.py``, the tables in ``bench_train_report.py``.
 
 Batches are tensors shaped like the data modules' (frames, heatmaps, 2D keypoints of a posed template hand
 placed in the crop, its rendered silhouettes, 3D labels), so the numbers measure the model, not the data
@@ -28,7 +32,8 @@ re-executing the script), so that one case's freed memory does not hide the next
 Prints tables and writes JSON (default ``benchmarks/results/train.json``)::
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--sizes cpu paper] [--rounds 5] [--autocast none|bf16]
-                                     [--threads 2] [--profile] [--compare]
+                                     [--threads 2] [--profile] [--compare] [--silhouette-divisor 2]
+                                     [--batch-directions]
 """
 
 from __future__ import annotations
@@ -83,6 +88,8 @@ SIZES: dict[str, Size] = {
 #: glibc: serve (and return on free) every allocation over 64 KiB with mmap
 MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "65536")
 STAGES: tuple[str, ...] = ("pretrain", "stage1", "stage2", "stage3", "stage3 w/o L_c")
+#: ``--silhouette-divisor``, ``--batch-directions``: options of the silhouette stages (stage 2 and 3)
+STAGE_OPTIONS: dict[str, Any] = {"silhouette_divisor": 1, "batch_directions": False}
 
 
 # ----------------------------------------------------------------------------------------------------- memory
@@ -194,13 +201,16 @@ def build_stage(name: str, size: Size, renderer_backend: str = "soft") -> torch.
         return Pretrain(net)
     if name == "stage1":
         return Stage1(net)
-    renderer = SilhouetteRenderer(size.image_size, backend=renderer_backend)
+    silhouette_size = size.image_size // STAGE_OPTIONS["silhouette_divisor"]
+    options = {"renderer": SilhouetteRenderer(silhouette_size, backend=renderer_backend),
+               "silhouette_size": silhouette_size}
     if name == "stage2":
-        return Stage2(net, renderer=renderer)
+        return Stage2(net, **options)
+    both = {"batch_directions": STAGE_OPTIONS["batch_directions"]}
     if name == "stage3":
-        return Stage3(net, renderer=renderer)
+        return Stage3(net, **options, **both)
     if name == "stage3 w/o L_c":
-        return Stage3(net, renderer=renderer, lambda_c_pose=0.0, lambda_c_mesh=0.0)
+        return Stage3(net, **options, **both, lambda_c_pose=0.0, lambda_c_mesh=0.0)
     raise ValueError(f"unknown stage {name!r}; expected one of {STAGES}")
 
 
@@ -358,204 +368,6 @@ def bench_infer(size: Size, device: torch.device, flows: tuple[str, ...]) -> lis
     return rows
 
 
-def _label_modules(modules: Mapping[str, torch.nn.Module]) -> list[Any]:
-    """Wrap each module's forward in a profiler range named ``forward: <name>`` (via hooks; returns the handles)."""
-    from torch.autograd.profiler import record_function
-
-    handles = []
-    for name, module in modules.items():
-        ranges: list[Any] = []
-
-        def pre(_m: Any, _a: Any, n: str = name, r: list[Any] = ranges) -> None:
-            r.append(record_function(f"forward: {n}"))
-            r[-1].__enter__()
-
-        def post(_m: Any, _a: Any, _o: Any, r: list[Any] = ranges) -> None:
-            r.pop().__exit__(None, None, None)
-
-        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
-    return handles
-
-
-def profile_stage3(size: Size, device: torch.device, top: int = 12) -> dict[str, list[dict[str, Any]]]:
-    """Where stage 3's training step spends its time (torch.profiler, 2 steps): the forward time of each
-    sub-network and of the renderer, the backward time of the heaviest autograd nodes, and the operators with
-    the most self time."""
-    from torch.profiler import ProfilerActivity, profile
-
-    batch = hand_batch(size, device)
-    module = build_stage("stage3", size).to(device)
-    module.log = lambda *a, **k: None
-    step = train_step_fn(module, batch)
-    step()
-    net = module.net
-    handles = _label_modules({"flow": net.flow, "heatmap (hourglass)": net.heatmap, "mesh (GCN)": net.mesh,
-                              "pose (GCN)": net.pose, "renderer": module.renderer})
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    steps = 2
-    t0 = time.perf_counter()
-    with profile(activities=activities) as prof:
-        for _ in range(steps):
-            step()
-        sync(device)
-    wall = (time.perf_counter() - t0) / steps
-    for h in handles:
-        h.remove()
-    events = prof.key_averages()
-
-    def row(e: Any, total: bool) -> dict[str, Any]:
-        ms = (e.cpu_time_total if total else e.self_cpu_time_total) / 1e3 / steps
-        return {"name": e.key, "ms_per_step": ms, "share_of_step": ms / (1e3 * wall), "calls_per_step": e.count / steps}
-
-    sections = [row(e, True) for e in events if e.key.startswith("forward: ")]
-    backward = sorted((row(e, True) for e in events if e.key.startswith("autograd::engine::evaluate_function: ")),
-                      key=lambda r: -r["ms_per_step"])[:top]
-    for r in backward:
-        r["name"] = "backward: " + r["name"].removeprefix("autograd::engine::evaluate_function: ")
-    ops = sorted((row(e, False) for e in events if not e.key.startswith(("forward: ", "autograd::"))),
-                 key=lambda r: -r["ms_per_step"])[:top]
-    fwd = sum(r["ms_per_step"] for r in sections if r["name"] == "forward: renderer")
-    bwd = sum(row(e, True)["ms_per_step"] for e in events
-              if e.key == "autograd::engine::evaluate_function: _SoftSilhouetteBackward")
-    renderer = {"forward_ms": fwd, "backward_ms": bwd, "share_of_step": (fwd + bwd) / (1e3 * wall)}
-    return {"step_ms": [{"name": "whole step (profiled)", "ms_per_step": 1e3 * wall, "share_of_step": 1.0,
-                         "calls_per_step": 1}],
-            "sections": sorted(sections, key=lambda r: -r["ms_per_step"]), "backward": backward, "ops": ops,
-            "renderer": renderer}
-
-
-@contextmanager
-def tight_spans_renderer() -> Iterator[None]:
-    """Render with the soft rasterizer's previous span construction (every row span from the blur band's
-    crossings of its face) instead of the short-face shortcut, for before/after timings in one run."""
-    import functools
-
-    import tassn.render.silhouette as silhouette
-    from tassn.render.soft_rasterizer import soft_silhouette
-
-    silhouette.soft_silhouette = functools.partial(soft_silhouette, tight_spans=True)
-    try:
-        yield
-    finally:
-        silhouette.soft_silhouette = soft_silhouette
-
-
-def bench_compare(size: Size, device: torch.device, rounds: int = 5) -> list[dict[str, Any]]:
-    """Before/after of the renderer hot spot: the renderer alone (fwd + bwd) and stage 3's whole step, with the
-    old (tight band spans) and new (face x-range for short faces) span construction, interleaved ``rounds``
-    times so that both see the same machine load; medians, the per-round speed-up with its spread, and the
-    largest output difference."""
-    from tassn.render.soft_rasterizer import soft_silhouette
-
-    vertices_px, _, faces, _, _ = posed_hands(size.render_batch, size.image_size, seed=1)
-    v, faces = vertices_px.to(device).requires_grad_(True), faces.to(device)
-
-    def render(path: str) -> tuple[torch.Tensor, torch.Tensor]:
-        alpha = soft_silhouette(v, faces, size.image_size, tight_spans=path == "old")
-        (grad,) = torch.autograd.grad(alpha.square().sum(), v)
-        return alpha.detach(), grad
-
-    (a_old, g_old), (a_new, g_new) = render("old"), render("new")
-    batch = hand_batch(size, device)
-    module = build_stage("stage3", size).to(device)
-    module.log = lambda *a, **k: None
-    step = train_step_fn(module, batch)
-    step()
-    times: dict[tuple[str, str], list[float]] = {}
-    for _ in range(max(1, rounds)):
-        for path in ("old", "new"):
-            t, _ = timed(lambda p=path: render(p), device, 1, 0)
-            times.setdefault(("renderer fwd+bwd", path), []).extend(t)
-            with tight_spans_renderer() if path == "old" else nullcontext():
-                t, _ = timed(step, device, 1, 0)
-            times.setdefault(("stage3 step", path), []).extend(t)
-    rows = []
-    for case in ("renderer fwd+bwd", "stage3 step"):
-        old, new = times[(case, "old")], times[(case, "new")]
-        speedup = spread([o / n for o, n in zip(old, new, strict=True)])
-        rows.append({"size": size.name, "case": case, "old_ms": 1e3 * statistics.median(old),
-                     "new_ms": 1e3 * statistics.median(new), "speedup": speedup["median"],
-                     "speedup_min": speedup["min"], "speedup_max": speedup["max"], "rounds": rounds})
-    rows[0]["max_alpha_diff"] = float((a_old - a_new).abs().max())
-    rows[0]["max_grad_rel_diff"] = float((g_old - g_new).abs().max() / g_old.abs().max().clamp_min(1e-12))
-    for r in rows:
-        print(f"  compare {r['size']:9s} {r['case']:17s} old {r['old_ms']:8.1f} ms  new {r['new_ms']:8.1f} ms  "
-              f"×{r['speedup']:.2f} [{r['speedup_min']:.2f}–{r['speedup_max']:.2f}]", flush=True)
-    return rows
-
-
-# ----------------------------------------------------------------------------------------------------- output
-def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
-    """``columns``: (key, header, format); missing values print as ``–`` (or the row's ``skipped`` reason)."""
-    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = []
-        for key, _, fmt in columns:
-            value = r.get(key)
-            cells.append("–" if value is None else format(value, fmt) if fmt else str(value))
-        if "skipped" in r:
-            cells[-1] = f"skipped: {r['skipped']}"
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def temporal_price(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stage 3's cost per frame over stage 2's, per size: what the reversed pass and L_c cost (the ratio of the
-    per-stage medians of interleaved rounds)."""
-    out = []
-    for size in dict.fromkeys(r["size"] for r in rows):
-        by = {r["stage"]: r for r in rows if r["size"] == size}
-        if "stage2" in by and "stage3" in by:
-            out.append({"size": size, "stage2_ms_per_frame": by["stage2"]["ms_per_frame"],
-                        "stage3_ms_per_frame": by["stage3"]["ms_per_frame"],
-                        "ratio": by["stage3"]["ms_per_frame"] / by["stage2"]["ms_per_frame"]})
-    return out
-
-
-def report(result: Mapping[str, Any]) -> str:
-    parts = [f"device: {result['device']}, machine: {json.dumps(result['machine'])}", "", "Training step:",
-             markdown_table(result["train"], [
-                 ("size", "size", ""), ("stage", "stage", ""), ("batch", "B", "d"), ("clip_len", "T", "d"),
-                 ("clips_per_s", "clips/s", ".2f"), ("frames_per_s", "frames/s", ".1f"),
-                 ("ms_per_frame", "ms/frame", ".1f"), ("ratio_to", "per frame over", ""), ("ratio", "median", ".2f"),
-                 ("ratio_min", "min", ".2f"), ("ratio_max", "max", ".2f"), ("rounds", "rounds", "d"),
-                 ("peak_mem_mb", "peak MiB", ".0f")])]
-    if result.get("temporal_price"):
-        parts += ["", "Price of the temporal training (stage 3 / stage 2, per frame):",
-                  markdown_table(result["temporal_price"], [
-                      ("size", "size", ""), ("stage2_ms_per_frame", "stage 2 ms/frame", ".1f"),
-                      ("stage3_ms_per_frame", "stage 3 ms/frame", ".1f"), ("ratio", "ratio", ".2f")])]
-    if result.get("render"):
-        parts += ["", "Silhouette renderer, per batch:", markdown_table(result["render"], [
-            ("size", "size", ""), ("backend", "backend", ""), ("batch", "meshes", "d"),
-            ("forward_ms", "forward ms", ".1f"), ("forward_backward_ms", "fwd+bwd ms", ".1f"),
-            ("peak_mem_mb", "peak MiB", ".0f")])]
-    if result.get("infer"):
-        parts += ["", "PME inference over a clip:", markdown_table(result["infer"], [
-            ("size", "size", ""), ("flow", "flow", ""), ("clip_len", "T", "d"), ("ms_per_frame", "ms/frame", ".1f"),
-            ("peak_mem_mb", "peak MiB", ".0f")])]
-    if result.get("compare"):
-        parts += ["", "Renderer hot spot, before (tight band spans) / after (face x-range for short faces), interleaved:",
-                  markdown_table(result["compare"], [
-                      ("size", "size", ""), ("case", "case", ""), ("old_ms", "before ms", ".1f"),
-                      ("new_ms", "after ms", ".1f"), ("speedup", "speed-up", ".2f"), ("speedup_min", "min", ".2f"),
-                      ("speedup_max", "max", ".2f"), ("rounds", "rounds", "d"),
-                      ("max_alpha_diff", "max |Δalpha|", ".1e")])]
-    if result.get("profile"):
-        prof = result["profile"]
-        r, step_ms = prof["renderer"], prof["step_ms"][0]["ms_per_step"]
-        parts += ["", f"Renderer in the profiled stage-3 step: forward {r['forward_ms']:.1f} ms + backward "
-                  f"{r['backward_ms']:.1f} ms = {r['share_of_step']:.1%} of {step_ms:.0f} ms"]
-        rows = prof["step_ms"] + prof["sections"] + prof["backward"]
-        parts += ["", "Stage-3 step profile (forward of each part, heaviest backward nodes; wall time incl. children):",
-                  markdown_table(rows, [("name", "part", ""), ("ms_per_step", "ms/step", ".1f"),
-                                        ("share_of_step", "share", ".1%"), ("calls_per_step", "calls/step", ".0f")]),
-                  "", "Top operators by self CPU time:",
-                  markdown_table(prof["ops"], [("name", "operator", ""), ("ms_per_step", "self ms/step", ".1f"),
-                                               ("share_of_step", "share", ".1%"), ("calls_per_step", "calls/step", ".0f")])]
-    return "\n".join(parts)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 …")
@@ -566,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="*", default=["train", "render", "infer"], choices=["train", "render", "infer"])
     parser.add_argument("--profile", action="store_true", help="also profile stage 3's step at the first size")
     parser.add_argument("--compare", action="store_true",
-                        help="also time the renderer's old and new span construction side by side (per size)")
+                        help="also time the renderer's two methods (row spans, windows) side by side (per size)")
     parser.add_argument("--steps", type=int, default=None,
                         help="timed steps per renderer and inference case (default: per size; training: --rounds)")
     parser.add_argument("--autocast", default="none", choices=list(AUTOCAST),
@@ -575,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved rounds of the stage and before/after timings (median, spread; "
                              "default 5)")
+    parser.add_argument("--silhouette-divisor", type=int, default=1,
+                        help="stages 2 and 3 render L_m's silhouettes at the crop size / this (silhouette_size)")
+    parser.add_argument("--batch-directions", action="store_true",
+                        help="stage 3 runs both directions as one PME call (batch_directions)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train.json")
     parser.add_argument("--check-args", action="store_true",
@@ -597,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--device {args.device}: CUDA is not available in this torch ({torch.__version__})")
     if args.threads:
         torch.set_num_threads(args.threads)
+    from bench_train_profile import bench_compare, profile_stage3  # (they import this module's helpers)
+    from bench_train_report import report, temporal_price
+
+    STAGE_OPTIONS.update(silhouette_divisor=args.silhouette_divisor, batch_directions=args.batch_directions)
     global autocast_dtype
     autocast_dtype = AUTOCAST[args.autocast]
     info = machine()

@@ -10,6 +10,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import bench_train  # noqa: E402
+import bench_train_profile  # noqa: E402
+import bench_train_report  # noqa: E402
 
 TINY = bench_train.Size("tiny-32", 32, dict(bench_train.CPU_NET), batch=1, clip_len=2, steps=1, warmup=0)
 
@@ -56,17 +58,24 @@ def test_stages_are_timed_interleaved_with_ratio_spread(monkeypatch: pytest.Monk
         assert r["rounds"] == 3 and r["ratio_to"] == "stage2"
         assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
     assert rows[0]["ratio"] == rows[0]["ratio_min"] == rows[0]["ratio_max"] == 1.0
-    price = bench_train.temporal_price(rows)
+    price = bench_train_report.temporal_price(rows)
     assert price[0]["ratio"] == pytest.approx(rows[1]["ms_per_frame"] / rows[0]["ms_per_frame"])
 
 
-def test_compare_times_both_span_constructions_interleaved_with_spread() -> None:
+def test_compare_times_both_renderer_methods_interleaved_with_spread() -> None:
     size = bench_train.Size("tiny-32", 32, dict(bench_train.CPU_NET), 1, 2, 1, 0, render_batch=2)
-    rows = bench_train.bench_compare(size, torch.device("cpu"), rounds=2)
+    rows = bench_train_profile.bench_compare(size, torch.device("cpu"), rounds=2)
     assert [r["case"] for r in rows] == ["renderer fwd+bwd", "stage3 step"]
     for r in rows:
         assert r["speedup_min"] <= r["speedup"] <= r["speedup_max"] and r["rounds"] == 2
     assert rows[0]["max_alpha_diff"] < 1e-5 and rows[0]["max_grad_rel_diff"] < 1e-3
+
+
+def test_silhouette_options_reach_the_stages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(bench_train.STAGE_OPTIONS, "silhouette_divisor", 2)
+    monkeypatch.setitem(bench_train.STAGE_OPTIONS, "batch_directions", True)
+    module = bench_train.build_stage("stage3", TINY)
+    assert module.silhouette_size == 16 and module.renderer.image_size == 16 and module.batch_directions
 
 
 def test_stage3_step_trains_under_bf16_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,10 +89,10 @@ def test_stage3_step_trains_under_bf16_autocast(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_profile_reports_the_renderer_share() -> None:
-    prof = bench_train.profile_stage3(TINY, torch.device("cpu"))
+    prof = bench_train_profile.profile_stage3(TINY, torch.device("cpu"))
     r = prof["renderer"]
     assert r["forward_ms"] > 0 and r["backward_ms"] > 0 and 0 < r["share_of_step"] < 1
-    text = bench_train.report({"device": "cpu", "machine": {}, "train": [], "profile": prof})
+    text = bench_train_report.report({"device": "cpu", "machine": {}, "train": [], "profile": prof})
     assert f"= {r['share_of_step']:.1%} of" in text and "Renderer in the profiled stage-3 step" in text
 
 

@@ -140,3 +140,23 @@ def test_matches_the_stored_golden_output_of_pytorch3d_blending() -> None:
         ours = soft_silhouette(verts, faces, size, sigma=sigma, faces_per_pixel=k)
         assert (ours.double() - expected).abs().max().item() < 1e-5, (sigma, k)
         assert expected.sum().item() > 20  # the hand-sized blob was drawn
+
+
+@pytest.mark.parametrize("k", [None, 3])
+def test_window_method_matches_span_walk_and_reference(k: int | None) -> None:
+    """The K×K-window search finds the same pairs as the row-span walk: same alpha and vertex gradients to float
+    rounding (k = 3 crowds pixels, so the depth ranking of the window pairs is exercised too)."""
+    verts, faces = jittered_spheres(3, 24, seed=2)
+    weights = torch.rand(3, 1, 24, 24, generator=torch.Generator().manual_seed(4))
+    out = {}
+    for method in ("spans", "windows"):
+        v = verts.clone().requires_grad_(True)
+        alpha = soft_silhouette(v, faces, 24, sigma=1e-3, faces_per_pixel=k, method=method, max_candidates=500)
+        (alpha * weights).sum().backward()
+        out[method] = (alpha.detach(), v.grad)
+    ref = dense_reference(verts, faces, 24, 1e-3, k)
+    assert (out["windows"][0].double() - ref).abs().max().item() < 1e-5 and out["windows"][0].sum() > 50
+    torch.testing.assert_close(out["windows"][0], out["spans"][0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["windows"][1], out["spans"][1], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="method"):
+        soft_silhouette(verts, faces, 24, method="tiles")  # type: ignore[arg-type]

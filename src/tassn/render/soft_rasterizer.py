@@ -42,16 +42,17 @@ as ``kp2d`` and ``K`` in the batches).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: PyTorch3D's degenerate-face threshold on the edge function (twice the signed area) in NDC units.
-_DEGENERATE_NDC = 1e-8
+from .soft_spans import NEXT, covering_pairs, row_spans
+from .soft_windows import window_pairs
 
-_NEXT = (1, 2, 0)  # edge i runs from vertex i to vertex _NEXT[i]
+Method = Literal["windows", "spans"]
 
 
 def blur_radius_for(sigma: float, eps: float = 1e-4) -> float:
@@ -79,189 +80,6 @@ def check_render_inputs(vertices_px: Tensor, faces: Tensor, image_size: int, sig
         raise ValueError(f"sigma must be positive; got {sigma}")
 
 
-@dataclass
-class _Spans:
-    """Row spans of every face, sorted by width (widest first), with per-span row coefficients.
-
-    Coefficient tables are ``3×n`` (one contiguous row per edge i, from vertex i to vertex i+1 mod 3). For pixel
-    ``k`` of a span (x relative to the face's first vertex: ``xr = x0r + k``): ``n_i = an_i·xr + cn_i`` is the
-    signed distance to edge i's line (positive inside) and ``s_i = as_i·xr + cs_i`` the position of the foot of
-    the perpendicular along the edge, in pixels; the squared distance to the edge segment is
-    ``n_i² + (s_i − clamp(s_i, 0, len_i))²``.
-    """
-
-    width: Tensor  # n (long), sorted descending
-    pix0: Tensor  # n (int32/int64) flat pixel index of the span's first pixel: b·S² + y·S + x0
-    edge0: Tensor  # n (int32/int64) flat index 3·(b·F + f) of the face's first edge
-    x0r: Tensor  # n (float) first pixel's x relative to the face's first vertex
-    an: Tensor  # 3×n
-    cn: Tensor
-    as_: Tensor
-    cs: Tensor
-    length: Tensor
-    zo: Tensor | None  # 3×n depth of the vertex opposite edge i (only to rank faces in z)
-
-
-def _band_extent(yr: Tensor, svx: Tensor, svy: Tensor, r_px: float) -> tuple[Tensor, Tensor]:
-    """x-extent (relative to the face's first vertex) of each row's face inside the band ``[yr − r, yr + r]``:
-    the vertices inside it and the band lines' crossings of the edges (``+inf, −inf`` where there are none)."""
-    xl = torch.full_like(yr, math.inf)
-    xr = torch.full_like(yr, -math.inf)
-    for line in (yr - r_px, yr + r_px):
-        for i, j in enumerate(_NEXT):
-            py, qy, px, qx = svy[i], svy[j], svx[i], svx[j]
-            dq = qy - py
-            crosses = ((py - line) * (qy - line) <= 0) & (dq != 0)
-            xc = px + (line - py) * (qx - px) / torch.where(dq != 0, dq, torch.ones_like(dq))
-            xl = torch.where(crosses, torch.minimum(xl, xc), xl)
-            xr = torch.where(crosses, torch.maximum(xr, xc), xr)
-    for j in range(3):
-        inband = (svy[j] - yr).abs() <= r_px
-        xl = torch.where(inband, torch.minimum(xl, svx[j]), xl)
-        xr = torch.where(inband, torch.maximum(xr, svx[j]), xr)
-    return xl, xr
-
-
-def _row_spans(
-    xy: Tensor, z: Tensor | None, faces: Tensor, image_size: int, r_px: float, tight: bool = False
-) -> _Spans | None:
-    """Cut every non-degenerate face into row spans covering all pixels within ``r_px`` of it.
-
-    A span is the face's x-extent inside the row's band ``[y − r, y + r]``, grown by r. For faces at most
-    ``2r + 2`` pixels tall (almost every face of a hand mesh at training sizes) the face's own x-range, grown by r,
-    is used instead: a superset that is at most the face's width looser, and much cheaper to compute than the
-    band crossings. ``tight=True`` computes the band extent for every face. Either way the covering pairs are
-    the same: pixels of a span farther than r from the face are dropped by :func:`_covering_pairs`.
-    """
-    B = xy.shape[0]
-    S = image_size
-    Fn = faces.shape[0]
-    dev = xy.device
-    fv = xy[:, faces].reshape(B * Fn, 3, 2)
-    scale = (2.0 / S) ** 2
-    # per-face tables, one contiguous row per vertex / edge, coordinates relative to the first vertex
-    ox, oy = fv[:, 0, 0], fv[:, 0, 1]
-    vx = (fv[..., 0] - ox[:, None]).t().contiguous()  # 3×BF
-    vy = (fv[..., 1] - oy[:, None]).t().contiguous()
-    ex = vx[list(_NEXT)] - vx
-    ey = vy[list(_NEXT)] - vy
-    area2 = ex[0] * vy[2] - ey[0] * vx[2]
-    lo_x, hi_x = fv[..., 0].amin(1) - r_px, fv[..., 0].amax(1) + r_px
-    lo_y, hi_y = fv[..., 1].amin(1) - r_px, fv[..., 1].amax(1) + r_px
-    ok = torch.isfinite(fv).all(dim=2).all(dim=1) & (area2.abs() * scale > _DEGENERATE_NDC)
-    ok &= (hi_x >= 0) & (hi_y >= 0) & (lo_x <= S - 1) & (lo_y <= S - 1)
-    faces_ok = ok.nonzero().squeeze(1)
-    if faces_ok.numel() == 0:
-        return None
-    ry0 = torch.ceil(lo_y[faces_ok]).clamp(0, S - 1).long()
-    ry1 = torch.floor(hi_y[faces_ok]).clamp(0, S - 1).long()
-    nrows = (ry1 - ry0 + 1).clamp_min(0)
-    sel = torch.repeat_interleave(faces_ok, nrows)
-    if sel.numel() == 0:
-        return None
-    start = torch.repeat_interleave(torch.cumsum(nrows, 0) - nrows, nrows)
-    y = torch.repeat_interleave(ry0, nrows) + (torch.arange(sel.numel(), device=dev) - start)
-    fid = sel
-    yr = y.to(xy.dtype) - oy[fid]  # row relative to the face's first vertex
-    svx, svy = vx[:, fid], vy[:, fid]  # 3×n
-
-    # x-extent of each row's span: the face's x-range for short faces, the band extent for tall ones
-    xl, xr = svx.amin(0), svx.amax(0)
-    face_height = hi_y - lo_y - 2 * r_px
-    rows = None if tight else (face_height[fid] > 2 * r_px + 2).nonzero().squeeze(1)
-    if rows is None:
-        xl, xr = _band_extent(yr, svx, svy, r_px)
-    elif rows.numel():
-        xl[rows], xr[rows] = _band_extent(yr[rows], svx[:, rows], svy[:, rows], r_px)
-    oxs = ox[fid]
-    x0 = torch.ceil(xl + oxs - r_px).clamp(0, S - 1)
-    x1 = torch.floor(xr + oxs + r_px).clamp(-1, S - 1)
-    x0 = torch.nan_to_num(x0, nan=0.0, posinf=float(S), neginf=0.0).long()
-    x1 = torch.nan_to_num(x1, nan=-1.0, posinf=-1.0, neginf=-1.0).long()
-    width = x1 - x0 + 1
-    keep = (width > 0).nonzero().squeeze(1)
-    keep = keep[torch.argsort(width[keep], descending=True, stable=True)]
-    width, x0, y, fid, yr = width[keep], x0[keep], y[keep], fid[keep], yr[keep]
-    svx, svy = vx[:, fid], vy[:, fid]
-    sex, sey = ex[:, fid], ey[:, fid]
-    length = (sex * sex + sey * sey).sqrt()
-    k = torch.sign(area2[fid]) / length
-    dy = yr - svy  # 3×n
-    itype = torch.int32 if B * max(S * S, 3 * Fn) < 2**31 else torch.int64
-    return _Spans(
-        width=width,
-        pix0=((fid // Fn) * (S * S) + y * S + x0).to(itype),
-        edge0=(3 * fid).to(itype),
-        x0r=x0.to(xy.dtype) - ox[fid],
-        # n_i(p) = sgn · ((Q − P) × (p − P)) / |Q − P| ; s_i(p) = (p − P)·(Q − P) / |Q − P|
-        an=(-sey * k).contiguous(),
-        cn=((sex * dy + sey * svx) * k).contiguous(),
-        as_=(sex / length).contiguous(),
-        cs=((sey * dy - sex * svx) / length).contiguous(),
-        length=length.contiguous(),
-        zo=None if z is None else z[:, faces[:, [2, 0, 1]]].reshape(B * Fn, 3)[fid].t().contiguous(),
-    )
-
-
-@dataclass
-class _Pairs:
-    """The covering (pixel, face) pairs, with what blending and the backward pass need."""
-
-    pix: list[Tensor] = field(default_factory=list)  # flat pixel index b·S² + y·S + x
-    edge: list[Tensor] = field(default_factory=list)  # the face's edge nearest to the pixel: 3·(b·F + f) + i
-    x: list[Tensor] = field(default_factory=list)  # d_k / σ (negative inside)
-    z: list[Tensor] = field(default_factory=list)  # depth at the pixel (clipped barycentrics), to rank faces
-
-
-def _covering_pairs(
-    spans: _Spans, scale_over_sigma: float, blur_px2: float, max_spans: int, need_z: bool
-) -> _Pairs:
-    """Walk every span pixel by pixel (as dense prefix vectors) and keep the pairs within the blur radius."""
-    out = _Pairs()
-    n = spans.width.numel()
-    for c0 in range(0, n, max_spans):
-        c1 = min(n, c0 + max_spans)
-        w = spans.width[c0:c1]
-        wmax = int(w[0])
-        # active[k] = how many spans of this chunk are wider than k (a prefix: widths are sorted descending)
-        active = torch.bincount(w, minlength=wmax + 1).flip(0).cumsum(0).flip(0).tolist()
-        an, cn = spans.an[:, c0:c1], spans.cn[:, c0:c1]
-        as_, cs, ln = spans.as_[:, c0:c1], spans.cs[:, c0:c1], spans.length[:, c0:c1]
-        x0r, pix0, edge0 = spans.x0r[c0:c1], spans.pix0[c0:c1], spans.edge0[c0:c1]
-        zo = spans.zo[:, c0:c1] if need_z and spans.zo is not None else None
-        for kx in range(wmax):
-            m = active[kx + 1]
-            xr = x0r[:m] + kx
-            d2 = []
-            nn = []
-            for i in range(3):
-                ni = torch.addcmul(cn[i, :m], an[i, :m], xr)
-                si = torch.addcmul(cs[i, :m], as_[i, :m], xr)
-                over = si - torch.clamp(si, min=torch.zeros_like(si), max=ln[i, :m])
-                d2.append(torch.addcmul(ni * ni, over, over))
-                nn.append(ni)
-            dist2, code = torch.stack(d2).min(0)
-            inside = torch.minimum(torch.minimum(nn[0], nn[1]), nn[2]) > 0
-            keep = (inside | (dist2 < blur_px2)).nonzero().squeeze(1)
-            if keep.numel() == 0:
-                continue
-            ins = inside[keep]
-            d = dist2[keep]
-            out.x.append(torch.where(ins, -d, d) * scale_over_sigma)
-            out.pix.append(pix0[keep] + kx)
-            out.edge.append(edge0[keep] + code[keep].to(edge0.dtype))
-            if zo is not None:
-                # clipped barycentric weight of the vertex opposite edge i ∝ max(n_i·len_i, 0)
-                # (normalised before mixing, so that a pixel clipped to one vertex gets exactly its depth)
-                u = [(nn[i] * ln[i, :m]).clamp_min_(0.0) for i in range(3)]
-                total = u[0] + u[1] + u[2]
-                u = [ui.div_(total) for ui in u]
-                out.z.append(
-                    torch.addcmul(torch.addcmul(u[0] * zo[0, :m], u[1], zo[1, :m]), u[2], zo[2, :m])[keep]
-                )
-    return out
-
-
 def _sortable(z: Tensor) -> Tensor:
     """float32 → int64 in [0, 2³²) with the same order (IEEE bit trick), for integer sort keys."""
     bits = z.float().contiguous().view(torch.int32).long() & 0xFFFFFFFF
@@ -269,9 +87,11 @@ def _sortable(z: Tensor) -> Tensor:
 
 
 def _nearest_k_mask(
-    pix: Tensor, edge: Tensor, z: Tensor, k: int, num_pixels: int, num_edges: int
+    pix: Tensor, edge: Tensor, depth: Callable[[Tensor], Tensor], k: int, num_pixels: int, num_edges: int
 ) -> Tensor | None:
     """Mask of the pairs among the ``k`` nearest in z at their pixel (None: every pair is kept).
+
+    ``depth(sel)`` is the depth of the pairs ``sel``, asked for only at the pixels covered by more than ``k`` faces.
 
     Only pixels covered by more than ``k`` faces are sorted, by one int64 key (pixel, z, face edge): ties in z keep
     the lower face index, as PyTorch3D does (it visits faces in order and a face must be strictly nearer to
@@ -290,7 +110,7 @@ def _nearest_k_mask(
     zbits = min(32, 63 - pbits - fbits)
     if zbits < 16:
         raise ValueError(f"too many pixels × faces to rank by depth ({pbits} + {fbits} key bits)")
-    zq = _sortable(z[crowded]) >> (32 - zbits)
+    zq = _sortable(depth(crowded)) >> (32 - zbits)
     key = (pix_rank << (zbits + fbits)) | (zq << fbits) | f
     key, order = torch.sort(key)
     group = key >> (zbits + fbits)
@@ -307,6 +127,26 @@ def _cat(parts: list[Tensor], like: Tensor) -> Tensor:
     return torch.cat(parts) if parts else like.new_zeros(0)
 
 
+def _pairs(
+    xy: Tensor, z: Tensor | None, faces: Tensor, S: int, scale_over_sigma: float, blur_px2: float,
+    method: Method, chunk: int, tight_spans: bool,
+) -> tuple[Tensor, Tensor, Tensor, Callable[[Tensor], Tensor] | None]:
+    """The covering pairs ``(pix, edge, x)`` and the depth of selected pairs (None without ``z``)."""
+    r_px = math.sqrt(blur_px2)
+    if method == "windows":
+        found = window_pairs(xy, z, faces, S, r_px, scale_over_sigma, blur_px2, chunk)
+        if found is None:
+            return faces.new_zeros(0), faces.new_zeros(0), xy.new_zeros(0), None
+        return found.pix, found.edge, found.x, found.depth
+    spans = row_spans(xy, z, faces, S, r_px, tight_spans)
+    if spans is None:
+        return faces.new_zeros(0), faces.new_zeros(0), xy.new_zeros(0), None
+    pairs = covering_pairs(spans, scale_over_sigma, blur_px2, chunk, z is not None)
+    depths = _cat(pairs.z, xy)
+    depth = None if z is None else lambda sel: depths[sel]
+    return _cat(pairs.pix, faces), _cat(pairs.edge, faces), _cat(pairs.x, xy), depth
+
+
 class _SoftSilhouette(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
@@ -318,7 +158,8 @@ class _SoftSilhouette(torch.autograd.Function):
         sigma: float,
         blur_radius: float,
         faces_per_pixel: int | None,
-        max_spans: int,
+        method: Method,
+        chunk: int,
         tight_spans: bool,
     ) -> Tensor:
         B, V = xy.shape[:2]
@@ -328,23 +169,14 @@ class _SoftSilhouette(torch.autograd.Function):
         faces = faces.long()
         need_z = faces_per_pixel is not None
         with torch.no_grad():
-            spans = _row_spans(xy, z if need_z else None, faces, S, math.sqrt(blur_px2), tight_spans)
-            pairs = (
-                _Pairs()
-                if spans is None
-                else _covering_pairs(spans, scale / sigma, blur_px2, max_spans, need_z)
+            pix, edge, x, depth = _pairs(
+                xy, z if need_z else None, faces, S, scale / sigma, blur_px2, method, chunk, tight_spans
             )
-            pix = _cat(pairs.pix, faces)
-            edge = _cat(pairs.edge, faces)
-            x = _cat(pairs.x, xy)
-            if need_z and pix.numel():
+            if depth is not None and pix.numel():
                 num_edges = 3 * B * faces.shape[0]
-                keep = _nearest_k_mask(
-                    pix, edge, _cat(pairs.z, xy), int(faces_per_pixel), B * S * S, num_edges
-                )
+                keep = _nearest_k_mask(pix, edge, depth, int(faces_per_pixel), B * S * S, num_edges)
                 if keep is not None:
                     pix, edge, x = pix[keep], edge[keep], x[keep]
-            del pairs
             log_trans = xy.new_zeros(B * S * S).index_add_(0, pix, F.logsigmoid(x))
             alpha = torch.expm1(log_trans).neg_().add_(0.0)  # + 0.0 turns −0.0 into 0.0
 
@@ -366,7 +198,7 @@ class _SoftSilhouette(torch.autograd.Function):
         # ends (a, b) of each pair's nearest edge, as flat vertex indices b·V + v
         base = (torch.arange(B, device=xy.device) * V)[:, None, None]
         corner_a = (base + faces[None]).reshape(-1)
-        corner_b = (base + faces[None][..., list(_NEXT)]).reshape(-1)
+        corner_b = (base + faces[None][..., list(NEXT)]).reshape(-1)
         ia = corner_a.index_select(0, edge)
         ib = corner_b.index_select(0, edge)
         xs = xy[..., 0].reshape(-1)
@@ -384,7 +216,7 @@ class _SoftSilhouette(torch.autograd.Function):
         gy = torch.zeros_like(ys)
         gx.index_add_(0, ia, wa * rx).index_add_(0, ib, wb * rx)
         gy.index_add_(0, ia, wa * ry).index_add_(0, ib, wb * ry)
-        return torch.stack((gx, gy), -1).view(B, V, 2), None, None, None, None, None, None, None, None
+        return torch.stack((gx, gy), -1).view(B, V, 2), *([None] * 9)
 
 
 def soft_silhouette(
@@ -396,26 +228,35 @@ def soft_silhouette(
     blur_radius: float | None = None,
     max_spans: int = 1 << 16,
     tight_spans: bool = False,
+    method: Method = "spans",
+    max_candidates: int = 1 << 21,
 ) -> Tensor:
     """Differentiable soft silhouette of a batch of meshes sharing one face list.
 
     vertices_px ``B×V×3``: x, y in crop pixels (pixel centres at integers), z depth in any units (larger =
     farther; only used to pick the ``faces_per_pixel`` nearest faces). faces ``F×3`` int64.
     Returns alpha ``B×1×S×S`` in [0, 1]. ``blur_radius`` defaults to :func:`blur_radius_for` ``(sigma)``
-    (squared NDC distance, PyTorch3D's units). ``max_spans`` bounds the temporaries (spans per chunk).
-    ``tight_spans`` computes every row span from the blur band's crossings of the face, as before the short-face
-    shortcut of :func:`_row_spans` (same result, slower; kept to compare: ``benchmarks/bench_train.py --compare``).
+    (squared NDC distance, PyTorch3D's units).
+
+    ``method`` finds the covering pairs: ``windows`` (a K×K pixel window per face, vectorised:
+    :mod:`~tassn.render.soft_windows`; ``max_candidates`` window pixels per chunk bound the temporaries) or
+    ``spans`` (the row-span walk of :mod:`~tassn.render.soft_spans`; ``max_spans`` spans per chunk; ``tight_spans``
+    cuts every span from the blur band's crossings of the face). Same output to float rounding; ``spans`` is kept to
+    compare (``benchmarks/bench_train.py --compare``).
     """
     check_render_inputs(vertices_px, faces, image_size, sigma)
     if faces_per_pixel is not None and faces_per_pixel <= 0:
         raise ValueError(f"faces_per_pixel must be positive or None; got {faces_per_pixel}")
-    if max_spans <= 0:
-        raise ValueError(f"max_spans must be positive; got {max_spans}")
+    if method not in ("windows", "spans"):
+        raise ValueError(f"method must be 'windows' or 'spans'; got {method!r}")
+    chunk = int(max_candidates if method == "windows" else max_spans)
+    if chunk <= 0:
+        raise ValueError(f"max_spans and max_candidates must be positive; got {max_spans}, {max_candidates}")
     blur = blur_radius_for(sigma) if blur_radius is None else float(blur_radius)
     if blur < 0:
         raise ValueError(f"blur_radius must be non-negative; got {blur}")
     xy = vertices_px[..., :2]
     z = vertices_px[..., 2].detach()
     return _SoftSilhouette.apply(
-        xy, z, faces, int(image_size), float(sigma), blur, faces_per_pixel, int(max_spans), bool(tight_spans)
+        xy, z, faces, int(image_size), float(sigma), blur, faces_per_pixel, method, chunk, bool(tight_spans)
     )

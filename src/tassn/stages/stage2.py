@@ -61,6 +61,6 @@ class Stage2(SilhouetteStage):
             heatmaps=out.heatmaps,
             heatmap_targets=batch["heatmaps"],
             visible=batch["visible"],
-            silhouettes=lambda: self.render_silhouettes(out, batch),
+            silhouettes=lambda: self.render_silhouettes(out, batch=batch),
             silhouette_targets=lambda: self.grabcut_silhouettes(batch),
         )
