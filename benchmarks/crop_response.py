@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tassn.predict.hand_crop import CropBox
     from tassn.predict.model import load_model
-    from tassn.predict.runner import Stepper
+    from tassn.predict.passes import Stepper
     from tassn.predict.video_io import FrameSource
     from tassn.stages.checkpoints import CheckpointMismatchError
 

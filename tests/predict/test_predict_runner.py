@@ -243,7 +243,7 @@ def test_refinement_predicts_each_frame_on_its_refit_box(blob_video: Path, tiny_
     assert sides.min() >= 0.25 * first.size - 1e-9  # … within the tracker's bounds
     # the prediction that counts is the network's on that box, with the recurrence of the counted frames only
     model = load_model(tiny_ckpt, device="cpu")
-    from tassn.predict.runner import Stepper
+    from tassn.predict.passes import Stepper
 
     stepper = Stepper(model)
     for t, frame in enumerate(FrameSource(blob_video)):
