@@ -34,7 +34,15 @@ from .decode import KEYPOINT_METHODS
 from .hand_crop import CropBox, make_crop_provider
 from .model import PREDICT_STAGES, load_model
 from .overlay import OverlayStyle, render_overlay_video
-from .passes import CropStore, Stepper, fuse_passes, run_forward, run_reverse, segment_starts, unflip_keypoints
+from .passes import (
+    CropStore,
+    Stepper,
+    fuse_passes,
+    run_forward,
+    run_reverse,
+    segment_starts,
+    unflip_keypoints,
+)
 from .video_io import FrameSource
 from .writers import (
     MESH_DIR,
