@@ -41,10 +41,9 @@ class GroundTruthCrop:
     """The training crop of every frame, from the labelled keypoints (``data_modules.clips.frame_transform``)."""
 
     name = "ground-truth"
-    needs_predictions = False
 
     def __init__(self, kp2d: np.ndarray, margin: float = TRAINING_MARGIN, min_side: float = 16.0) -> None:
-        from tassn.predict.hand_crop import CropBox
+        from tassn.predict.crop_box import CropBox
 
         self.boxes = [CropBox.from_keypoints(k, margin, min_side) for k in np.asarray(kp2d, np.float64)]
 

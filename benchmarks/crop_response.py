@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
 
-    from tassn.predict.hand_crop import CropBox
+    from tassn.predict.crop_box import CropBox
     from tassn.predict.model import load_model
     from tassn.predict.passes import Stepper
     from tassn.predict.video_io import FrameSource

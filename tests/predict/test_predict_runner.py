@@ -15,7 +15,7 @@ from predict_testdata import FRAMES, HEIGHT, WIDTH, blob_frames, stage_checkpoin
 
 from tassn.hand.skeleton import JOINT_NAMES
 from tassn.predict.__main__ import main
-from tassn.predict.hand_crop import CropBox
+from tassn.predict.crop_box import CropBox
 from tassn.predict.model import load_model
 from tassn.predict.overlay import compose_frame, project
 from tassn.predict.runner import predict_video

@@ -8,7 +8,7 @@ import torch
 from data_modules.synthetic import _rng, _style, intrinsics, sample_motion
 
 from tassn.hand.kinematics import forward_kinematics
-from tassn.predict.hand_crop import CropBox
+from tassn.predict.crop_box import CropBox
 from tassn.predict.tracking import TrackingCrop
 
 SIZE = 128

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .crop_box import CropBox
 from .decode import fuse_directions, heatmaps_to_keypoints
-from .hand_crop import CropBox, CropProvider
+from .hand_crop import CropProvider
 from .model import LoadedModel
 from .video_io import FrameSource
 

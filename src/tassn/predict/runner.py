@@ -30,8 +30,9 @@ from .confidence import (
     FORMULA,
     forward_backward_confidence,
 )
+from .crop_box import CropBox
 from .decode import KEYPOINT_METHODS
-from .hand_crop import CropBox, make_crop_provider
+from .hand_crop import make_crop_provider
 from .model import PREDICT_STAGES, load_model
 from .overlay import OverlayStyle, render_overlay_video
 from .passes import (
