@@ -21,9 +21,9 @@ from tassn.hand.template import HandTemplate
 from tassn.heatmaps import to_heatmap_coords
 
 from .feedback import FEEDBACK_MODES, FeedbackMode, feed_back, teacher_heatmaps
-from .hourglass import HeatmapEstimator
-from .mesh_decoder import MeshEstimator
-from .pose_regressor import PoseRegressor
+from .heatmap_estimator import HeatmapEstimator
+from .mesh_estimator import MeshEstimator
+from .pose_estimator import PoseEstimator
 
 #: the sub-networks, by attribute name; stages freeze and unfreeze them by these names.
 SUBNETS: tuple[str, ...] = ("flow", "heatmap", "mesh", "pose")
@@ -77,7 +77,7 @@ def build_flow(name: str, checkpoint: str | None, trainable: bool, module: nn.Mo
 
 
 class PME(nn.Module):
-    """Flow estimator, 2-stack hourglass, Chebyshev mesh GCN and GCN pose regressor in one module.
+    """Flow estimator, 2-stack hourglass, Chebyshev mesh GCN and GCN pose estimator in one module.
 
     Sub-modules are ``flow``, ``heatmap``, ``mesh`` and ``pose``; ``freeze``/``unfreeze`` act on them by name and
     frozen ones stay in eval mode (their BatchNorm statistics do not move). The size defaults are the paper's model
@@ -203,7 +203,7 @@ class PME(nn.Module):
             fc_hidden=mesh_fc_hidden,
             K=cheb_k,
         )
-        self.pose = PoseRegressor(
+        self.pose = PoseEstimator(
             self.hierarchy, NUM_JOINTS, pose_channels, pose_fc_hidden, K=cheb_k, activation=pose_activation
         )
         if not flow_trainable:
