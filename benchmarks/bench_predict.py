@@ -2,7 +2,7 @@
 
 A tracker fed by its own network can fail on its own (a shrinking crop loses the hand), so its cost is measured
 apart from the model's: every synthetic target test video runs through ``tassn predict``'s forward loop
-(:func:`tassn.predict.runner.run_forward`) twice with one checkpoint — once with the tracking crop (the default,
+(:func:`tassn.predict.passes.run_forward`) twice with one checkpoint — once with the tracking crop (the default,
 starting from the full frame; ``--refine N`` re-fits each frame's box to its own prediction N times) and once with
 the training pipeline's crop around the labelled keypoints (square, centred on the keypoints' box, ``--crop-margin``
 × its longer side; the default is the synthetic data module's training margin, 1.4, and the tracker uses the same). Both are scored in frame pixels against the labels: mean 2D
@@ -41,10 +41,9 @@ class GroundTruthCrop:
     """The training crop of every frame, from the labelled keypoints (``data_modules.clips.frame_transform``)."""
 
     name = "ground-truth"
-    needs_predictions = False
 
     def __init__(self, kp2d: np.ndarray, margin: float = TRAINING_MARGIN, min_side: float = 16.0) -> None:
-        from tassn.predict.hand_crop import CropBox
+        from tassn.predict.crop_box import CropBox
 
         self.boxes = [CropBox.from_keypoints(k, margin, min_side) for k in np.asarray(kp2d, np.float64)]
 
@@ -84,7 +83,7 @@ def run_video(frames: Path, kp2d: np.ndarray, stepper: Any, pck_px: float, track
     """Both crops on one video: scores, tracked crop sides and re-initialisations. ``start``: the tracker's first
     box is the full frame (``full``, the default of ``tassn predict``) or the first frame's ground-truth crop (``gt``,
     as a user's ``--bbox``), which separates finding the hand from following it."""
-    from tassn.predict.runner import run_forward
+    from tassn.predict.passes import run_forward
     from tassn.predict.tracking import TrackingCrop
     from tassn.predict.video_io import FrameSource
 
@@ -163,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from tassn.predict.model import load_model
-    from tassn.predict.runner import Stepper
+    from tassn.predict.passes import Stepper
     from tassn.stages.checkpoints import CheckpointMismatchError
 
     try:

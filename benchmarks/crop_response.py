@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
 
-    from tassn.predict.hand_crop import CropBox
+    from tassn.predict.crop_box import CropBox
     from tassn.predict.model import load_model
-    from tassn.predict.runner import Stepper
+    from tassn.predict.passes import Stepper
     from tassn.predict.video_io import FrameSource
     from tassn.stages.checkpoints import CheckpointMismatchError
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 from data_modules.clips import CropConfig, crop_frame, project
-from data_modules.synthetic import SyntheticDataModule, contact_sheet, generate, grabcut_iou, load_folder
+from data_modules.synthetic import SyntheticDataModule, contact_sheet, grabcut_iou
+from data_modules.synthetic_folder import GENERATOR_VERSION, generate, load_folder
 
 from tassn.hand.procedural import ProceduralHandParams, load_procedural_mesh
 from tassn.hand.template import HandTemplate
@@ -48,7 +49,7 @@ def test_layout_and_manifest(source: Path, template):
     assert source.name.startswith("source-train-")
     manifest = json.loads((source / "manifest.json").read_text())
     assert manifest["complete"] and manifest["num_videos"] == 2 and manifest["image_size"] == 64
-    assert manifest["generator_version"] == synthetic.GENERATOR_VERSION and "style" in manifest
+    assert manifest["generator_version"] == GENERATOR_VERSION and "style" in manifest
     assert (source / "videos/source_train_000/frame_00003.png").is_file()
     assert (source / "masks/source_train_001/frame_00000.png").is_file()
     with np.load(source / "annotations.npz") as ann:

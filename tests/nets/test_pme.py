@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-import tassn.nets.pme as pme_module
 from tassn.nets import PME, PMEOutput
 from tiny_pme import TINY_PME
 
@@ -44,15 +43,14 @@ class ConvFlow(nn.Module):
 
 
 @pytest.fixture
-def make_pme(sphere_template, tmp_path, monkeypatch):
+def make_pme(sphere_template, tmp_path):
     """PME factory on the sphere template, graph cached in tmp_path, with a chosen flow module."""
 
     def make(flow: nn.Module | None = None, **overrides) -> PME:
         flow_module = CountingZeroFlow() if flow is None else flow
-        monkeypatch.setattr(pme_module, "_load_template", lambda name: sphere_template)
-        monkeypatch.setattr(pme_module, "_build_flow", lambda name, checkpoint, trainable: flow_module)
         torch.manual_seed(0)
-        return PME(**{**TINY, "graph_cache_dir": str(tmp_path), **overrides})
+        return PME(**{**TINY, "graph_cache_dir": str(tmp_path), "template": sphere_template,
+                      "flow_module": flow_module, **overrides})
 
     return make
 
@@ -204,11 +202,29 @@ def test_bad_inputs(make_pme) -> None:
         make_pme(image_size=72)
 
 
-def test_with_the_package_flow_backend(make_pme, sphere_template, tmp_path, monkeypatch) -> None:
+def test_with_the_package_flow_backend(sphere_template, tmp_path) -> None:
     import tassn.nets.flow as flow
 
-    monkeypatch.setattr(pme_module, "_load_template", lambda name: sphere_template)
-    net = PME(**{**TINY, "flow": "none", "graph_cache_dir": str(tmp_path)})
+    net = PME(**{**TINY, "flow": "none", "graph_cache_dir": str(tmp_path), "template": sphere_template})
     assert isinstance(net.flow, flow.FlowEstimator)
     out = net.run(_clip(b=1, t=2))
     assert out.pose.shape == (1, 2, 21, 3) and not out.flow.any()
+
+
+def test_a_template_and_a_flow_module_are_taken_as_given_or_built_by_name(sphere_template, tmp_path,
+                                                                          monkeypatch) -> None:
+    """The objects are used as they are; the names of a config file still load the template and build the flow."""
+    import tassn.hand.template as hand_template
+    import tassn.nets.flow as flow
+
+    given = DifferenceFlow()
+    net = PME(**{**TINY, "graph_cache_dir": str(tmp_path), "template": sphere_template, "flow_module": given})
+    assert net.flow is given and net.num_vertices == len(sphere_template.vertices)
+    loaded = []
+    monkeypatch.setattr(hand_template, "load_template", lambda name: loaded.append(name) or sphere_template)
+    by_name = PME(**{**TINY, "flow": "none", "graph_cache_dir": str(tmp_path), "template": "procedural"})
+    assert loaded == ["procedural"] and isinstance(by_name.flow, flow.FlowEstimator)
+    with pytest.raises(TypeError, match="flow_module"):
+        PME(**{**TINY, "graph_cache_dir": str(tmp_path), "template": sphere_template, "flow_module": "dis"})
+    with pytest.raises(TypeError, match="template"):
+        PME(**{**TINY, "graph_cache_dir": str(tmp_path), "template": 3})

@@ -8,7 +8,7 @@ import cv2
 import pytest
 from predict_testdata import TINY_NET, blob_frames, sphere_template, stage_checkpoint, write_video
 
-import tassn.nets.pme as pme_module
+import tassn.hand.template as hand_template
 
 
 @pytest.fixture
@@ -27,11 +27,14 @@ def blob_folder(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_net_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
-    """PME arguments of a tiny network whose template is a sphere (patched in), graphs cached in tmp_path (also
-    where a checkpoint's network is rebuilt: its recorded graph_cache_dir is not taken from the file)."""
+    """PME arguments of a tiny network whose template is a sphere, graphs cached in tmp_path (also where a
+    checkpoint's network is rebuilt: its recorded graph_cache_dir is not taken from the file).
+
+    A checkpoint names its template (``procedural``) and never holds one, so the sphere stands in for the loader's
+    ``procedural`` hand."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     template = sphere_template()
-    monkeypatch.setattr(pme_module, "_load_template", lambda name: template)
+    monkeypatch.setattr(hand_template, "load_template", lambda name: template)
     return {**TINY_NET, "graph_cache_dir": str(tmp_path / "graphs")}
 
 

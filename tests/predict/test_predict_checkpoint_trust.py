@@ -48,27 +48,6 @@ def test_predict_video_refuses_a_payload(entry: str, blob_folder: Path, tmp_path
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
-def test_prediction_writer_run_never_unpickles_a_payload(blob_folder: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
-    """Lightning's own predict with the writer: the checkpoint is loaded weights-only and refused."""
-    import pickle
-
-    from data_modules.video import VideoDataModule
-    from lightning.pytorch import Trainer
-    from test_predict_prediction_writer import BOX, PredictingStage
-
-    from tassn.predict.prediction_writer import VideoPredictionWriter
-
-    marker = tmp_path / "marker"
-    path = payload_checkpoint(tmp_path / "evil.ckpt", marker)
-    module = PredictingStage(load_model(tiny_ckpt, device="cpu").net)
-    dm = VideoDataModule(str(blob_folder), box=BOX, clip_len=4, crop_size=64)
-    trainer = Trainer(accelerator="cpu", logger=False, callbacks=[VideoPredictionWriter(str(tmp_path / "out"))],
-                      enable_progress_bar=False, enable_model_summary=False)
-    with pytest.raises(pickle.UnpicklingError, match=PAYLOAD_GLOBAL):
-        trainer.predict(module, datamodule=dm, ckpt_path=str(path))
-    assert not marker.exists() and not (tmp_path / "out").exists()
-
-
 def test_a_checkpoints_network_config_never_chooses_a_path(tiny_net_config: dict, tmp_path: Path) -> None:
     from predict_testdata import stage_checkpoint
 

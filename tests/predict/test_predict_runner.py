@@ -15,7 +15,7 @@ from predict_testdata import FRAMES, HEIGHT, WIDTH, blob_frames, stage_checkpoin
 
 from tassn.hand.skeleton import JOINT_NAMES
 from tassn.predict.__main__ import main
-from tassn.predict.hand_crop import CropBox
+from tassn.predict.crop_box import CropBox
 from tassn.predict.model import load_model
 from tassn.predict.overlay import compose_frame, project
 from tassn.predict.runner import predict_video
@@ -243,7 +243,7 @@ def test_refinement_predicts_each_frame_on_its_refit_box(blob_video: Path, tiny_
     assert sides.min() >= 0.25 * first.size - 1e-9  # … within the tracker's bounds
     # the prediction that counts is the network's on that box, with the recurrence of the counted frames only
     model = load_model(tiny_ckpt, device="cpu")
-    from tassn.predict.runner import Stepper
+    from tassn.predict.passes import Stepper
 
     stepper = Stepper(model)
     for t, frame in enumerate(FrameSource(blob_video)):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from data_modules.synthetic import _rng, _style, intrinsics, sample_motion
+from data_modules.synthetic_video import domain_style, intrinsics, sample_motion, video_rng
 
 from tassn.hand.kinematics import forward_kinematics
-from tassn.predict.hand_crop import CropBox
+from tassn.predict.crop_box import CropBox
 from tassn.predict.tracking import TrackingCrop
 
 SIZE = 128
@@ -18,8 +18,8 @@ FRAMES = 100
 def generated_hand_track(frames: int = FRAMES, size: int = SIZE) -> np.ndarray:
     """``frames×21×2`` keypoints of a generated target-domain video, panned and zoomed so the hand both crosses
     the frame and changes size (the generator alone keeps it near the centre)."""
-    rng = _rng(7, "target", "test", 0)
-    style = _style("target")
+    rng = video_rng(7, "target", "test", 0)
+    style = domain_style("target")
     K = intrinsics(rng, style, size)
     pose, shape = sample_motion(rng, style, frames, K, size)
     with torch.no_grad():

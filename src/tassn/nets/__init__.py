@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from .chebconv import ChebConv
-from .hourglass import HeatmapEstimator, HourglassOutput, StackedHourglass
-from .mesh_decoder import FeatureEncoder, MeshDecoder, MeshEstimator
+from .heatmap_estimator import HeatmapEstimator, HourglassOutput, StackedHourglass
+from .mesh_estimator import FeatureEncoder, MeshDecoder, MeshEstimator
 from .pme import PME, SUBNETS, PMEOutput
-from .pose_regressor import PoseRegressor
+from .pose_estimator import PoseEstimator
 
 __all__ = [
     "PME",
@@ -21,7 +21,7 @@ __all__ = [
     "MeshDecoder",
     "MeshEstimator",
     "PMEOutput",
-    "PoseRegressor",
+    "PoseEstimator",
     "StackedHourglass",
     "build_flow_estimator",
 ]

@@ -14,14 +14,16 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from tassn.hand import template as hand_template
 from tassn.hand.graph import GraphHierarchy, hierarchy_for
 from tassn.hand.skeleton import NUM_JOINTS
+from tassn.hand.template import HandTemplate
 from tassn.heatmaps import to_heatmap_coords
 
 from .feedback import FEEDBACK_MODES, FeedbackMode, feed_back, teacher_heatmaps
-from .hourglass import HeatmapEstimator
-from .mesh_decoder import MeshEstimator
-from .pose_regressor import PoseRegressor
+from .heatmap_estimator import HeatmapEstimator
+from .mesh_estimator import MeshEstimator
+from .pose_estimator import PoseEstimator
 
 #: the sub-networks, by attribute name; stages freeze and unfreeze them by these names.
 SUBNETS: tuple[str, ...] = ("flow", "heatmap", "mesh", "pose")
@@ -51,22 +53,31 @@ def scale_grad(x: torch.Tensor | None, scale: float) -> torch.Tensor | None:
     return x * scale + x.detach() * (1.0 - scale)
 
 
-def _load_template(name: str):
-    """The hand template by name (``tassn.hand.template.load_template``), imported when first needed."""
-    from tassn.hand.template import load_template
+def build_hand(template: str | HandTemplate) -> HandTemplate:
+    """The hand template: the one :func:`tassn.hand.template.load_template` loads by name, or ``template`` itself
+    (anything with the ``vertices``, ``faces`` and ``hash()`` the mesh graph is built from)."""
+    if isinstance(template, str):
+        return hand_template.load_template(template)
+    if not all(hasattr(template, attr) for attr in ("vertices", "faces", "hash")):
+        raise TypeError(f"PME: template must be a name or a HandTemplate, got {type(template).__name__}")
+    return template
 
-    return load_template(name)
 
+def build_flow(name: str, checkpoint: str | None, trainable: bool, module: nn.Module | None = None) -> nn.Module:
+    """The flow estimator: ``module`` itself, or ``tassn.nets.flow.build_flow_estimator(name, …)``.
 
-def _build_flow(name: str, checkpoint: str | None, trainable: bool) -> nn.Module:
-    """The flow estimator (``tassn.nets.flow.build_flow_estimator``), imported when first needed."""
+    The flow backends are imported only when one is built by name (FlowNet2 brings its own dependencies)."""
+    if module is not None:
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"PME: flow_module must be a torch.nn.Module, got {type(module).__name__}")
+        return module
     from .flow import build_flow_estimator
 
     return build_flow_estimator(name, checkpoint=checkpoint, trainable=trainable)
 
 
 class PME(nn.Module):
-    """Flow estimator, 2-stack hourglass, Chebyshev mesh GCN and GCN pose regressor in one module.
+    """Flow estimator, 2-stack hourglass, Chebyshev mesh GCN and GCN pose estimator in one module.
 
     Sub-modules are ``flow``, ``heatmap``, ``mesh`` and ``pose``; ``freeze``/``unfreeze`` act on them by name and
     frozen ones stay in eval mode (their BatchNorm statistics do not move). The size defaults are the paper's model
@@ -83,7 +94,8 @@ class PME(nn.Module):
         hourglass_features, hourglass_stacks, hourglass_depth, hourglass_modules, hourglass_stem_features: widths
             and depth of the heatmap estimator (modules = residuals per slot).
         flow_normaliser: flow enters the hourglass divided by ``flow_normaliser × image side``.
-        template: hand template name for ``load_template`` (``"procedural"`` or a MANO ``.pkl`` path).
+        template: hand template name for ``load_template`` (``"procedural"`` or a MANO ``.pkl`` path), or a
+            :class:`~tassn.hand.template.HandTemplate` itself.
         coarsening_levels: graph coarsening levels; both GCNs span all of them.
         cheb_k: Chebyshev order of every graph convolution.
         encoder_output_size: side of the feature encoder's last map (Ge: 4, i.e. 64² → 4²).
@@ -106,6 +118,8 @@ class PME(nn.Module):
             end; 0 leaves the hourglass to L_h. Measured in pre-training: the weighted 3D terms' gradient into the
             hourglass is 10–30× L_h's and holds 2D PCK down (docs/results.md).
         graph_cache_dir: where the coarsened graph is cached (default ``~/.cache/tassn/graphs``).
+        flow_module: a flow network to use instead of building ``flow`` by name (``flow_checkpoint`` is then
+            unused); it maps two ``B×3×H×W`` images to ``B×2×H×W`` flow and is frozen unless ``flow_trainable``.
     """
 
     def __init__(
@@ -120,7 +134,7 @@ class PME(nn.Module):
         hourglass_modules: int = 2,
         hourglass_stem_features: int = 128,
         flow_normaliser: float = 0.1,
-        template: str = "procedural",
+        template: str | HandTemplate = "procedural",
         coarsening_levels: int = 4,
         cheb_k: int = 3,
         encoder_output_size: int = 4,
@@ -138,6 +152,7 @@ class PME(nn.Module):
         teacher_drop: float = 0.8,
         mesh_grad_to_heatmap: float = 1.0,
         graph_cache_dir: str | None = None,
+        flow_module: nn.Module | None = None,
     ):
         super().__init__()
         multiple = 4 * 2**hourglass_depth
@@ -163,11 +178,11 @@ class PME(nn.Module):
         self.teacher_drop = teacher_drop
         self._frozen: set[str] = set()
 
-        hand = _load_template(template)
+        hand = build_hand(template)
         self.hierarchy: GraphHierarchy = hierarchy_for(hand, levels=coarsening_levels, cache_dir=graph_cache_dir)
         self.register_buffer("template_faces", torch.as_tensor(hand.faces, dtype=torch.long), persistent=False)
 
-        self.flow = _build_flow(flow, flow_checkpoint, flow_trainable)
+        self.flow = build_flow(flow, flow_checkpoint, flow_trainable, flow_module)
         self.heatmap = HeatmapEstimator(
             NUM_JOINTS,
             hourglass_features,
@@ -188,7 +203,7 @@ class PME(nn.Module):
             fc_hidden=mesh_fc_hidden,
             K=cheb_k,
         )
-        self.pose = PoseRegressor(
+        self.pose = PoseEstimator(
             self.hierarchy, NUM_JOINTS, pose_channels, pose_fc_hidden, K=cheb_k, activation=pose_activation
         )
         if not flow_trainable:

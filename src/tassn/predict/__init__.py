@@ -1,11 +1,11 @@
 """Run a trained model on a user's hand video: 2D/3D keypoints, meshes and an overlay video.
 
-``predict_video`` (also ``python -m tassn.predict`` and ``tassn predict --video …``) is the entry point; the
-submodules are its parts: reading/writing video (:mod:`.video_io`), choosing hand crops (:mod:`.hand_crop`,
-tracking in :mod:`.tracking`), output files (:mod:`.writers`), heatmap decoding (:mod:`.decode`), the checkpoint (:mod:`.model`), overlay frames
-(:mod:`.overlay`, :mod:`.view3d`) and the loop itself (:mod:`.runner`); :mod:`.prediction_writer` writes the same
-run folder from the LightningCLI ``predict`` subcommand with :class:`data_modules.video.VideoDataModule`.
-The network-free parts import without torch models so data modules can use them.
+``predict_video`` (also ``python -m tassn.predict`` and ``tassn predict --video …``) is the one prediction path;
+the submodules are its parts: reading/writing video (:mod:`.video_io`), choosing hand crops (:mod:`.hand_crop`,
+tracking in :mod:`.tracking`), the network's forward and reversed passes (:mod:`.passes`), output files
+(:mod:`.writers`), heatmap decoding (:mod:`.decode`), the checkpoint (:mod:`.model`), overlay frames
+(:mod:`.overlay`, :mod:`.view3d`) and the run itself (:mod:`.runner`).
+``predict_video`` is imported on first use, so the network-free parts (video, crops, writers) import without the networks.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ __all__ = ["predict_video"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: importing tassn.predict.video_io (e.g. from a data module) must not import the networks.
+    # Lazy: importing tassn.predict.video_io must not import the networks.
     if name == "predict_video":
         from .runner import predict_video
 

@@ -11,93 +11,28 @@ downloads anything:
   prediction is lost (:mod:`tassn.predict.tracking`); it starts from the user box, or from the full frame;
 - ``full``: the largest centred square of every frame (a video already framed on the hand).
 
-Coordinates are OpenCV's: pixel centres at integers. A box of side ``size`` centred on ``(cx, cy)`` maps its
-extent ``[cx − size/2, cx + size/2]`` onto the crop's ``[−0.5, S − 0.5]``.
+The boxes themselves are :class:`~tassn.predict.crop_box.CropBox` (frame pixels, OpenCV pixel centres).
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from data_modules.clips import crop_matrix, warp_image
+
+from .crop_box import MIN_KEYPOINTS, CropBox
+from .tracking import TrackingCrop
 
 CROP_MODES: tuple[str, ...] = ("auto", "box", "keypoints", "track", "full")
-#: Fewer confident keypoints than this and a keypoint frame is treated as missing.
-MIN_KEYPOINTS = 3
-
-
-@dataclass(frozen=True)
-class CropBox:
-    """A square in frame pixels: centre ``(cx, cy)`` and side ``size``."""
-
-    cx: float
-    cy: float
-    size: float
-
-    def __post_init__(self) -> None:
-        if not np.isfinite([self.cx, self.cy, self.size]).all() or self.size <= 0:
-            raise ValueError(f"a crop box needs a finite centre and a positive size, got {self}")
-
-    @classmethod
-    def from_corners(cls, x0: float, y0: float, x1: float, y1: float, margin: float = 1.0) -> CropBox:
-        """The square around a (possibly non-square) box, its longer side scaled by ``margin``."""
-        if x1 <= x0 or y1 <= y0:
-            raise ValueError(f"box (x0, y0, x1, y1) = {(x0, y0, x1, y1)} must have x1 > x0 and y1 > y0")
-        return cls((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * margin)
-
-    @classmethod
-    def from_keypoints(cls, kp2d: np.ndarray, margin: float = 1.5, min_size: float = 16.0) -> CropBox:
-        """The square around keypoints ``K×2`` (x, y), side = longer extent × ``margin`` (at least ``min_size``)."""
-        lo, hi = kp2d.min(axis=0), kp2d.max(axis=0)
-        centre = (lo + hi) / 2
-        return cls(float(centre[0]), float(centre[1]), float(max((hi - lo).max() * margin, min_size)))
-
-    @classmethod
-    def centred_square(cls, width: int, height: int) -> CropBox:
-        """The largest square centred in a ``width×height`` frame."""
-        return cls((width - 1) / 2, (height - 1) / 2, float(min(width, height)))
-
-    def corners(self) -> tuple[float, float, float, float]:
-        """``(x0, y0, x1, y1)`` of the square's extent."""
-        h = self.size / 2
-        return self.cx - h, self.cy - h, self.cx + h, self.cy + h
-
-    def as_array(self) -> np.ndarray:
-        """``[cx, cy, size]`` as float64."""
-        return np.array([self.cx, self.cy, self.size], dtype=np.float64)
-
-    def affine(self, crop_size: int) -> np.ndarray:
-        """The ``3×3`` map from frame to crop pixels (the training pipeline's :func:`crop_matrix`)."""
-        return crop_matrix((self.cx, self.cy), self.size, crop_size)
-
-    def to_crop(self, points: np.ndarray, crop_size: int) -> np.ndarray:
-        """Frame pixels ``…×2`` → crop pixels."""
-        k = crop_size / self.size
-        return (points - np.array([self.cx, self.cy])) * k + (crop_size - 1) / 2
-
-    def to_frame(self, points: np.ndarray, crop_size: int) -> np.ndarray:
-        """Crop pixels ``…×2`` → frame pixels (inverse of :meth:`to_crop`)."""
-        k = crop_size / self.size
-        return (points - (crop_size - 1) / 2) / k + np.array([self.cx, self.cy])
-
-    def cut(self, frame: np.ndarray, crop_size: int) -> np.ndarray:
-        """The ``crop_size×crop_size`` crop of an ``H×W×C`` frame, black outside it, low-passed when shrinking
-        exactly as training crops are (:func:`data_modules.clips.warp_image`)."""
-        return warp_image(frame, self.affine(crop_size), crop_size)
-
 
 @runtime_checkable
 class CropProvider(Protocol):
     """Chooses the crop box of each frame; ``update`` feeds back the frame's prediction (frame pixels)."""
 
     name: str
-    #: True when ``box(i)`` depends on the prediction of frame ``i − 1`` (frames must then run one by one).
-    needs_predictions: bool
 
     def box(self, index: int, width: int, height: int) -> CropBox: ...
 
@@ -108,7 +43,6 @@ class FixedBoxCrop:
     """The same user box for every frame."""
 
     name = "box"
-    needs_predictions = False
 
     def __init__(self, box: CropBox) -> None:
         self._box = box
@@ -124,7 +58,6 @@ class CentredSquareCrop:
     """The largest centred square of every frame."""
 
     name = "full"
-    needs_predictions = False
 
     def box(self, index: int, width: int, height: int) -> CropBox:
         return CropBox.centred_square(width, height)
@@ -144,7 +77,6 @@ class KeypointFileCrop:
     """
 
     name = "keypoints"
-    needs_predictions = False
 
     def __init__(self, path: str | Path, margin: float = 1.5, min_size: float = 16.0) -> None:
         self.path = Path(path)
@@ -268,8 +200,6 @@ def make_crop_provider(
     ``margin`` scales keypoint squares (file and tracking); a user box is used as given (made square).
     ``track_options`` are further :class:`~tassn.predict.tracking.TrackingCrop` arguments (bounds, re-initialisation).
     """
-    from .tracking import TrackingCrop  # tracking builds on this module's CropBox
-
     if crop not in CROP_MODES:
         raise ValueError(f"crop must be one of {CROP_MODES}, got {crop!r}")
     user_box = CropBox.from_corners(*box) if box is not None else None

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from data_modules.clips import HEATMAP_STRIDE, gaussian_heatmaps, to_heatmap_coords
 from data_modules.grabcut import GrabCutConfig, grabcut_silhouette
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from tassn.heatmaps import HEATMAP_STRIDE, gaussian_heatmaps, to_heatmap_coords
+
 from .confidence import AGREEMENT_SCALE, forward_backward_confidence
 from .hand_crop import CropProvider
 from .model import LoadedModel
-from .runner import CropStore, Stepper, run_forward, run_reverse
+from .passes import CropStore, Stepper, run_forward, run_reverse
 from .video_io import FrameSource
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .hand_crop import MIN_KEYPOINTS, CropBox
+from .crop_box import MIN_KEYPOINTS, CropBox
 
 #: Re-fits per frame of ``tassn predict --video``; chosen with ``benchmarks/bench_predict.py --split val``
 #: (docs/results.md, "Video prediction").
@@ -42,7 +42,6 @@ class TrackingCrop:
     """
 
     name = "track"
-    needs_predictions = True
 
     def __init__(
         self,

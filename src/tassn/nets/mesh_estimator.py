@@ -17,7 +17,7 @@ from torch import nn
 from tassn.hand.graph import GraphHierarchy, upsample
 
 from .chebconv import ChebConv
-from .hourglass import Residual
+from .heatmap_estimator import Residual
 
 
 class FeatureEncoder(nn.Module):

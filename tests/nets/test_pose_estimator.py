@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tassn.nets.pose_regressor import PoseRegressor
+from tassn.nets.pose_estimator import PoseEstimator
 
 
 def test_structure_and_shapes(sphere_hierarchy) -> None:
-    reg = PoseRegressor(sphere_hierarchy, 21, channels=(32, 64), fc_hidden=512)
+    reg = PoseEstimator(sphere_hierarchy, 21, channels=(32, 64), fc_hidden=512)
     convs = [c for block in reg.blocks for c in block]
     assert [c.num_vertices for c in convs] == [208, 208, 52, 52]  # finest, then two levels coarser
     assert [(c.in_features, c.out_features) for c in convs] == [(3, 32), (32, 32), (32, 64), (64, 64)]
@@ -18,13 +18,13 @@ def test_structure_and_shapes(sphere_hierarchy) -> None:
 
 
 def test_padding_matches_the_hierarchy(sphere_hierarchy) -> None:
-    reg = PoseRegressor(sphere_hierarchy, 21, channels=(4, 4), fc_hidden=8)
+    reg = PoseEstimator(sphere_hierarchy, 21, channels=(4, 4), fc_hidden=8)
     mesh = torch.randn(2, 162, 3)
     assert torch.equal(reg.to_padded(mesh), sphere_hierarchy.to_padded(mesh))
 
 
 def test_gradients_reach_every_parameter_and_the_mesh(sphere_hierarchy) -> None:
-    reg = PoseRegressor(sphere_hierarchy, 21, channels=(8, 8), fc_hidden=16)
+    reg = PoseEstimator(sphere_hierarchy, 21, channels=(8, 8), fc_hidden=16)
     mesh = torch.randn(2, 162, 3, requires_grad=True)
     reg(mesh).square().sum().backward()
     assert mesh.grad.abs().sum() > 0
@@ -32,7 +32,7 @@ def test_gradients_reach_every_parameter_and_the_mesh(sphere_hierarchy) -> None:
 
 
 def test_ge_variant_without_activations(sphere_hierarchy) -> None:
-    reg = PoseRegressor(sphere_hierarchy, 21, channels=(8, 8), fc_hidden=16, activation=False)
+    reg = PoseEstimator(sphere_hierarchy, 21, channels=(8, 8), fc_hidden=16, activation=False)
     assert isinstance(reg.fc[1], torch.nn.Identity)
     x = torch.randn(1, 162, 3)
     # no ReLU anywhere: positively homogeneous up to the biases, so scaling a bias-free net scales the output
@@ -43,8 +43,8 @@ def test_ge_variant_without_activations(sphere_hierarchy) -> None:
 
 
 def test_bad_input(sphere_hierarchy) -> None:
-    reg = PoseRegressor(sphere_hierarchy, 21, channels=(4, 4), fc_hidden=8)
+    reg = PoseEstimator(sphere_hierarchy, 21, channels=(4, 4), fc_hidden=8)
     with pytest.raises(ValueError, match="B×162×C"):
         reg(torch.zeros(1, 100, 3))
     with pytest.raises(ValueError, match="evenly"):
-        PoseRegressor(sphere_hierarchy, 21, channels=(4, 4, 4))
+        PoseEstimator(sphere_hierarchy, 21, channels=(4, 4, 4))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tassn.nets.hourglass import HeatmapEstimator, Residual, StackedHourglass
+from tassn.nets.heatmap_estimator import HeatmapEstimator, Residual, StackedHourglass
 
 
 def test_residual_skip_and_projection() -> None:

@@ -17,7 +17,7 @@ from tassn.hand.graph import GraphHierarchy, pool
 from .chebconv import ChebConv
 
 
-class PoseRegressor(nn.Module):
+class PoseEstimator(nn.Module):
     """GCN blocks ``(ChebConv c_{i−1}→c_i, ChebConv c_i→c_i, max-pool 2^levels_per_block)`` on a hierarchy, then FCs.
 
     Ge et al.'s regressor is linear between its max-pools; ``activation=True`` (default) puts a ReLU after every
@@ -39,7 +39,7 @@ class PoseRegressor(nn.Module):
         blocks = len(channels)
         if blocks < 1 or hierarchy.levels % blocks:
             raise ValueError(
-                f"PoseRegressor: {blocks} GCN blocks (channels {channels}) must share the {hierarchy.levels} "
+                f"PoseEstimator: {blocks} GCN blocks (channels {channels}) must share the {hierarchy.levels} "
                 "coarsening levels evenly"
             )
         self.levels_per_block = hierarchy.levels // blocks
@@ -75,7 +75,7 @@ class PoseRegressor(nn.Module):
         """``mesh B×V×3`` → ``pose B×21×3``."""
         if mesh.dim() != 3 or mesh.shape[1] != self.num_template_vertices:
             raise ValueError(
-                f"PoseRegressor: expected a mesh B×{self.num_template_vertices}×C, got {tuple(mesh.shape)}"
+                f"PoseEstimator: expected a mesh B×{self.num_template_vertices}×C, got {tuple(mesh.shape)}"
             )
         x = self.to_padded(mesh)
         for block in self.blocks:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tassn.nets.mesh_decoder import FeatureEncoder, MeshDecoder, MeshEstimator
+from tassn.nets.mesh_estimator import FeatureEncoder, MeshDecoder, MeshEstimator
 
 
 def test_encoder_paper_sizes() -> None:

@@ -1,0 +1,205 @@
+"""The network's passes over a video: frames one at a time, in order, through :meth:`PME.step`.
+
+The recurrence (the flow pair and the previous heatmaps) is carried the way the network was trained;
+``clip_length`` restarts it every so many frames, as at the start of a training clip. One frame at a time is what
+lets the crop track the hand from the previous frame's prediction. The forward pass keeps its crops so that the
+reversed temporal measurement (the paper's backward pass) runs on exactly the same pixels.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .crop_box import CropBox
+from .decode import fuse_directions, heatmaps_to_keypoints
+from .hand_crop import CropProvider
+from .model import LoadedModel
+from .video_io import FrameSource
+
+
+@dataclass
+class PassResult:
+    """One direction's per-frame outputs, in frame order: crop-pixel keypoints, confidence, pose, mesh."""
+
+    kp_crop: list[np.ndarray] = field(default_factory=list)
+    confidence: list[np.ndarray] = field(default_factory=list)
+    pose: list[np.ndarray] = field(default_factory=list)
+    mesh: list[np.ndarray] = field(default_factory=list)
+
+    def append(self, kp_crop: np.ndarray, confidence: np.ndarray, pose: np.ndarray, mesh: np.ndarray) -> None:
+        self.kp_crop.append(kp_crop)
+        self.confidence.append(confidence)
+        self.pose.append(pose)
+        self.mesh.append(mesh)
+
+    def stacked(self) -> dict[str, np.ndarray]:
+        return {
+            "kp_crop": np.stack(self.kp_crop), "confidence": np.stack(self.confidence),
+            "pose": np.stack(self.pose), "mesh": np.stack(self.mesh),
+        }
+
+
+class CropStore:
+    """The crops of the forward pass, kept in an anonymous temporary file for the reverse pass.
+
+    Crops are ``S×S×3`` bytes each; a file keeps long videos out of memory.
+    """
+
+    def __init__(self, crop_size: int) -> None:
+        self.crop_size = crop_size
+        self.count = 0
+        self._file = tempfile.TemporaryFile(prefix="tassn-crops-")
+
+    def append(self, crop: np.ndarray) -> None:
+        self._file.write(np.ascontiguousarray(crop, dtype=np.uint8).tobytes())
+        self.count += 1
+
+    def read(self) -> np.ndarray:
+        """All crops, ``N×S×S×3`` uint8, memory-mapped."""
+        self._file.flush()
+        s = self.crop_size
+        return np.memmap(self._file, dtype=np.uint8, mode="r", shape=(self.count, s, s, 3))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Stepper:
+    """Runs frames through ``PME.step`` in one direction, restarting the recurrence at segment starts."""
+
+    def __init__(self, model: LoadedModel, keypoint_method: str = "quadratic", temperature: float = 0.25) -> None:
+        self.net = model.net
+        self.device = model.device
+        self.crop_size = model.net.image_size
+        self.keypoint_method = keypoint_method
+        self.temperature = temperature
+        self._prev: torch.Tensor | None = None
+        self._heat: torch.Tensor | None = None
+
+    def restart(self) -> None:
+        """The next frame is a first frame: paired with itself, no previous heatmaps."""
+        self._prev = None
+        self._heat = None
+
+    @torch.inference_mode()
+    def __call__(self, crop: np.ndarray, commit: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One ``S×S×3`` uint8 crop → keypoints ``21×2`` (crop px), confidence ``21``, pose ``21×3``, mesh ``V×3``.
+
+        ``commit=False`` leaves the recurrence as it was (a trial crop of the frame: the next call sees the same
+        previous frame and heatmaps)."""
+        image = torch.from_numpy(np.ascontiguousarray(crop)).to(self.device)
+        image = image.permute(2, 0, 1)[None].float() / 255.0
+        out = self.net.step(self._prev, image, self._heat)
+        if commit:
+            self._prev = image
+            self._heat = self.net.feedback(out.heatmaps[:, -1])
+        kp, conf = heatmaps_to_keypoints(out.heatmaps[:, -1], self.crop_size, self.keypoint_method, self.temperature)
+        return (kp[0].double().cpu().numpy(), conf[0].double().cpu().numpy(),
+                out.pose[0].double().cpu().numpy(), out.mesh[0].float().cpu().numpy())
+
+
+def segment_starts(num_frames: int, clip_length: int | None) -> list[int]:
+    """First frame of every segment the recurrence runs over (one segment when ``clip_length`` is None)."""
+    if clip_length is None:
+        return [0]
+    if clip_length < 1:
+        raise ValueError(f"clip_length must be at least 1 (or None for the whole video), got {clip_length}")
+    return list(range(0, num_frames, clip_length))
+
+
+def unflip_keypoints(kp_crop: np.ndarray, crop_size: int, mirror: bool) -> np.ndarray:
+    """Keypoints found in a horizontally flipped crop → the unflipped crop (``x → S − 1 − x``)."""
+    if not mirror:
+        return kp_crop
+    out = np.array(kp_crop, dtype=np.float64, copy=True)
+    out[..., 0] = crop_size - 1 - out[..., 0]
+    return out
+
+
+def cut_crop(frame: np.ndarray, box: CropBox, crop_size: int, mirror: bool) -> np.ndarray:
+    """The network's input for ``box``: the crop, flipped horizontally for a left hand."""
+    crop = box.cut(frame, crop_size)
+    return np.ascontiguousarray(crop[:, ::-1]) if mirror else crop
+
+
+def run_forward(
+    source: FrameSource,
+    provider: CropProvider,
+    stepper: Stepper,
+    clip_length: int | None,
+    mirror: bool,
+    store: CropStore | None,
+    progress: bool,
+) -> tuple[PassResult, list[CropBox]]:
+    """The forward pass over the video; crops come from ``provider``, which sees each frame's prediction.
+
+    With ``mirror`` (a left hand) the network sees each crop flipped horizontally, which is the crop of the mirrored
+    frame around the mirrored box, so boxes and the provider stay in the original frame's pixels. A provider with
+    ``refine`` = N > 0 (the tracking crop's test-time refinement) re-fits each frame's box to the frame's own
+    prediction up to N times (:meth:`~tassn.predict.tracking.TrackingCrop.refit`) before the prediction that counts;
+    the trial predictions leave the recurrence untouched.
+    """
+    result, boxes = PassResult(), []
+    width, height, s = source.info.width, source.info.height, stepper.crop_size
+    bar = tqdm(total=len(source), unit="frame", desc="forward", disable=not progress, dynamic_ncols=True)
+    try:
+        for index, frame in enumerate(source):
+            if index == 0 or (clip_length is not None and index % clip_length == 0):
+                stepper.restart()
+            box = provider.box(index, width, height)
+            for _ in range(getattr(provider, "refine", 0)):
+                kp_crop, conf, _, _ = stepper(cut_crop(frame, box, s, mirror), commit=False)
+                refit = provider.refit(index, box.to_frame(unflip_keypoints(kp_crop, s, mirror), s), conf)
+                if refit is None:
+                    break
+                box = refit
+            crop = cut_crop(frame, box, s, mirror)
+            kp_crop, conf, pose, mesh = stepper(crop)
+            provider.update(index, box.to_frame(unflip_keypoints(kp_crop, s, mirror), s), conf)
+            result.append(kp_crop, conf, pose, mesh)
+            boxes.append(box)
+            if store is not None:
+                store.append(crop)
+            bar.update(1)
+    finally:
+        bar.close()
+    if not boxes:
+        raise ValueError(f"video {source.path} yielded no frames")
+    return result, boxes
+
+
+def run_reverse(store: CropStore, stepper: Stepper, clip_length: int | None, progress: bool) -> PassResult:
+    """The reversed temporal measurement over the forward pass's crops; results returned in frame order."""
+    crops = store.read()
+    n = len(crops)
+    outputs: list[tuple[np.ndarray, ...] | None] = [None] * n
+    starts = segment_starts(n, clip_length)
+    ends = [*starts[1:], n]
+    with tqdm(total=n, unit="frame", desc="reverse", disable=not progress, dynamic_ncols=True) as bar:
+        for start, end in zip(reversed(starts), reversed(ends), strict=True):
+            stepper.restart()
+            for index in range(end - 1, start - 1, -1):
+                outputs[index] = stepper(np.array(crops[index]))
+                bar.update(1)
+    del crops
+    result = PassResult()
+    for item in outputs:
+        result.append(*item)  # type: ignore[misc]  # every frame was visited above
+    return result
+
+
+def fuse_passes(passes: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One pass as is; forward and reverse averaged key by key (:func:`~tassn.predict.decode.fuse_directions`)."""
+    if len(passes) == 1:
+        return dict(passes[0])
+    forward, reverse = passes
+    return {
+        key: fuse_directions(torch.from_numpy(forward[key]), torch.from_numpy(reverse[key])).numpy()
+        for key in forward
+    }
