@@ -127,8 +127,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         row = scorer.add(name, arrays, labels)
         row |= video_confidence(arrays, joint_errors_mm(arrays.kp3d, labels.kp3d), args.threshold_mm)
         rows.append(row | {"seconds": seconds})
-        print(f"{name}: AUROC {row['auroc'] if row['auroc'] is not None else 'undefined'}, {seconds:.1f} s",
-              flush=True)
+        auroc = "undefined" if row["auroc"] is None else f"{row['auroc']:.3f}"
+        print(f"{name}: AUROC {auroc}, {seconds:.1f} s", flush=True)
     summary = summarise(rows, args.threshold_mm, args.bins)
     scores = scorer.total()
     print(table(rows, summary, scores))
