@@ -29,9 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation_report import Stat  # noqa: E402
-from video_scoring import ALIGNMENT, VideoScorer, load_labels, predict, stage_frames, target_videos  # noqa: E402
-
 from tassn.predict.adapt import ADAPT_JSON, ADAPTED_CKPT, DEFAULT_STEPS  # noqa: E402
+from video_scoring import ALIGNMENT, VideoScorer, load_labels, predict, stage_frames, target_videos  # noqa: E402
 
 #: (key, column title, digits) of the tables.
 COLUMNS: tuple[tuple[str, str, int], ...] = (

@@ -30,6 +30,14 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tassn.hand.skeleton import ROOT  # noqa: E402
+from tassn.predict.confidence import CONFIDENCE3D_KEY  # noqa: E402
+from tassn.predict.confidence_eval import (  # noqa: E402
+    ERROR_THRESHOLD_MM,
+    confidence_auroc,
+    error_by_confidence_bin,
+    plot_error_vs_confidence,
+)
 from video_scoring import (  # noqa: E402
     ALIGNMENT,
     VideoScorer,
@@ -38,15 +46,6 @@ from video_scoring import (  # noqa: E402
     predict,
     stage_frames,
     target_videos,
-)
-
-from tassn.hand.skeleton import ROOT  # noqa: E402
-from tassn.predict.confidence import CONFIDENCE3D_KEY  # noqa: E402
-from tassn.predict.confidence_eval import (  # noqa: E402
-    ERROR_THRESHOLD_MM,
-    confidence_auroc,
-    error_by_confidence_bin,
-    plot_error_vs_confidence,
 )
 
 #: The issue's goal for the overall AUROC.

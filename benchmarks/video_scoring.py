@@ -29,7 +29,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_predict import find_test_folder, score  # noqa: E402
-
 from tassn.metrics import TEMPORAL_KEYS, PoseMetrics3D, TemporalMetrics3D  # noqa: E402
 from tassn.predict.video_io import IMAGE_SUFFIXES  # noqa: E402
 from tassn.predict.writers import PREDICTIONS_NPZ, PredictionArrays  # noqa: E402

@@ -10,9 +10,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from mean_pose import score  # noqa: E402
-
 from tassn.hand.normalize import normalize_3d  # noqa: E402
-from tassn.hand.skeleton import REF_BONE, ROOT  # noqa: E402
+from tassn.hand.skeleton import REF_BONE  # noqa: E402
 
 #: The joint that moves in the hand-made videos (neither the root nor an end of the reference bone).
 MOVING = 8

@@ -15,12 +15,12 @@ import pytest
 ROOT_DIR = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT_DIR / "benchmarks"))
 sys.path.insert(0, str(ROOT_DIR / "tests" / "predict"))
-import bench_adapt  # noqa: E402
-import bench_confidence  # noqa: E402
-import video_scoring  # noqa: E402
 from predict_testdata import TINY_NET, blob_centre, blob_frames, sphere_template, stage_checkpoint  # noqa: E402
 
+import bench_adapt  # noqa: E402
+import bench_confidence  # noqa: E402
 import tassn.nets.pme as pme_module  # noqa: E402
+import video_scoring  # noqa: E402
 from tassn.hand.skeleton import REF_BONE, ROOT  # noqa: E402
 from tassn.predict.writers import PredictionArrays  # noqa: E402
 
