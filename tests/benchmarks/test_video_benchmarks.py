@@ -259,3 +259,12 @@ def test_missing_inputs_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureF
         video_scoring.load_labels(folder, "b")
     with pytest.raises(ValueError, match=r"annotations.npz: expected a synthetic annotations file"):
         video_scoring.load_labels(folder, "a")
+
+
+def test_a_video_adapt_refuses_is_reported_not_raised(tiny_ckpt: Path, data_root: Path, tmp_path: Path) -> None:
+    """A random network has no joint of the default confidence 0.3: `tassn adapt` refuses, the benchmark notes it."""
+    frames = video_scoring.stage_frames(data_root / "target-test-abc" / "videos" / "target_test_000", tmp_path / "f")
+    checkpoint, report = bench_adapt.adapt(frames, tiny_ckpt, tmp_path / "adapted", seed=0, steps=2, device="cpu")
+    assert checkpoint is None and "consecutive frames" in report["refused"]
+    with pytest.raises(ValueError, match="steps and batch_size must be at least 1"):  # other errors still raise
+        bench_adapt.adapt(frames, tiny_ckpt, tmp_path / "again", seed=0, steps=0, device="cpu")
