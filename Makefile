@@ -269,3 +269,20 @@ BENCH_PREDICT_ARGS ?=
 bench-predict: | $(STAMP) ## tracked vs ground-truth-crop 2D error/PCK and crop sides on the synthetic test videos (CKPT=…)
 	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PYTHON) benchmarks/bench_predict.py --ckpt $(PREDICT_CKPT) \
 	  --data $(if $(DATA_ROOT),$(DATA_ROOT),data/synthetic) --out benchmarks/results/predict.json $(BENCH_PREDICT_ARGS)
+
+# `make bench-confidence`, `make bench-adapt`: the forward/backward confidence against the 3D joint error, and
+# `tassn adapt` before/after, on the synthetic target test videos (docs/results.md, "Temporal quality"). Both run
+# `tassn predict --video` on folders holding only the frames and read the labels afterwards, to score. CKPT= as for
+# bench-predict; SEEDS= the adapt seeds; BENCH_CONFIDENCE_ARGS / BENCH_ADAPT_ARGS pass options (e.g. "--limit 2",
+# "--steps 50").
+BENCH_CONFIDENCE_ARGS ?=
+BENCH_ADAPT_ARGS ?=
+.PHONY: bench-confidence bench-adapt
+bench-confidence: | $(STAMP) ## confidence vs 3D joint error on the synthetic test videos: AUROC (error > 20 mm), PNG, JSON (CKPT=…)
+	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PYTHON) benchmarks/bench_confidence.py --ckpt $(PREDICT_CKPT) \
+	  --data $(if $(DATA_ROOT),$(DATA_ROOT),data/synthetic) --out benchmarks/results/confidence.json \
+	  --png docs/images/confidence_error.png $(BENCH_CONFIDENCE_ARGS)
+
+bench-adapt: | $(STAMP) ## tassn adapt per synthetic test video and seed: PCK, EPE, PA-EPE, ACCEL before/after (CKPT=… SEEDS=…)
+	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PYTHON) benchmarks/bench_adapt.py --ckpt $(PREDICT_CKPT) --seeds $(SEEDS) \
+	  --data $(if $(DATA_ROOT),$(DATA_ROOT),data/synthetic) --out benchmarks/results/adapt.json --markdown benchmarks/results/adapt.md $(BENCH_ADAPT_ARGS)

@@ -2,7 +2,9 @@
 
 ``make ablation`` trains, per seed, the recipe into ``<runs>/seed-<s>/<data>-<config>/`` and tests every model on the
 target's held-out test videos (``tassn test`` writes ``test_results.json``). This script reads those results and
-writes, for EPE (mm, mean over keypoints), AUC 0–50 and AUC 20–50:
+writes, for EPE (mm, mean over keypoints), AUC 0–50 and AUC 20–50, 2D PCK@5px and, where the results have them,
+PA-EPE and ST-EPE (mm, after per-frame Procrustes / scale + translation alignment) and ACCEL and jitter over whole
+videos (mm/frame², with the ground truth's own jitter as their reference; :mod:`tassn.metrics`):
 
 - ``ablation.json``: every seed's numbers, mean ± std (sample std over seeds), the PCK curves, the paired
   differences between the three TASSN settings and whether the paper's ordering (TASSN < w/o L_c^m < w/o L_c in
@@ -27,6 +29,16 @@ from typing import Any
 from tassn.paper_results import TABLE1, TABLE1_METRICS
 
 METRICS: tuple[str, ...] = ("auc_0_50", "auc_20_50", "epe_mm", "pck2d")
+#: Metrics that results written before they existed lack: a row without one shows "–" (JSON: null), never a number.
+OPTIONAL_METRICS: tuple[str, ...] = ("pa_epe_mm", "st_epe_mm", "accel_mm", "jitter_mm", "jitter_gt_mm")
+#: The optional metrics as Table 1 columns: (key, header, digits). The ground truth's jitter is a property of the
+#: test videos, not of a row: it is printed once under the table.
+OPTIONAL_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("pa_epe_mm", "PA-EPE (mm) ↓", 1),
+    ("st_epe_mm", "ST-EPE (mm) ↓", 1),
+    ("accel_mm", "ACCEL (mm/f²) ↓", 2),
+    ("jitter_mm", "jitter (mm/f²)", 2),
+)
 #: (key, table label, run folder under <data>-<config>/); the paper's three settings are the middle rows.
 ROWS: tuple[tuple[str, str, str], ...] = (
     ("mean_pose", "mean pose (source training poses, no image)", "eval-mean_pose"),
@@ -84,8 +96,29 @@ def load_seed(run: Path) -> dict[str, dict[str, Any]]:
             metrics = {m: float(data["metrics"][m]) for m in METRICS}
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ValueError(f"{path}: expected `tassn test` results with metrics {METRICS}: {err}") from err
+        metrics.update(optional_metrics(data["metrics"], path))
         rows[key] = {"metrics": metrics, "pck_curve": data.get("pck_curve"), "path": str(path)}
     return rows
+
+
+def optional_metrics(metrics: Mapping[str, Any], path: Path) -> dict[str, float]:
+    """The :data:`OPTIONAL_METRICS` that ``metrics`` holds (a missing or null entry is left out, not invented)."""
+    found = {}
+    for m in OPTIONAL_METRICS:
+        value = metrics.get(m)
+        if value is None:
+            continue
+        try:
+            found[m] = float(value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: metric {m!r} must be a number, got {value!r}") from err
+    return found
+
+
+def optional_stat(runs: Mapping[str, Mapping[str, Any]], metric: str) -> dict[str, float | int] | None:
+    """Mean, sample std and count over the seeds whose results have ``metric``; None when none has it."""
+    values = [r["metrics"][metric] for r in runs.values() if metric in r["metrics"]]
+    return vars(Stat.of(values)) if values else None
 
 
 def fit_wall_seconds(folder: Path) -> float | None:
@@ -191,6 +224,7 @@ def summarise(root: Path, data: str, config: str, seeds: Sequence[str]) -> dict[
             "label": label,
             "seeds": list(runs),
             **{m: vars(Stat.of([r["metrics"][m] for r in runs.values()])) for m in METRICS},
+            **{m: optional_stat(runs, m) for m in OPTIONAL_METRICS},
             "per_seed": {s: r["metrics"] for s, r in runs.items()},
             "pck_curve_mean": mean_curve([r["pck_curve"] for r in runs.values()]),
             "results_files": {s: r["path"] for s, r in runs.items()},
@@ -208,25 +242,52 @@ def summarise(root: Path, data: str, config: str, seeds: Sequence[str]) -> dict[
 
 def results_json(summary: Mapping[str, Any]) -> dict[str, Any]:
     """The compact results file (docs/results.json): one object per row with its seeds and the mean and sample std
-    over seeds of EPE (mm), AUC 0–50, AUC 20–50 and 2D PCK@5px, the mean-pose baseline, the ordering tests."""
+    over seeds of EPE (mm), AUC 0–50, AUC 20–50 and 2D PCK@5px, and of PA-EPE, ST-EPE (mm), ACCEL, jitter and the
+    ground truth's jitter (mm/frame²) — those with ``n``, the seeds that had them, or null where no seed's results
+    had them — the mean-pose baseline, the ordering tests."""
     rows = [
         {"name": row["label"], "key": key, "seeds": row["seeds"],
-         **{m: {"mean": row[m]["mean"], "std": row[m]["std"]} for m in METRICS}}
+         **{m: {"mean": row[m]["mean"], "std": row[m]["std"]} for m in METRICS},
+         **{m: None if row.get(m) is None else {k: row[m][k] for k in ("mean", "std", "n")}
+            for m in OPTIONAL_METRICS}}
         for key, row in summary["rows"].items()
     ]
     baseline = next((r for r in rows if r["key"] == "mean_pose"), None)
-    return {"data": summary["data"], "config": summary["config"], "split": "target test videos", "rows": rows,
-            "mean_pose_baseline": baseline, "ordering": summary["ordering"]}
+    units = {"epe_mm": "mm", "pa_epe_mm": "mm", "st_epe_mm": "mm", "accel_mm": "mm/frame²", "jitter_mm": "mm/frame²",
+             "jitter_gt_mm": "mm/frame²", "pck2d": "fraction of joints within 5 crop px"}
+    return {"data": summary["data"], "config": summary["config"], "split": "target test videos", "units": units,
+            "rows": rows, "mean_pose_baseline": baseline, "ordering": summary["ordering"]}
+
+
+def stat_cell(stat: Mapping[str, Any] | None, digits: int, seeds: int) -> str:
+    """``mean ± std`` of an optional metric, "–" without one, and ``(n=k)`` when fewer seeds than the row's had it."""
+    if stat is None:
+        return "–"
+    cell = Stat(**stat).fmt(digits)
+    return cell if stat["n"] == seeds else f"{cell} (n={stat['n']})"
+
+
+def ground_truth_jitter(summary: Mapping[str, Any]) -> str | None:
+    """One sentence on the ground truth's own jitter over the rows' test videos (the reference ACCEL and jitter
+    are read against), or None when no row has it."""
+    values = [row["jitter_gt_mm"]["mean"] for row in summary["rows"].values() if row.get("jitter_gt_mm")]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    value = f"{low:.2f}" if high - low < 0.005 else f"{low:.2f}–{high:.2f} (rows differ: not the same videos?)"
+    return (f"The ground truth's own jitter on these test videos is {value} mm/frame²; ACCEL is the mean norm of "
+            "the difference between predicted and true joint accelerations, jitter the mean norm of the predicted "
+            "ones (both after the EPE alignment, over whole videos).")
 
 
 def markdown(summary: Mapping[str, Any]) -> str:
     """The table in the paper's layout (AUC 0–50 ↑, AUC 20–50 ↑, EPE ↓), with the paper's rows beside ours."""
     data = summary["data"]
     paper = [data] if data in PAPER else list(PAPER)
-    head = "| setting | seeds | AUC 0–50 ↑ | AUC 20–50 ↑ | EPE (mm) ↓ | 2D PCK@5px ↑ |" + "".join(
-        f" paper {d.upper()}: AUC 0–50 / AUC 20–50 / EPE |" for d in paper
-    )
-    lines = [head, "|" + "---|" * (6 + len(paper))]
+    head = ("| setting | seeds | AUC 0–50 ↑ | AUC 20–50 ↑ | EPE (mm) ↓ | 2D PCK@5px ↑ |"
+            + "".join(f" {title} |" for _, title, _ in OPTIONAL_COLUMNS)
+            + "".join(f" paper {d.upper()}: AUC 0–50 / AUC 20–50 / EPE |" for d in paper))
+    lines = [head, "|" + "---|" * (6 + len(OPTIONAL_COLUMNS) + len(paper))]
     for key, row in summary["rows"].items():
         cells = [
             row["label"],
@@ -235,6 +296,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
             Stat(**row["auc_20_50"]).fmt(3),
             Stat(**row["epe_mm"]).fmt(1),
             Stat(**row["pck2d"]).fmt(3),
+            *(stat_cell(row.get(m), digits, len(row["seeds"])) for m, _, digits in OPTIONAL_COLUMNS),
         ]
         for d in paper:
             ref = PAPER[d].get(key)
@@ -255,7 +317,12 @@ def markdown(summary: Mapping[str, Any]) -> str:
             lines.append(f"| {seed} | " + " | ".join(f"{t[r]:.0f}" if r in t else "–" for r in runs) + " |")
     lines.append("")
     lines.append(f"Data: {data}, config: {summary['config']}; mean ± sample std over seeds. "
-                 "The paper's numbers are on real videos (STB, MHP), not comparable in absolute terms on other data.")
+                 "The paper's numbers are on real videos (STB, MHP), not comparable in absolute terms on other data. "
+                 "PA-EPE and ST-EPE: after per-frame Procrustes (scale, rotation, translation) and scale + "
+                 "translation alignment to the ground truth; \"–\": the row's results lack the metric.")
+    jitter = ground_truth_jitter(summary)
+    if jitter:
+        lines += ["", jitter]
     lines.append("")
     lines.append(ordering_text(summary["ordering"]))
     return "\n".join(lines) + "\n"

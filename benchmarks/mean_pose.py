@@ -1,11 +1,11 @@
 """The mean-pose baseline: every frame predicted as the mean pose of the synthetic source's training videos.
 
 A model that has learnt nothing about the image scores this, so every results row is read against it. The 3D
-pose is the mean of the source training poses, root-relative and scale-normalised (the networks' output space),
-scored by the package's own :class:`~tassn.metrics.PoseMetrics3D` (root and reference bone aligned to the ground
-truth, as for every model); the 2D keypoints are the mean source training keypoints in crop pixels, scored by the
-same :class:`~tassn.metrics.PCK2D` as the heatmaps. Writes ``test_results.json`` in the format ``tassn test``
-writes, so the ablation report reads it like any other row::
+pose is the mean of the source training poses, root-relative and scale-normalised (the networks' output space);
+the 2D keypoints are the mean source training keypoints in crop pixels. Both are scored by the metric code of
+``tassn test`` (:class:`~tassn.stages.evaluation.EvaluationMetrics`): EPE and AUCs under the root and
+reference-bone alignment, ST-/PA-EPE, 2D PCK, and ACCEL and jitter over whole videos. Writes
+``test_results.json`` in the format ``tassn test`` writes, so the ablation report reads it like any other row::
 
     python benchmarks/mean_pose.py --out runs/ablation/seed-0/synthetic-cpu/eval-mean_pose \
         [--data experiments/data/synthetic.yaml] [--config cpu] [-- --data.init_args.root=…]
@@ -54,24 +54,21 @@ def mean_training_pose(batches: Iterable[Mapping[str, Any]]) -> tuple[torch.Tens
 
 def score(pose: torch.Tensor, kp2d: torch.Tensor, batches: Iterable[Mapping[str, Any]],
           pck2d_threshold: float = 5.0) -> dict[str, Any]:
-    """The constant prediction ``(pose, kp2d)`` on every frame of ``batches``: EPE, AUCs, 2D PCK and the PCK curve."""
-    from tassn.metrics import PCK2D, SCALAR_KEYS, PoseMetrics3D
+    """The constant prediction ``(pose, kp2d)`` on every frame of ``batches``, scored by ``tassn test``'s own
+    :class:`~tassn.stages.evaluation.EvaluationMetrics`: EPE, AUCs, ST-/PA-EPE, 2D PCK, the PCK curve and, over
+    whole videos, ACCEL and jitter. The pose is constant in the normalised space only: the EPE alignment gives it
+    each frame's ground-truth root and reference-bone length, so its jitter is that of the ground truth's root and
+    scale, and its ACCEL is the acceleration of the ground truth's root-relative, scale-normalised motion (equal to
+    the ground truth's own jitter where root and scale stay still)."""
+    from tassn.stages.evaluation import EvaluationMetrics
 
-    metric3d, metric2d = PoseMetrics3D(), PCK2D(threshold=pck2d_threshold)
+    metrics = EvaluationMetrics(pck2d_threshold=pck2d_threshold)
     for batch in batches:
-        visible = batch["visible"].flatten(0, 1)
-        target2d = batch["kp2d"].flatten(0, 1)
-        metric2d.update(kp2d.expand_as(target2d), target2d, visible)
-        if "kp3d" in batch:
-            kp3d = batch["kp3d"].flatten(0, 1)
-            metric3d.update(pose.to(kp3d.dtype).expand_as(kp3d), kp3d, visible)
-    scalars = {"pck2d": float(metric2d.compute())}
-    curve = None
-    if metric3d.has_data():
-        result = metric3d.compute()
-        scalars.update({k: float(result[k]) for k in SCALAR_KEYS})
-        curve = {"thresholds_mm": [float(t) for t in result["thresholds_mm"]], "pck": [float(p) for p in result["pck"]]}
-    return {"metrics": scalars, "pck_curve": curve}
+        frames = batch["visible"].shape[:2]  # B×T
+        metrics.update_keypoints2d(kp2d.expand(frames.numel(), *kp2d.shape), batch)
+        metrics.update_pose(pose.expand(*frames, *pose.shape), batch)
+    result = metrics.compute()
+    return {"metrics": {k: float(v) for k, v in result["scalars"].items()}, "pck_curve": result["curve"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tassn.predict.confidence import forward_backward_confidence
-from tassn.predict.confidence_eval import confidence_auroc, plot_error_vs_confidence
+from tassn.predict.confidence_eval import confidence_auroc, error_by_confidence_bin, plot_error_vs_confidence
 
 
 def test_agreement_and_peaks_make_the_confidence() -> None:
@@ -65,3 +65,16 @@ def test_plot_is_written(tmp_path: Path) -> None:
     path = plot_error_vs_confidence(np.exp(-error / 25), error, tmp_path / "images" / "conf.png", title="test")
     image = cv2.imread(str(path))
     assert image is not None and image.shape[0] > 100 and image.std() > 5
+
+
+def test_error_by_confidence_bin_of_hand_made_joints() -> None:
+    confidence = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
+    error = np.array([40.0, 30.0, 25.0, 10.0, 15.0, 5.0, 4.0, 2.0])
+    low, high = error_by_confidence_bin(confidence, error, bins=2)
+    assert (low["joints"], high["joints"]) == (4, 4)
+    assert low["error_median_mm"] == pytest.approx(27.5) and high["error_median_mm"] == pytest.approx(4.5)
+    assert low["wrong_fraction"] == pytest.approx(0.75) and high["wrong_fraction"] == 0.0
+    assert low["confidence_mean"] == pytest.approx(0.25) and high["confidence_low"] == pytest.approx(0.5)
+    (only,) = error_by_confidence_bin(np.full(5, 0.5), np.arange(5.0), bins=4)  # one tied confidence: one group
+    assert only["joints"] == 5 and only["error_mean_mm"] == pytest.approx(2.0)
+    assert error_by_confidence_bin(np.zeros(0), np.zeros(0)) == []

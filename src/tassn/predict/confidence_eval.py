@@ -39,6 +39,40 @@ def confidence_auroc(
     return float(binary_auroc(1.0 - c, wrong))
 
 
+def error_by_confidence_bin(
+    confidence: np.ndarray | torch.Tensor,
+    error_mm: np.ndarray | torch.Tensor,
+    bins: int = 10,
+    threshold_mm: float = ERROR_THRESHOLD_MM,
+) -> list[dict[str, float]]:
+    """Joints grouped by confidence quantile (``bins`` groups of about equal size; tied confidences share one):
+    per group its confidence range and mean, the median and mean error (mm), the fraction above ``threshold_mm``
+    and the number of joints. A confidence that ranks errors well shows the error falling from group to group."""
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, got {bins}")
+    c, e = (t.numpy() for t in _flat(confidence, error_mm))
+    if c.size == 0:
+        return []
+    edges = np.unique(np.quantile(c, np.linspace(0, 1, bins + 1)))
+    if len(edges) == 1:
+        which = np.zeros(c.shape, np.int64)
+        edges = np.array([edges[0], edges[0]])
+    else:
+        which = np.clip(np.searchsorted(edges, c, side="right") - 1, 0, len(edges) - 2)
+    groups = []
+    for b in range(len(edges) - 1):
+        inside = which == b
+        if not inside.any():
+            continue
+        groups.append({
+            "confidence_low": float(edges[b]), "confidence_high": float(edges[b + 1]),
+            "confidence_mean": float(c[inside].mean()), "error_median_mm": float(np.median(e[inside])),
+            "error_mean_mm": float(e[inside].mean()), "wrong_fraction": float((e[inside] > threshold_mm).mean()),
+            "joints": int(inside.sum()),
+        })
+    return groups
+
+
 def plot_error_vs_confidence(
     confidence: np.ndarray | torch.Tensor,
     error_mm: np.ndarray | torch.Tensor,
@@ -62,12 +96,10 @@ def plot_error_vs_confidence(
         auroc = f"AUROC undefined: all joints on one side of {threshold_mm:g} mm"
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.scatter(c_np, e_np, s=3, alpha=0.3, color="tab:blue", label="joints")
-    edges = np.unique(np.quantile(c_np, np.linspace(0, 1, bins + 1))) if c_np.size else np.zeros(0)
-    if len(edges) > 1:
-        which = np.clip(np.searchsorted(edges, c_np, side="right") - 1, 0, len(edges) - 2)
-        centres = [c_np[which == b].mean() for b in range(len(edges) - 1) if (which == b).any()]
-        medians = [np.median(e_np[which == b]) for b in range(len(edges) - 1) if (which == b).any()]
-        ax.plot(centres, medians, "o-", color="tab:orange", label="median per confidence bin")
+    groups = error_by_confidence_bin(c, e, bins, threshold_mm)
+    if groups:
+        ax.plot([g["confidence_mean"] for g in groups], [g["error_median_mm"] for g in groups], "o-",
+                color="tab:orange", label="median per confidence bin")
     ax.axhline(threshold_mm, color="tab:red", linestyle="--", linewidth=1, label=f"{threshold_mm:g} mm")
     ax.set_xlabel("confidence")
     ax.set_ylabel("joint error (mm)")

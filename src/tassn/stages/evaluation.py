@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import nn
+from torch import Tensor, nn
 
 from tassn.heatmaps import heatmap_peaks, heatmap_to_crop
 from tassn.metrics import (
@@ -52,17 +52,28 @@ class EvaluationMetrics(nn.Module):
         """Add one batch: predictions ``out`` (with a T axis) and the batch's labels."""
         heatmaps = out.heatmaps[:, :, -1].flatten(0, 1)  # (B·T)×21×h×w, last stack
         kp2d = heatmap_to_crop(heatmap_peaks(heatmaps)[0], batch["frames"].shape[-1] / heatmaps.shape[-1])
+        self.update_keypoints2d(kp2d, batch)
+        self.update_pose(out.pose, batch)
+
+    def update_keypoints2d(self, kp2d: Tensor, batch: Mapping[str, Any]) -> None:
+        """Add 2D keypoints ``(B·T)×21×2`` in crop pixels (a model's heatmap peaks, or a baseline's constant)."""
+        self.pck2d.update(kp2d, batch["kp2d"].flatten(0, 1), batch["visible"].flatten(0, 1))
+
+    def update_pose(self, pose: Tensor, batch: Mapping[str, Any]) -> None:
+        """Add root-relative, scale-normalised poses ``B×T×21×3``; scored only when the batch carries ``kp3d``
+        (and over whole videos when it also carries ``video`` and ``frame_index``). A baseline without a network
+        (benchmarks/mean_pose.py) goes through here too, so its numbers are the same code's."""
+        if "kp3d" not in batch:
+            return
         visible = batch["visible"].flatten(0, 1)
-        self.pck2d.update(kp2d, batch["kp2d"].flatten(0, 1), visible)
-        if "kp3d" in batch:
-            self.pose3d.update(out.pose.flatten(0, 1), batch["kp3d"].flatten(0, 1), visible)
-            for metric in self._aligned().values():
-                metric.update(out.pose.flatten(0, 1), batch["kp3d"].flatten(0, 1), visible)
-            if "video" in batch and "frame_index" in batch:
-                steps = batch["frame_index"].shape[1]
-                videos = [name for name in batch["video"] for _ in range(steps)]  # B names → B·T, clip-major
-                self.temporal.update(out.pose.flatten(0, 1), batch["kp3d"].flatten(0, 1), videos,
-                                     batch["frame_index"].flatten(0, 1), visible)
+        pred, target = pose.flatten(0, 1), batch["kp3d"].flatten(0, 1)
+        self.pose3d.update(pred, target, visible)
+        for metric in self._aligned().values():
+            metric.update(pred, target, visible)
+        if "video" in batch and "frame_index" in batch:
+            steps = batch["frame_index"].shape[1]
+            videos = [name for name in batch["video"] for _ in range(steps)]  # B names → B·T, clip-major
+            self.temporal.update(pred, target, videos, batch["frame_index"].flatten(0, 1), visible)
 
     def compute(self) -> dict[str, Any]:
         """``{"scalars": {pck2d[, epe_mm, epe_median_mm, auc_0_50, auc_20_50, the same prefixed st_ and pa_]
@@ -76,14 +87,14 @@ class EvaluationMetrics(nn.Module):
             for prefix, metric in self._aligned().items():
                 aligned = metric.compute()
                 scalars.update({prefix + k: aligned[k] for k in SCALAR_KEYS})
-        if self.temporal.has_data():
-            temporal = self.temporal.compute()
-            if int(temporal["count"]) > 0:
-                scalars.update({k: temporal[k] for k in TEMPORAL_KEYS})
             curve = {
                 "thresholds_mm": [float(t) for t in result["thresholds_mm"]],
                 "pck": [float(p) for p in result["pck"]],
             }
+        if self.temporal.has_data():
+            temporal = self.temporal.compute()
+            if int(temporal["count"]) > 0:
+                scalars.update({k: temporal[k] for k in TEMPORAL_KEYS})
         return {"scalars": scalars, "curve": curve}
 
     def reset(self) -> None:
