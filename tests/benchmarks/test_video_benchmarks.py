@@ -19,7 +19,7 @@ from predict_testdata import TINY_NET, blob_centre, blob_frames, sphere_template
 
 import bench_adapt  # noqa: E402
 import bench_confidence  # noqa: E402
-import tassn.nets.pme as pme_module  # noqa: E402
+import tassn.hand.template as hand_template  # noqa: E402
 import video_scoring  # noqa: E402
 from tassn.hand.skeleton import REF_BONE, ROOT  # noqa: E402
 from tassn.predict.writers import PredictionArrays  # noqa: E402
@@ -109,7 +109,7 @@ def test_adapt_summary_on_hand_made_numbers() -> None:
 def tiny_ckpt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     template = sphere_template()
-    monkeypatch.setattr(pme_module, "_load_template", lambda name: template)
+    monkeypatch.setattr(hand_template, "load_template", lambda name: template)
     return stage_checkpoint(tmp_path / "stage3.ckpt", {**TINY_NET, "graph_cache_dir": str(tmp_path / "graphs")})
 
 
