@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -17,6 +18,45 @@ from torch import Tensor
 DEGENERATE_NDC = 1e-8
 
 NEXT = (1, 2, 0)  # edge i runs from vertex i to vertex NEXT[i]
+
+
+class FaceTables(NamedTuple):
+    """Per-face tables of a batch of projected meshes (``BF = B·F`` faces), one contiguous row per vertex or edge
+    (``3×BF``), coordinates relative to each face's first vertex ``(ox, oy)``; the pixel box grown by the blur
+    radius; and the faces that are finite, not degenerate and whose box meets the image (``faces_ok``)."""
+
+    ox: Tensor
+    oy: Tensor
+    vx: Tensor
+    vy: Tensor
+    ex: Tensor
+    ey: Tensor
+    area2: Tensor  # twice the signed area
+    lo_x: Tensor
+    hi_x: Tensor
+    lo_y: Tensor
+    hi_y: Tensor
+    faces_ok: Tensor
+
+
+def face_tables(xy: Tensor, faces: Tensor, image_size: int, r_px: float) -> FaceTables | None:
+    """The tables both pair searches (row spans, windows) start from; None when no face can cover a pixel."""
+    S = image_size
+    fv = xy[:, faces].reshape(xy.shape[0] * faces.shape[0], 3, 2)
+    ox, oy = fv[:, 0, 0], fv[:, 0, 1]
+    vx = (fv[..., 0] - ox[:, None]).t().contiguous()  # 3×BF
+    vy = (fv[..., 1] - oy[:, None]).t().contiguous()
+    ex = vx[list(NEXT)] - vx
+    ey = vy[list(NEXT)] - vy
+    area2 = ex[0] * vy[2] - ey[0] * vx[2]
+    lo_x, hi_x = fv[..., 0].amin(1) - r_px, fv[..., 0].amax(1) + r_px
+    lo_y, hi_y = fv[..., 1].amin(1) - r_px, fv[..., 1].amax(1) + r_px
+    ok = torch.isfinite(fv).all(dim=2).all(dim=1) & (area2.abs() * (2.0 / S) ** 2 > DEGENERATE_NDC)
+    ok &= (hi_x >= 0) & (hi_y >= 0) & (lo_x <= S - 1) & (lo_y <= S - 1)
+    faces_ok = ok.nonzero().squeeze(1)
+    if faces_ok.numel() == 0:
+        return None
+    return FaceTables(ox, oy, vx, vy, ex, ey, area2, lo_x, hi_x, lo_y, hi_y, faces_ok)
 
 
 @dataclass
@@ -77,22 +117,10 @@ def row_spans(
     S = image_size
     Fn = faces.shape[0]
     dev = xy.device
-    fv = xy[:, faces].reshape(B * Fn, 3, 2)
-    scale = (2.0 / S) ** 2
-    # per-face tables, one contiguous row per vertex / edge, coordinates relative to the first vertex
-    ox, oy = fv[:, 0, 0], fv[:, 0, 1]
-    vx = (fv[..., 0] - ox[:, None]).t().contiguous()  # 3×BF
-    vy = (fv[..., 1] - oy[:, None]).t().contiguous()
-    ex = vx[list(NEXT)] - vx
-    ey = vy[list(NEXT)] - vy
-    area2 = ex[0] * vy[2] - ey[0] * vx[2]
-    lo_x, hi_x = fv[..., 0].amin(1) - r_px, fv[..., 0].amax(1) + r_px
-    lo_y, hi_y = fv[..., 1].amin(1) - r_px, fv[..., 1].amax(1) + r_px
-    ok = torch.isfinite(fv).all(dim=2).all(dim=1) & (area2.abs() * scale > DEGENERATE_NDC)
-    ok &= (hi_x >= 0) & (hi_y >= 0) & (lo_x <= S - 1) & (lo_y <= S - 1)
-    faces_ok = ok.nonzero().squeeze(1)
-    if faces_ok.numel() == 0:
+    tables = face_tables(xy, faces, S, r_px)
+    if tables is None:
         return None
+    ox, oy, vx, vy, ex, ey, area2, lo_x, hi_x, lo_y, hi_y, faces_ok = tables
     ry0 = torch.ceil(lo_y[faces_ok]).clamp(0, S - 1).long()
     ry1 = torch.floor(hi_y[faces_ok]).clamp(0, S - 1).long()
     nrows = (ry1 - ry0 + 1).clamp_min(0)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .soft_spans import DEGENERATE_NDC, NEXT
+from .soft_spans import face_tables
 
 #: window sides tried; faces larger than the chosen side are covered by several windows
 _SIDES = range(1, 17)
@@ -64,21 +64,10 @@ def window_pairs(
     S = image_size
     Fn = faces.shape[0]
     dev, dt = xy.device, xy.dtype
-    fv = xy[:, faces].reshape(B * Fn, 3, 2)
-    scale = (2.0 / S) ** 2
-    ox, oy = fv[:, 0, 0], fv[:, 0, 1]
-    vx = (fv[..., 0] - ox[:, None]).t().contiguous()  # 3×BF, relative to the face's first vertex
-    vy = (fv[..., 1] - oy[:, None]).t().contiguous()
-    ex = vx[list(NEXT)] - vx
-    ey = vy[list(NEXT)] - vy
-    area2 = ex[0] * vy[2] - ey[0] * vx[2]
-    lo_x, hi_x = fv[..., 0].amin(1) - r_px, fv[..., 0].amax(1) + r_px
-    lo_y, hi_y = fv[..., 1].amin(1) - r_px, fv[..., 1].amax(1) + r_px
-    ok = torch.isfinite(fv).all(dim=2).all(dim=1) & (area2.abs() * scale > DEGENERATE_NDC)
-    ok &= (hi_x >= 0) & (hi_y >= 0) & (lo_x <= S - 1) & (lo_y <= S - 1)
-    faces_ok = ok.nonzero().squeeze(1)
-    if faces_ok.numel() == 0:
+    tables = face_tables(xy, faces, S, r_px)
+    if tables is None:
         return None
+    ox, oy, vx, vy, ex, ey, area2, lo_x, hi_x, lo_y, hi_y, faces_ok = tables
     x0 = torch.ceil(lo_x[faces_ok]).clamp(0, S - 1).long()
     x1 = torch.floor(hi_x[faces_ok]).clamp(-1, S - 1).long()
     y0 = torch.ceil(lo_y[faces_ok]).clamp(0, S - 1).long()
