@@ -21,7 +21,6 @@ import json
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +29,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation_report import Stat  # noqa: E402
 from tassn.predict.adapt import ADAPT_JSON, ADAPTED_CKPT, DEFAULT_STEPS  # noqa: E402
-from video_scoring import ALIGNMENT, VideoScorer, load_labels, predict, stage_frames, target_videos  # noqa: E402
+from video_scoring import (  # noqa: E402
+    ALIGNMENT,
+    VideoScorer,
+    load_labels,
+    predict,
+    run_benchmark,
+    stage_frames,
+    target_videos,
+)
 
 #: (key, column title, digits) of the tables.
 COLUMNS: tuple[tuple[str, str, int], ...] = (
@@ -172,18 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
-    try:
-        if not args.ckpt.is_file():
-            raise FileNotFoundError(f"checkpoint {args.ckpt} not found; pass --ckpt (make bench-adapt CKPT=…)")
-        if args.steps < 1:
-            raise ValueError(f"--steps must be at least 1, got {args.steps}")
-        if args.work is not None:
-            report = run(args, args.work)
-        else:
-            with tempfile.TemporaryDirectory(prefix="bench-adapt-") as tmp:
-                report = run(args, Path(tmp))
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"bench_adapt: error: {err}", file=sys.stderr)
+    if args.steps < 1:
+        print(f"bench_adapt: error: --steps must be at least 1, got {args.steps}", file=sys.stderr)
+        return 2
+    report = run_benchmark("bench_adapt", "make bench-adapt", args, run)
+    if report is None:
         return 2
     report["seconds"] = time.perf_counter() - started
     table = markdown(report)

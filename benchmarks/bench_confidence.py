@@ -21,7 +21,6 @@ import argparse
 import json
 import shlex
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ from video_scoring import (  # noqa: E402
     joint_errors_mm,
     load_labels,
     predict,
+    run_benchmark,
     stage_frames,
     target_videos,
 )
@@ -170,16 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if not args.ckpt.is_file():
-            raise FileNotFoundError(f"checkpoint {args.ckpt} not found; pass --ckpt (make bench-confidence CKPT=…)")
-        if args.work is not None:
-            report = run(args, args.work)
-        else:
-            with tempfile.TemporaryDirectory(prefix="bench-confidence-") as tmp:
-                report = run(args, Path(tmp))
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"bench_confidence: error: {err}", file=sys.stderr)
+    report = run_benchmark("bench_confidence", "make bench-confidence", args, run)
+    if report is None:
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

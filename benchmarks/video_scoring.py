@@ -19,7 +19,8 @@ import argparse
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,19 @@ class VideoScorer:
         pred2d = np.concatenate([p for p, _ in self.kp2d])
         truth2d = np.concatenate([t for _, t in self.kp2d])
         return {"videos": len(self.kp2d), "frames": self.frames, **self._scores(self.metrics, pred2d, truth2d)}
+
+
+def run_benchmark(name: str, make_target: str, args: argparse.Namespace,
+                  run: Callable[[argparse.Namespace, Path], dict[str, Any]]) -> dict[str, Any] | None:
+    """``run(args, work)`` in ``args.work`` or a temporary folder, after checking ``args.ckpt``; bad input is one
+    line on stderr naming what was wrong (None returned: the caller exits 2), never a traceback."""
+    try:
+        if not args.ckpt.is_file():
+            raise FileNotFoundError(f"checkpoint {args.ckpt} not found; pass --ckpt ({make_target} CKPT=…)")
+        if args.work is not None:
+            return run(args, args.work)
+        with tempfile.TemporaryDirectory(prefix=f"{name.replace('_', '-')}-") as tmp:
+            return run(args, Path(tmp))
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        return None
