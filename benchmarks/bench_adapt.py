@@ -32,6 +32,7 @@ from tassn.predict.adapt import ADAPT_JSON, ADAPTED_CKPT, DEFAULT_STEPS  # noqa:
 from video_scoring import (  # noqa: E402
     ALIGNMENT,
     VideoScorer,
+    add_video_arguments,
     load_labels,
     predict,
     run_benchmark,
@@ -156,14 +157,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", required=True, type=Path, help="checkpoint of a trained stage (stage3, stage2, pretrain)")
-    parser.add_argument("--data", default=Path("data/synthetic"), type=Path,
-                        help="a synthetic target-test-* folder, or the data root holding one (default data/synthetic)")
-    parser.add_argument("--split", choices=("test", "val"), default="test", help="target-<split>-* (default test)")
+    add_video_arguments(parser)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="tassn adapt --seed values")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                         help=f"tassn adapt --steps (default {DEFAULT_STEPS}, the command's own)")
-    parser.add_argument("--limit", type=int, help="only the first N videos")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt.json"), help="JSON written here")
     parser.add_argument("--markdown", type=Path, help="also write the markdown table here")
     parser.add_argument("--pck-px", type=float, default=5.0, help="2D PCK threshold in frame pixels (default 5)")

@@ -40,6 +40,7 @@ from tassn.predict.confidence_eval import (  # noqa: E402
 from video_scoring import (  # noqa: E402
     ALIGNMENT,
     VideoScorer,
+    add_video_arguments,
     joint_errors_mm,
     load_labels,
     predict,
@@ -149,11 +150,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", required=True, type=Path, help="checkpoint of a trained stage (stage3, stage2, pretrain)")
-    parser.add_argument("--data", default=Path("data/synthetic"), type=Path,
-                        help="a synthetic target-test-* folder, or the data root holding one (default data/synthetic)")
-    parser.add_argument("--split", choices=("test", "val"), default="test", help="target-<split>-* (default test)")
-    parser.add_argument("--limit", type=int, help="only the first N videos")
+    add_video_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/confidence.json"), help="JSON written here")
     parser.add_argument("--png", type=Path, default=Path("docs/images/confidence_error.png"),
                         help="plot of error against confidence written here")

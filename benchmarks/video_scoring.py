@@ -174,3 +174,12 @@ def run_benchmark(name: str, make_target: str, args: argparse.Namespace,
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         return None
+
+
+def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every video benchmark takes: which checkpoint, which synthetic videos, how many."""
+    parser.add_argument("--ckpt", required=True, type=Path, help="checkpoint of a trained stage (stage3, stage2, pretrain)")
+    parser.add_argument("--data", default=Path("data/synthetic"), type=Path,
+                        help="a synthetic target-test-* folder, or the data root holding one (default data/synthetic)")
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="target-<split>-* (default test)")
+    parser.add_argument("--limit", type=int, help="only the first N videos")
