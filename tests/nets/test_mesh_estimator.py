@@ -68,3 +68,33 @@ def test_estimator_gradients(sphere_hierarchy) -> None:
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in est.parameters())
     with pytest.raises(ValueError, match="must be 3"):
         MeshEstimator(sphere_hierarchy, 21, feature_channels=8, feature_size=16, channels=(8, 4, 2))
+
+
+def test_keypoint_vector_reads_peaks() -> None:
+    from tassn.nets.mesh_estimator import keypoint_vector
+
+    heat = torch.zeros(1, 2, 16, 16)
+    heat[0, 0, 3, 12] = 0.9  # x = 12, y = 3
+    heat[0, 1, 8, 0] = 0.4
+    vec = keypoint_vector(heat)
+    assert vec.shape == (1, 6)
+    assert torch.allclose(vec[0, :4], torch.tensor([12.5 / 8 - 1, 3.5 / 8 - 1, 0.5 / 8 - 1, 8.5 / 8 - 1]))
+    assert torch.allclose(vec[0, 4:], torch.tensor([0.9, 0.4]))
+
+
+def test_estimator_with_keypoint_input_follows_the_peaks(sphere_hierarchy) -> None:
+    torch.manual_seed(0)
+    est = MeshEstimator(sphere_hierarchy, 21, feature_channels=8, feature_size=16, channels=(8, 4, 3), fc_hidden=8,
+                        keypoint_input=True).eval()
+    plain = MeshEstimator(sphere_hierarchy, 21, feature_channels=8, feature_size=16, channels=(8, 4, 3), fc_hidden=8)
+    assert est.decoder.fc[0].in_features == plain.decoder.fc[0].in_features + 63
+    heat, feat = torch.zeros(1, 21, 16, 16), torch.rand(1, 8, 16, 16)
+    heat[:, :, 5, 5] = 1.0
+    moved = heat.clone()
+    moved[0, 3] = 0
+    moved[0, 3, 5, 9] = 1.0  # one joint's peak moves; the encoder's pooled input changes little
+    with torch.no_grad():
+        est.encoder.heatmap_conv.weight.zero_()  # the peak's position reaches the mesh only through the keypoints
+        assert not torch.allclose(est(heat, feat), est(moved, feat))
+        plain.encoder.heatmap_conv.weight.zero_()
+        assert torch.allclose(plain(heat, feat), plain(moved, feat))

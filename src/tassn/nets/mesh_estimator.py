@@ -3,7 +3,9 @@
 ``FeatureEncoder`` turns the hourglass output into a vector; ``MeshDecoder`` maps it to the coarsest graph level
 and up-samples level by level (nearest along the padded vertex axis), two Chebyshev convolutions per block;
 ``MeshEstimator`` chains both and returns the mesh in the template's vertex order (fake vertices dropped),
-root-relative and scale-normalised like every 3D output of the networks.
+root-relative and scale-normalised like every 3D output of the networks. With ``keypoint_input`` the decoder also
+reads the heatmaps' sub-pixel peaks and heights (:func:`keypoint_vector`): an addition to Ge et al.'s encoder, which
+has to carry every joint's position through its max-pools in feature channels (docs/results.md).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch import nn
 
 from tassn.hand.graph import GraphHierarchy, upsample
+from tassn.heatmaps import heatmap_peaks
 
 from .chebconv import ChebConv
 from .heatmap_estimator import Residual
@@ -57,6 +60,17 @@ class FeatureEncoder(nn.Module):
         if previous_features is not None:
             x = x + previous_features
         return self.blocks(x).flatten(1)
+
+
+def keypoint_vector(heatmaps: torch.Tensor) -> torch.Tensor:
+    """``B×J×h×w`` heatmaps → ``B×3J``: each joint's sub-pixel peak in ``[-1, 1]`` of the map (x, y) and its height.
+
+    The peaks carry no gradient (an argmax); the heatmaps still reach the mesh through the encoder's convolution.
+    """
+    peaks, heights = heatmap_peaks(heatmaps)
+    size = peaks.new_tensor([heatmaps.shape[-1], heatmaps.shape[-2]])
+    coords = (peaks + 0.5) / size * 2 - 1
+    return torch.cat([coords.flatten(1), heights.clamp(0, 2)], dim=1).to(heatmaps.dtype)
 
 
 class MeshDecoder(nn.Module):
@@ -125,17 +139,23 @@ class MeshEstimator(nn.Module):
         channels: Sequence[int] = (64, 32, 3),
         fc_hidden: int = 512,
         K: int = 3,
+        keypoint_input: bool = False,
     ):
         super().__init__()
         if tuple(channels)[-1] != 3:
             raise ValueError(f"MeshEstimator: the last GCN width must be 3 (x, y, z), got channels {tuple(channels)}")
         self.encoder = FeatureEncoder(num_joints, feature_channels, feature_size, encoder_output_size, encoder_modules)
-        self.decoder = MeshDecoder(self.encoder.out_features, hierarchy, channels, fc_hidden, K)
+        self.keypoint_input = keypoint_input
+        in_features = self.encoder.out_features + (3 * num_joints if keypoint_input else 0)
+        self.decoder = MeshDecoder(in_features, hierarchy, channels, fc_hidden, K)
         self.register_buffer("inverse_perm", hierarchy.inverse_perm, persistent=False)
 
     def forward(
         self, heatmaps: torch.Tensor, features: torch.Tensor, previous_features: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``heatmaps B×J×h×w`` (last stack), ``features``, ``previous_features`` → ``mesh B×V×3``."""
-        padded = self.decoder(self.encoder(heatmaps, features, previous_features))
+        code = self.encoder(heatmaps, features, previous_features)
+        if self.keypoint_input:
+            code = torch.cat([code, keypoint_vector(heatmaps)], dim=1)
+        padded = self.decoder(code)
         return padded.index_select(1, self.inverse_perm)

@@ -100,6 +100,8 @@ class PME(nn.Module):
         cheb_k: Chebyshev order of every graph convolution.
         encoder_output_size: side of the feature encoder's last map (Ge: 4, i.e. 64² → 4²).
         mesh_fc_hidden, mesh_channels: feature encoder FC width; coarse width then block widths of the mesh GCN.
+        mesh_keypoint_input: the mesh decoder also reads each joint's heatmap peak (position and height), not only
+            the encoder's pooled features — this project's addition; off is Ge et al.'s estimator (docs/results.md).
         pose_channels, pose_fc_hidden, pose_activation: GCN widths per block, FC width, ReLUs of the regressor.
         heatmap_feedback: how a frame's heatmaps become the next frame's ``H_t`` without a teacher: ``redrawn``
             (unit Gaussians at the peaks, the form of the training inputs), ``detached`` or ``predicted`` (raw maps,
@@ -140,6 +142,7 @@ class PME(nn.Module):
         encoder_output_size: int = 4,
         mesh_fc_hidden: int = 512,
         mesh_channels: tuple[int, ...] = (64, 32, 3),
+        mesh_keypoint_input: bool = False,
         pose_channels: tuple[int, ...] = (32, 64),
         pose_fc_hidden: int = 512,
         pose_activation: bool = True,
@@ -202,6 +205,7 @@ class PME(nn.Module):
             channels=mesh_channels,
             fc_hidden=mesh_fc_hidden,
             K=cheb_k,
+            keypoint_input=mesh_keypoint_input,
         )
         self.pose = PoseEstimator(
             self.hierarchy, NUM_JOINTS, pose_channels, pose_fc_hidden, K=cheb_k, activation=pose_activation
