@@ -20,8 +20,12 @@ Four measurements, each at the CPU configuration (64² crops, the narrow PME of 
   spread.
 
 ``--silhouette-divisor N`` renders L_m's silhouettes at the crop size / N (the stages' ``silhouette_size``) and
-``--batch-directions`` runs stage 3's two directions as one PME call (``batch_directions``).
-Profiling and comparison live in ``bench_train_profile.py``, the tables in ``bench_train_report.py``.
+``--batch-directions`` runs stage 3's two directions as one PME call (``batch_directions``). The renderer's cost
+depends on the meshes: a fresh PME's are not hand-shaped (large overlapping faces), so ``--init-from CKPT`` starts
+every PME from a checkpoint of any stage trained at the same size, and each silhouette stage records the mean face
+area and silhouette area fraction of the meshes it rendered against the batch's (``bench_train_meshes.py``).
+Profiling and comparison live in ``bench_train_profile.py``, the tables in ``bench_train_report.py``, the peak
+memory in ``bench_train_memory.py``.
 
 Batches are tensors shaped like the data modules' (frames, heatmaps, 2D keypoints of a posed template hand
 placed in the crop, its rendered silhouettes, 3D labels), so the numbers measure the model, not the data
@@ -33,7 +37,7 @@ Prints tables and writes JSON (default ``benchmarks/results/train.json``)::
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--sizes cpu paper] [--rounds 5] [--autocast none|bf16]
                                      [--threads 2] [--profile] [--compare] [--silhouette-divisor 2]
-                                     [--batch-directions]
+                                     [--batch-directions] [--init-from CKPT]
 """
 
 from __future__ import annotations
@@ -43,11 +47,10 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_nets import build_flow, machine  # noqa: E402 (the sibling benchmark's helpers)
+from bench_train_memory import PeakMemory  # noqa: E402
+from bench_train_meshes import NetInit, apply_init, read_init, reference_size, watch_renderer  # noqa: E402
 from tassn.hand.skeleton import NUM_JOINTS  # noqa: E402
 from tassn.nets import PME  # noqa: E402
 
@@ -90,50 +95,8 @@ MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "65536")
 STAGES: tuple[str, ...] = ("pretrain", "stage1", "stage2", "stage3", "stage3 w/o L_c")
 #: ``--silhouette-divisor``, ``--batch-directions``: options of the silhouette stages (stage 2 and 3)
 STAGE_OPTIONS: dict[str, Any] = {"silhouette_divisor": 1, "batch_directions": False}
-
-
-# ----------------------------------------------------------------------------------------------------- memory
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-@dataclass
-class PeakMemory:
-    """Peak memory of a block: CUDA allocator peak on a GPU, sampled RSS above the starting RSS on CPU."""
-
-    device: torch.device
-    interval_s: float = 0.002
-    peak_bytes: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    @contextmanager
-    def measure(self) -> Iterator[PeakMemory]:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            start = torch.cuda.memory_allocated(self.device)
-            yield self
-            torch.cuda.synchronize(self.device)
-            self.peak_bytes = torch.cuda.max_memory_allocated(self.device) - start
-            return
-        start = _rss_bytes()
-        peak = [start]
-        self._stop.clear()
-
-        def sample() -> None:
-            while not self._stop.is_set():
-                peak[0] = max(peak[0], _rss_bytes())
-                time.sleep(self.interval_s)
-
-        thread = threading.Thread(target=sample, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            thread.join()
-            self.peak_bytes = max(peak[0], _rss_bytes()) - start
+#: ``--init-from``: the weights every PME the benchmark builds starts from (fresh by default)
+net_init: NetInit = NetInit()
 
 
 # ----------------------------------------------------------------------------------------------------- inputs
@@ -185,14 +148,23 @@ def hand_batch(size: Size, device: torch.device, seed: int = 0) -> dict[str, tor
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def build_net(size: Size, flow: str = "none") -> PME:
+def ground_truth_size(size: Size, batch: Mapping[str, torch.Tensor], seed: int = 0) -> dict[str, float]:
+    """Mean face area and silhouette fraction of the posed hands in :func:`hand_batch`'s ``batch``: what hand-sized
+    rendered meshes look like at this size."""
+    vertices_px, _, faces, _, _ = posed_hands(size.batch * size.clip_len, size.image_size, seed)
+    return reference_size(batch, vertices_px, faces)
+
+
+def build_net(size: Size, flow: str = "none", init: NetInit | None = None) -> PME:
+    """A seeded PME of ``size`` with the weights of ``init`` (default ``net_init``, i.e. ``--init-from``)."""
     torch.manual_seed(0)
-    return PME(flow=flow, image_size=size.image_size, **size.net)
+    net = PME(flow=flow, image_size=size.image_size, **size.net)
+    return apply_init(net, net_init if init is None else init, f" at size {size.name}")
 
 
 def build_stage(name: str, size: Size, renderer_backend: str = "soft") -> torch.nn.Module:
-    """The stage's LightningModule with a fresh PME (flow ``none``: DIS is OpenCV on the CPU and is measured
-    under ``infer``; zero flow keeps the training numbers about the trained networks)."""
+    """The stage's LightningModule with the PME of :func:`build_net` (flow ``none``: DIS is OpenCV on the CPU and is
+    measured under ``infer``; zero flow keeps the training numbers about the trained networks)."""
     from tassn.render import SilhouetteRenderer
     from tassn.stages import Pretrain, Stage1, Stage2, Stage3
 
@@ -269,14 +241,17 @@ def bench_train(size: Size, device: torch.device, stages: tuple[str, ...], round
                 ) -> list[dict[str, Any]]:
     """One optimiser step per stage, the stages interleaved (round 1: every stage once, round 2 …) so that load
     changes on a shared machine hit every stage alike; median per stage, and per round each stage's time per frame
-    over the first stage's (pretrain by default) with its spread across rounds."""
+    over the first stage's (pretrain by default) with its spread across rounds. A silhouette stage's row also has
+    the size of the meshes its last step rendered beside the batch's own (:func:`ground_truth_size`)."""
     batch = hand_batch(size, device)
     frames = size.batch * size.clip_len
     steps: dict[str, Callable[[], None]] = {}
+    watchers = {}
     for name in stages:
         module = build_stage(name, size).to(device)
         module.log = lambda *a, **k: None  # no trainer: logging is not part of the step's cost
         steps[name] = train_step_fn(module, batch)
+        watchers[name] = watch_renderer(module)
         for _ in range(size.warmup):
             steps[name]()
     times: dict[str, list[float]] = {name: [] for name in stages}
@@ -287,15 +262,18 @@ def bench_train(size: Size, device: torch.device, stages: tuple[str, ...], round
             times[name] += t
             peaks[name] = max(peaks[name], peak)
     base = stages[0]
+    reference = ground_truth_size(size, batch)
     rows = []
     for name in stages:
         t = statistics.median(times[name])
         ratio = spread([a / b for a, b in zip(times[name], times[base], strict=True)])
+        watcher = watchers[name]
         rows.append({
             "size": size.name, "stage": name, "batch": size.batch, "clip_len": size.clip_len, "rounds": rounds,
             "s_per_step": t, "clips_per_s": size.batch / t, "frames_per_s": frames / t,
             "ms_per_frame": 1e3 * t / frames, "peak_mem_mb": peaks[name] / 2**20, "ratio_to": base,
             "ratio": ratio["median"], "ratio_min": ratio["min"], "ratio_max": ratio["max"],
+            **(watcher.size() | reference if watcher is not None else {}), **net_init.describe(),
         })
         print(f"  train {size.name:9s} {name:15s} {1e3 * t / frames:8.1f} ms/frame  ×{ratio['median']:.2f} "
               f"{base} [{ratio['min']:.2f}–{ratio['max']:.2f}] over {rounds} rounds", flush=True)
@@ -391,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="stages 2 and 3 render L_m's silhouettes at the crop size / this (silhouette_size)")
     parser.add_argument("--batch-directions", action="store_true",
                         help="stage 3 runs both directions as one PME call (batch_directions)")
+    parser.add_argument("--init-from", type=Path, default=None, metavar="CKPT",
+                        help="start every PME from this Lightning checkpoint of any stage trained at the same size "
+                             "(heatmap, mesh and pose weights; read weights-only) instead of a fresh one, so that "
+                             "the renderer sees hand-shaped meshes")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train.json")
     parser.add_argument("--check-args", action="store_true",
@@ -414,16 +396,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from bench_train_profile import bench_compare, profile_stage3  # (they import this module's helpers)
-    from bench_train_report import report, temporal_price
+    from bench_train_report import init_label, report, temporal_price
 
     STAGE_OPTIONS.update(silhouette_divisor=args.silhouette_divisor, batch_directions=args.batch_directions)
-    global autocast_dtype
+    global autocast_dtype, net_init
     autocast_dtype = AUTOCAST[args.autocast]
+    if args.init_from is not None:
+        try:
+            init = read_init(args.init_from)
+            for key in args.sizes:  # a checkpoint of another size fails here, not after the first size's timings
+                build_net(SIZES[key], init=init)
+        except (FileNotFoundError, ValueError) as err:  # missing, refused, or not fitting: the file is named
+            parser.error(f"--init-from: {err}")
+        net_init = init
+    print(f"PME weights: {init_label(net_init.describe())}", flush=True)
     info = machine()
     info["load_average_1_5_15_min_at_start"] = list(os.getloadavg())
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-    result: dict[str, Any] = {"device": str(device), "autocast": args.autocast, "machine": info, "train": [], "render": [], "infer": []}
+    result: dict[str, Any] = {"device": str(device), "autocast": args.autocast, **net_init.describe(), "machine": info,
+                              "train": [], "render": [], "infer": []}
     for key in args.sizes:
         size = SIZES[key]
         if args.steps:
@@ -451,4 +443,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # the sibling modules import ``bench_train``: let them share this run's module, not a second copy whose options
+    # (--silhouette-divisor, --autocast, --init-from …) were never set
+    sys.modules.setdefault("bench_train", sys.modules[__name__])
     raise SystemExit(main())

@@ -11,7 +11,18 @@ from typing import Any
 
 import torch
 
-from bench_train import Size, build_stage, hand_batch, posed_hands, spread, sync, timed, train_step_fn
+from bench_train import (
+    Size,
+    build_stage,
+    ground_truth_size,
+    hand_batch,
+    posed_hands,
+    spread,
+    sync,
+    timed,
+    train_step_fn,
+)
+from bench_train_meshes import RenderedMeshes
 
 
 def _label_modules(modules: Mapping[str, torch.nn.Module]) -> list[Any]:
@@ -33,10 +44,11 @@ def _label_modules(modules: Mapping[str, torch.nn.Module]) -> list[Any]:
     return handles
 
 
-def profile_stage3(size: Size, device: torch.device, top: int = 12) -> dict[str, list[dict[str, Any]]]:
+def profile_stage3(size: Size, device: torch.device, top: int = 12) -> dict[str, Any]:
     """Where stage 3's training step spends its time (torch.profiler, 2 steps): the forward time of each
     sub-network and of the renderer, the backward time of the heaviest autograd nodes, and the operators with
-    the most self time."""
+    the most self time; beside the renderer's share, the size of the meshes it rendered and of the batch's own
+    (the share depends on them)."""
     from torch.profiler import ProfilerActivity, profile
 
     batch = hand_batch(size, device)
@@ -47,6 +59,7 @@ def profile_stage3(size: Size, device: torch.device, top: int = 12) -> dict[str,
     net = module.net
     handles = _label_modules({"flow": net.flow, "heatmap (hourglass)": net.heatmap, "mesh (GCN)": net.mesh,
                               "pose (GCN)": net.pose, "renderer": module.renderer})
+    meshes = RenderedMeshes(module.renderer, module.silhouette_factor)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     steps = 2
     t0 = time.perf_counter()
@@ -57,6 +70,7 @@ def profile_stage3(size: Size, device: torch.device, top: int = 12) -> dict[str,
     wall = (time.perf_counter() - t0) / steps
     for h in handles:
         h.remove()
+    meshes.remove()
     events = prof.key_averages()
 
     def row(e: Any, total: bool) -> dict[str, Any]:
@@ -73,7 +87,8 @@ def profile_stage3(size: Size, device: torch.device, top: int = 12) -> dict[str,
     fwd = sum(r["ms_per_step"] for r in sections if r["name"] == "forward: renderer")
     bwd = sum(row(e, True)["ms_per_step"] for e in events
               if e.key == "autograd::engine::evaluate_function: _SoftSilhouetteBackward")
-    renderer = {"forward_ms": fwd, "backward_ms": bwd, "share_of_step": (fwd + bwd) / (1e3 * wall)}
+    renderer = {"forward_ms": fwd, "backward_ms": bwd, "share_of_step": (fwd + bwd) / (1e3 * wall),
+                **meshes.size(), **ground_truth_size(size, batch)}
     return {"step_ms": [{"name": "whole step (profiled)", "ms_per_step": 1e3 * wall, "share_of_step": 1.0,
                          "calls_per_step": 1}],
             "sections": sorted(sections, key=lambda r: -r["ms_per_step"]), "backward": backward, "ops": ops,

@@ -34,14 +34,36 @@ def temporal_price(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def init_label(result: Mapping[str, Any]) -> str:
+    """Which weights the PMEs started from (results written before ``--init-from`` existed were fresh)."""
+    if result.get("init", "fresh") == "fresh":
+        return "fresh PME (seeded, no checkpoint)"
+    return f"{result['init_from']} (stage {result['init_stage']!r}; {', '.join(result['init_modules'])})"
+
+
+def mesh_sizes(r: Mapping[str, Any]) -> str:
+    """The rendered meshes' size against the batch's, in words: is the renderer timed on hand-sized meshes?"""
+    return (f"mean face {r['face_area_px']:.2f} px² (batch's hands {r['gt_face_area_px']:.2f}), silhouettes "
+            f"{r['silhouette_fraction']:.1%} of the crop (batch's {r['gt_silhouette_fraction']:.1%})")
+
+
 def report(result: Mapping[str, Any]) -> str:
-    parts = [f"device: {result['device']}, machine: {json.dumps(result['machine'])}", "", "Training step:",
+    parts = [f"device: {result['device']}, machine: {json.dumps(result['machine'])}",
+             f"PME weights: {init_label(result)}", "", "Training step:",
              markdown_table(result["train"], [
                  ("size", "size", ""), ("stage", "stage", ""), ("batch", "B", "d"), ("clip_len", "T", "d"),
                  ("clips_per_s", "clips/s", ".2f"), ("frames_per_s", "frames/s", ".1f"),
                  ("ms_per_frame", "ms/frame", ".1f"), ("ratio_to", "per frame over", ""), ("ratio", "median", ".2f"),
                  ("ratio_min", "min", ".2f"), ("ratio_max", "max", ".2f"), ("rounds", "rounds", "d"),
                  ("peak_mem_mb", "peak MiB", ".0f")])]
+    rendered = [r for r in result["train"] if "face_area_px" in r]
+    if rendered:
+        parts += ["", "Meshes rendered in each silhouette stage's last timed step, against the batch's posed hands "
+                  "(mean face area in crop px², silhouette area as a fraction of the crop):",
+                  markdown_table(rendered, [
+                      ("size", "size", ""), ("stage", "stage", ""), ("face_area_px", "face px²", ".2f"),
+                      ("gt_face_area_px", "batch face px²", ".2f"), ("silhouette_fraction", "silhouette", ".1%"),
+                      ("gt_silhouette_fraction", "batch silhouette", ".1%")])]
     if result.get("temporal_price"):
         parts += ["", "Price of the temporal training (stage 3 / stage 2, per frame):",
                   markdown_table(result["temporal_price"], [
@@ -68,6 +90,8 @@ def report(result: Mapping[str, Any]) -> str:
         r, step_ms = prof["renderer"], prof["step_ms"][0]["ms_per_step"]
         parts += ["", f"Renderer in the profiled stage-3 step: forward {r['forward_ms']:.1f} ms + backward "
                   f"{r['backward_ms']:.1f} ms = {r['share_of_step']:.1%} of {step_ms:.0f} ms"]
+        if "face_area_px" in r:
+            parts += [f"  on meshes of {mesh_sizes(r)}"]
         rows = prof["step_ms"] + prof["sections"] + prof["backward"]
         parts += ["", "Stage-3 step profile (forward of each part, heaviest backward nodes; wall time incl. children):",
                   markdown_table(rows, [("name", "part", ""), ("ms_per_step", "ms/step", ".1f"),

@@ -58,6 +58,11 @@ def test_stages_are_timed_interleaved_with_ratio_spread(monkeypatch: pytest.Monk
         assert r["rounds"] == 3 and r["ratio_to"] == "stage2"
         assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
     assert rows[0]["ratio"] == rows[0]["ratio_min"] == rows[0]["ratio_max"] == 1.0
+    # both render: their meshes' size beside the batch's own hands
+    gt_fraction = float(bench_train.hand_batch(TINY, torch.device("cpu"))["silhouettes"].mean())
+    for r in rows:
+        assert r["face_area_px"] > 0 and 0 < r["silhouette_fraction"] < 1 and r["init"] == "fresh"
+        assert r["gt_silhouette_fraction"] == pytest.approx(gt_fraction) and r["gt_face_area_px"] > 0
     price = bench_train_report.temporal_price(rows)
     assert price[0]["ratio"] == pytest.approx(rows[1]["ms_per_frame"] / rows[0]["ms_per_frame"])
 
@@ -94,6 +99,9 @@ def test_profile_reports_the_renderer_share() -> None:
     assert r["forward_ms"] > 0 and r["backward_ms"] > 0 and 0 < r["share_of_step"] < 1
     text = bench_train_report.report({"device": "cpu", "machine": {}, "train": [], "profile": prof})
     assert f"= {r['share_of_step']:.1%} of" in text and "Renderer in the profiled stage-3 step" in text
+    assert r["face_area_px"] > 0 and r["gt_face_area_px"] > 0 and 0 < r["gt_silhouette_fraction"] < 1
+    assert f"mean face {r['face_area_px']:.2f} px² (batch's hands {r['gt_face_area_px']:.2f})" in text
+    assert "PME weights: fresh PME" in text
 
 
 def test_pytorch3d_missing_is_reported_not_raised() -> None:
