@@ -29,15 +29,17 @@ memory in ``bench_train_memory.py``.
 
 Batches are tensors shaped like the data modules' (frames, heatmaps, 2D keypoints of a posed template hand
 placed in the crop, its rendered silhouettes, 3D labels), so the numbers measure the model, not the data
-loader or the disk. Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during the case; on CPU the peak
-resident set size above the size just before the case, sampled every 2 ms from ``/proc/self/statm``, with glibc
-told to return every block over 64 KiB to the system when it is freed (``MALLOC_MMAP_THRESHOLD_``, set by
-re-executing the script), so that one case's freed memory does not hide the next case's.
+loader or the disk; the frames are noise (``--data-batch``, CPU size only: each stage's first batch of the synthetic
+training data it trains on, read before the timings; ``bench_train_data.py``). Peak memory: on CUDA
+``torch.cuda.max_memory_allocated`` during the case; on CPU the peak resident set size above the size just before
+the case, sampled every 2 ms from ``/proc/self/statm``, with glibc told to return every block over 64 KiB to the
+system when it is freed (``MALLOC_MMAP_THRESHOLD_``, set by re-executing the script), so that one case's freed
+memory does not hide the next case's.
 Prints tables and writes JSON (default ``benchmarks/results/train.json``)::
 
     python benchmarks/bench_train.py [--device cpu|cuda] [--sizes cpu paper] [--rounds 5] [--autocast none|bf16]
                                      [--threads 2] [--profile] [--compare] [--silhouette-divisor 2]
-                                     [--batch-directions] [--init-from CKPT]
+                                     [--batch-directions] [--init-from CKPT] [--data-batch]
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_nets import build_flow, machine  # noqa: E402 (the sibling benchmark's helpers)
 from bench_train_memory import PeakMemory  # noqa: E402
-from bench_train_meshes import NetInit, apply_init, read_init, reference_size, watch_renderer  # noqa: E402
+from bench_train_meshes import NetInit, apply_init, read_init, watch_renderer  # noqa: E402
 from tassn.hand.skeleton import NUM_JOINTS  # noqa: E402
 from tassn.nets import PME  # noqa: E402
 
@@ -146,13 +148,6 @@ def hand_batch(size: Size, device: torch.device, seed: int = 0) -> dict[str, tor
         "mesh3d": (vertices + depth).reshape(b, t, -1, 3),
     }
     return {k: v.to(device) for k, v in batch.items()}
-
-
-def ground_truth_size(size: Size, batch: Mapping[str, torch.Tensor], seed: int = 0) -> dict[str, float]:
-    """Mean face area and silhouette fraction of the posed hands in :func:`hand_batch`'s ``batch``: what hand-sized
-    rendered meshes look like at this size."""
-    vertices_px, _, faces, _, _ = posed_hands(size.batch * size.clip_len, size.image_size, seed)
-    return reference_size(batch, vertices_px, faces)
 
 
 def build_net(size: Size, flow: str = "none", init: NetInit | None = None) -> PME:
@@ -242,15 +237,16 @@ def bench_train(size: Size, device: torch.device, stages: tuple[str, ...], round
     """One optimiser step per stage, the stages interleaved (round 1: every stage once, round 2 …) so that load
     changes on a shared machine hit every stage alike; median per stage, and per round each stage's time per frame
     over the first stage's (pretrain by default) with its spread across rounds. A silhouette stage's row also has
-    the size of the meshes its last step rendered beside the batch's own (:func:`ground_truth_size`)."""
-    batch = hand_batch(size, device)
-    frames = size.batch * size.clip_len
+    the size of the meshes its last step rendered beside the batch's own (``bench_train_data.stage_batches``)."""
+    from bench_train_data import stage_batches
+
+    batches, frames = stage_batches(stages, size, device), size.batch * size.clip_len
     steps: dict[str, Callable[[], None]] = {}
     watchers = {}
     for name in stages:
         module = build_stage(name, size).to(device)
         module.log = lambda *a, **k: None  # no trainer: logging is not part of the step's cost
-        steps[name] = train_step_fn(module, batch)
+        steps[name] = train_step_fn(module, batches[name][0])
         watchers[name] = watch_renderer(module)
         for _ in range(size.warmup):
             steps[name]()
@@ -262,7 +258,6 @@ def bench_train(size: Size, device: torch.device, stages: tuple[str, ...], round
             times[name] += t
             peaks[name] = max(peaks[name], peak)
     base = stages[0]
-    reference = ground_truth_size(size, batch)
     rows = []
     for name in stages:
         t = statistics.median(times[name])
@@ -273,7 +268,7 @@ def bench_train(size: Size, device: torch.device, stages: tuple[str, ...], round
             "s_per_step": t, "clips_per_s": size.batch / t, "frames_per_s": frames / t,
             "ms_per_frame": 1e3 * t / frames, "peak_mem_mb": peaks[name] / 2**20, "ratio_to": base,
             "ratio": ratio["median"], "ratio_min": ratio["min"], "ratio_max": ratio["max"],
-            **(watcher.size() | reference if watcher is not None else {}), **net_init.describe(),
+            **(watcher.size() | batches[name][1] if watcher is not None else {}), **net_init.describe(),
         })
         print(f"  train {size.name:9s} {name:15s} {1e3 * t / frames:8.1f} ms/frame  ×{ratio['median']:.2f} "
               f"{base} [{ratio['min']:.2f}–{ratio['max']:.2f}] over {rounds} rounds", flush=True)
@@ -373,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="start every PME from this Lightning checkpoint of any stage trained at the same size "
                              "(heatmap, mesh and pose weights; read weights-only) instead of a fresh one, so that "
                              "the renderer sees hand-shaped meshes")
+    parser.add_argument("--data-batch", action="store_true", help="time each stage on its first batch of the synthetic "
+                        "training data it trains on (data/synthetic, as make builds it; --sizes cpu only), not noise")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train.json")
     parser.add_argument("--check-args", action="store_true",
@@ -395,8 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--device {args.device}: CUDA is not available in this torch ({torch.__version__})")
     if args.threads:
         torch.set_num_threads(args.threads)
+    import bench_train_data
     from bench_train_profile import bench_compare, profile_stage3  # (they import this module's helpers)
-    from bench_train_report import init_label, report, temporal_price
+    from bench_train_report import batches_label, init_label, report, temporal_price
 
     STAGE_OPTIONS.update(silhouette_divisor=args.silhouette_divisor, batch_directions=args.batch_directions)
     global autocast_dtype, net_init
@@ -409,13 +407,15 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ValueError) as err:  # missing, refused, or not fitting: the file is named
             parser.error(f"--init-from: {err}")
         net_init = init
-    print(f"PME weights: {init_label(net_init.describe())}", flush=True)
+    bench_train_data.configure(parser, args.data_batch, args.sizes, args.stages, SIZES)  # read before any timing
+    print(f"PME weights: {init_label(net_init.describe())}; batches: {batches_label(bench_train_data.describe())}",
+          flush=True)
     info = machine()
     info["load_average_1_5_15_min_at_start"] = list(os.getloadavg())
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-    result: dict[str, Any] = {"device": str(device), "autocast": args.autocast, **net_init.describe(), "machine": info,
-                              "train": [], "render": [], "infer": []}
+    result: dict[str, Any] = {"device": str(device), "autocast": args.autocast, **net_init.describe(),
+                              **bench_train_data.describe(), "machine": info, "train": [], "render": [], "infer": []}
     for key in args.sizes:
         size = SIZES[key]
         if args.steps:

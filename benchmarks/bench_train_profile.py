@@ -11,17 +11,8 @@ from typing import Any
 
 import torch
 
-from bench_train import (
-    Size,
-    build_stage,
-    ground_truth_size,
-    hand_batch,
-    posed_hands,
-    spread,
-    sync,
-    timed,
-    train_step_fn,
-)
+from bench_train import Size, build_stage, posed_hands, spread, sync, timed, train_step_fn
+from bench_train_data import stage_batches
 from bench_train_meshes import RenderedMeshes
 
 
@@ -48,10 +39,10 @@ def profile_stage3(size: Size, device: torch.device, top: int = 12) -> dict[str,
     """Where stage 3's training step spends its time (torch.profiler, 2 steps): the forward time of each
     sub-network and of the renderer, the backward time of the heaviest autograd nodes, and the operators with
     the most self time; beside the renderer's share, the size of the meshes it rendered and of the batch's own
-    (the share depends on them)."""
+    (the share depends on them). The batch: stage 3's of :func:`bench_train_data.stage_batches`."""
     from torch.profiler import ProfilerActivity, profile
 
-    batch = hand_batch(size, device)
+    batch, reference = stage_batches(("stage3",), size, device)["stage3"]
     module = build_stage("stage3", size).to(device)
     module.log = lambda *a, **k: None
     step = train_step_fn(module, batch)
@@ -88,7 +79,7 @@ def profile_stage3(size: Size, device: torch.device, top: int = 12) -> dict[str,
     bwd = sum(row(e, True)["ms_per_step"] for e in events
               if e.key == "autograd::engine::evaluate_function: _SoftSilhouetteBackward")
     renderer = {"forward_ms": fwd, "backward_ms": bwd, "share_of_step": (fwd + bwd) / (1e3 * wall),
-                **meshes.size(), **ground_truth_size(size, batch)}
+                **meshes.size(), **reference}
     return {"step_ms": [{"name": "whole step (profiled)", "ms_per_step": 1e3 * wall, "share_of_step": 1.0,
                          "calls_per_step": 1}],
             "sections": sorted(sections, key=lambda r: -r["ms_per_step"]), "backward": backward, "ops": ops,
@@ -127,7 +118,7 @@ def bench_compare(size: Size, device: torch.device, rounds: int = 5) -> list[dic
         return alpha.detach(), grad
 
     (a_old, g_old), (a_new, g_new) = render("old"), render("new")
-    batch = hand_batch(size, device)
+    batch, _ = stage_batches(("stage3",), size, device)["stage3"]
     module = build_stage("stage3", size).to(device)
     module.log = lambda *a, **k: None
     step = train_step_fn(module, batch)

@@ -41,6 +41,14 @@ def init_label(result: Mapping[str, Any]) -> str:
     return f"{result['init_from']} (stage {result['init_stage']!r}; {', '.join(result['init_modules'])})"
 
 
+def batches_label(result: Mapping[str, Any]) -> str:
+    """Where the timed batches came from (results written before ``--data-batch`` existed: noise frames)."""
+    if result.get("batches", "noise") == "noise":
+        return "noise frames with randomly posed procedural hands' labels and silhouettes"
+    return (f"each stage's first training batch of the synthetic data in {result['data_root']} "
+            f"(as make builds it at CONFIG={result['data_config']})")
+
+
 def mesh_sizes(r: Mapping[str, Any]) -> str:
     """The rendered meshes' size against the batch's, in words: is the renderer timed on hand-sized meshes?"""
     return (f"mean face {r['face_area_px']:.2f} px² (batch's hands {r['gt_face_area_px']:.2f}), silhouettes "
@@ -49,7 +57,7 @@ def mesh_sizes(r: Mapping[str, Any]) -> str:
 
 def report(result: Mapping[str, Any]) -> str:
     parts = [f"device: {result['device']}, machine: {json.dumps(result['machine'])}",
-             f"PME weights: {init_label(result)}", "", "Training step:",
+             f"PME weights: {init_label(result)}", f"Batches: {batches_label(result)}", "", "Training step:",
              markdown_table(result["train"], [
                  ("size", "size", ""), ("stage", "stage", ""), ("batch", "B", "d"), ("clip_len", "T", "d"),
                  ("clips_per_s", "clips/s", ".2f"), ("frames_per_s", "frames/s", ".1f"),
@@ -58,7 +66,7 @@ def report(result: Mapping[str, Any]) -> str:
                  ("peak_mem_mb", "peak MiB", ".0f")])]
     rendered = [r for r in result["train"] if "face_area_px" in r]
     if rendered:
-        parts += ["", "Meshes rendered in each silhouette stage's last timed step, against the batch's posed hands "
+        parts += ["", "Meshes rendered in each silhouette stage's last timed step, against the batch's hands "
                   "(mean face area in crop px², silhouette area as a fraction of the crop):",
                   markdown_table(rendered, [
                       ("size", "size", ""), ("stage", "stage", ""), ("face_area_px", "face px²", ".2f"),
