@@ -81,7 +81,8 @@ def test_a_missing_data_folder_is_named_before_any_timing(
 
 def test_a_data_folder_without_the_stage_videos_names_the_missing_one(tmp_path: Path) -> None:
     batches = bench_train_data.DataBatches(root=tmp_path, overrides=TINY_ARGS)
-    with pytest.raises(FileNotFoundError, match=rf"synthetic dataset folder {tmp_path}/target-train-\w+ does not exist"):
+    missing = rf"synthetic dataset folder {tmp_path}/target-train-\w+ does not exist"
+    with pytest.raises(FileNotFoundError, match=missing):
         batches.batch("stage3", TINY, torch.device("cpu"))
 
 
@@ -89,4 +90,5 @@ def test_only_the_cpu_size_has_data(tmp_path: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit) as exit_:
         bench_train.main(["--sizes", "cpu", "paper", "--parts", "train", "--data-batch",
                           "--out", str(tmp_path / "train.json")])
-    assert exit_.value.code == 2 and "--data-batch: no generated training data for --sizes paper" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--data-batch: no generated training data for --sizes paper" in err
