@@ -43,9 +43,13 @@ SOURCE_ARGS := --config $(SOURCE_CFG)
 last = $(1)/checkpoints/last.ckpt
 # the stage's own file and schedule overlay (experiments/<CONFIG>/<stage>.yaml, when there is one)
 stage_files = experiments/$(1).yaml $(wildcard experiments/$(CONFIG)/$(1).yaml)
-# $(call configs,STAGE): the config files of a stage, in composition order (stage, data, sizes, schedule)
+# TRAIN_ARGS: extra `tassn` arguments for every stage (e.g. "--data.init_args.crop_jitter=0.15"); a finished stage
+# does not notice them, so give such a run its own RUNS=… folder
+TRAIN_ARGS ?=
+# $(call configs,STAGE): the config files of a stage, in composition order (stage, data, sizes, schedule), then
+# the seed and TRAIN_ARGS
 configs = --config experiments/$(1).yaml $(2) --config $(OVERLAY) \
-	$(addprefix --config ,$(wildcard experiments/$(CONFIG)/$(1).yaml)) --seed_everything=$(SEED)
+	$(addprefix --config ,$(wildcard experiments/$(CONFIG)/$(1).yaml)) --seed_everything=$(SEED) $(TRAIN_ARGS)
 
 # $(call fit,RUN_DIR,ARGS): train into RUN_DIR; resume from its last.ckpt when there is one, unless the stage had
 # finished before (then its inputs changed and it starts over). fit.done marks a finished stage.
