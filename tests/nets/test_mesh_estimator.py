@@ -98,3 +98,16 @@ def test_estimator_with_keypoint_input_follows_the_peaks(sphere_hierarchy) -> No
         assert not torch.allclose(est(heat, feat), est(moved, feat))
         plain.encoder.heatmap_conv.weight.zero_()
         assert torch.allclose(plain(heat, feat), plain(moved, feat))
+
+
+def test_decoder_vertex_features_let_siblings_differ(sphere_hierarchy) -> None:
+    torch.manual_seed(0)
+    dec = MeshDecoder(8, sphere_hierarchy, channels=(8, 4, 3), fc_hidden=8, vertex_features=4)
+    assert [tuple(e.shape) for e in dec.vertex_embeddings] == [(52, 4), (208, 4)]
+    assert dec.convs[0].in_features == 12 and dec.convs[2].in_features == 8
+    out = dec(torch.randn(2, 8))
+    assert out.shape == (2, 208, 3)
+    out.square().mean().backward()
+    assert all(e.grad is not None and e.grad.abs().sum() > 0 for e in dec.vertex_embeddings)
+    plain = MeshDecoder(8, sphere_hierarchy, channels=(8, 4, 3), fc_hidden=8)
+    assert len(plain.vertex_embeddings) == 0 and plain.convs[0].in_features == 8

@@ -79,6 +79,11 @@ class MeshDecoder(nn.Module):
     ``FC D→fc_hidden (ReLU) →Vc·channels[0]`` on the coarsest level, then one block per further entry of
     ``channels``: up-sample ``levels_per_block`` times by 2, ``ChebConv c_i→c_i``, ``ChebConv c_i→c_{i+1}``;
     BN + ReLU after every convolution but the last. Blocks share the hierarchy's levels evenly, ending at level 0.
+
+    ``vertex_features > 0`` (this project's addition) appends a learned vector per vertex to each block's
+    up-sampled input: nearest up-sampling gives every child of a coarse vertex the same features, and the Chebyshev
+    filters are shared by all vertices, so without it a fine vertex can differ from its siblings only through the
+    graph's shape.
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class MeshDecoder(nn.Module):
         channels: Sequence[int] = (64, 32, 3),
         fc_hidden: int = 512,
         K: int = 3,
+        vertex_features: int = 0,
     ):
         super().__init__()
         channels = tuple(channels)
@@ -104,10 +110,15 @@ class MeshDecoder(nn.Module):
             nn.Linear(in_features, fc_hidden), nn.ReLU(), nn.Linear(fc_hidden, self.coarse_vertices * channels[0])
         )
         convs, norms = [], []
+        self.vertex_embeddings = nn.ParameterList()
         for i in range(blocks):
             level = hierarchy.levels - (i + 1) * self.levels_per_block
             lap = hierarchy.laplacians[level]
-            convs += [ChebConv(channels[i], channels[i], K, lap), ChebConv(channels[i], channels[i + 1], K, lap)]
+            width = channels[i] + vertex_features
+            if vertex_features:
+                self.vertex_embeddings.append(nn.Parameter(0.1 * torch.randn(hierarchy.num_vertices[level],
+                                                                             vertex_features)))
+            convs += [ChebConv(width, channels[i], K, lap), ChebConv(channels[i], channels[i + 1], K, lap)]
             norms += [nn.BatchNorm1d(channels[i]), nn.BatchNorm1d(channels[i + 1])]
         norms[-1] = nn.Identity()  # the last convolution outputs coordinates
         self.convs = nn.ModuleList(convs)
@@ -119,6 +130,9 @@ class MeshDecoder(nn.Module):
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             if i % 2 == 0:
                 x = upsample(x, self.levels_per_block)
+                if len(self.vertex_embeddings):
+                    embedding = self.vertex_embeddings[i // 2]
+                    x = torch.cat([x, embedding.expand(x.shape[0], -1, -1)], dim=-1)
             x = conv(x)
             if i < last:
                 x = torch.relu(norm(x.transpose(1, 2)).transpose(1, 2))
@@ -140,6 +154,7 @@ class MeshEstimator(nn.Module):
         fc_hidden: int = 512,
         K: int = 3,
         keypoint_input: bool = False,
+        vertex_features: int = 0,
     ):
         super().__init__()
         if tuple(channels)[-1] != 3:
@@ -147,7 +162,7 @@ class MeshEstimator(nn.Module):
         self.encoder = FeatureEncoder(num_joints, feature_channels, feature_size, encoder_output_size, encoder_modules)
         self.keypoint_input = keypoint_input
         in_features = self.encoder.out_features + (3 * num_joints if keypoint_input else 0)
-        self.decoder = MeshDecoder(in_features, hierarchy, channels, fc_hidden, K)
+        self.decoder = MeshDecoder(in_features, hierarchy, channels, fc_hidden, K, vertex_features)
         self.register_buffer("inverse_perm", hierarchy.inverse_perm, persistent=False)
 
     def forward(

@@ -102,6 +102,8 @@ class PME(nn.Module):
         mesh_fc_hidden, mesh_channels: feature encoder FC width; coarse width then block widths of the mesh GCN.
         mesh_keypoint_input: the mesh decoder also reads each joint's heatmap peak (position and height), not only
             the encoder's pooled features — this project's addition; off is Ge et al.'s estimator (docs/results.md).
+        mesh_vertex_features: width of a learned per-vertex vector appended to each decoder block's up-sampled
+            input (0: Ge et al.'s decoder; see :class:`~tassn.nets.mesh_estimator.MeshDecoder`).
         pose_channels, pose_fc_hidden, pose_activation: GCN widths per block, FC width, ReLUs of the regressor.
         heatmap_feedback: how a frame's heatmaps become the next frame's ``H_t`` without a teacher: ``redrawn``
             (unit Gaussians at the peaks, the form of the training inputs), ``detached`` or ``predicted`` (raw maps,
@@ -143,6 +145,7 @@ class PME(nn.Module):
         mesh_fc_hidden: int = 512,
         mesh_channels: tuple[int, ...] = (64, 32, 3),
         mesh_keypoint_input: bool = False,
+        mesh_vertex_features: int = 0,
         pose_channels: tuple[int, ...] = (32, 64),
         pose_fc_hidden: int = 512,
         pose_activation: bool = True,
@@ -206,6 +209,7 @@ class PME(nn.Module):
             fc_hidden=mesh_fc_hidden,
             K=cheb_k,
             keypoint_input=mesh_keypoint_input,
+            vertex_features=mesh_vertex_features,
         )
         self.pose = PoseEstimator(
             self.hierarchy, NUM_JOINTS, pose_channels, pose_fc_hidden, K=cheb_k, activation=pose_activation
