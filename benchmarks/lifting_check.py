@@ -30,9 +30,11 @@ from mean_pose import mean_training_pose, score  # noqa: E402
 ALIGNMENTS = {"epe_mm": "root_bone", "st_epe_mm": "scale_translation", "pa_epe_mm": "procrustes"}
 
 
-def lift(net: Any, batch: Mapping[str, torch.Tensor], from_mesh: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def lift(net: Any, batch: Mapping[str, torch.Tensor], from_mesh: bool = False) -> tuple[Any, torch.Tensor]:
     """Mesh and pose of every frame from its ground-truth heatmaps (hourglass features zero); with ``from_mesh``
     the pose estimator reads the ground-truth mesh instead (is the mesh → pose step itself exact?)."""
+    if isinstance(net, KeypointLifter):
+        return None, net(batch)
     if from_mesh:
         from tassn.hand.normalize import normalize_3d
 
@@ -42,6 +44,22 @@ def lift(net: Any, batch: Mapping[str, torch.Tensor], from_mesh: bool = False) -
     features = heat.new_zeros(heat.shape[0], net.mesh.encoder.feature_conv.in_channels, *heat.shape[-2:])
     mesh = net.mesh(heat, features, None)
     return mesh, net.pose(mesh)
+
+
+class KeypointLifter(torch.nn.Module):
+    """For scale: a plain lifting network, ground-truth 2D keypoints (crop, in [-1, 1]) → the 21 joints, two
+    hidden layers of 512 with ReLU. Same data, loss and optimiser as the estimators beside it."""
+
+    def __init__(self, joints: int = 21, hidden: int = 512):
+        super().__init__()
+        self.layers = torch.nn.Sequential(
+            torch.nn.Linear(2 * joints, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+            torch.nn.Linear(hidden, 3 * joints),
+        )
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        kp = batch["kp2d"].flatten(0, 1) / batch["frames"].shape[-1] * 2 - 1
+        return self.layers(kp.flatten(1)).view(kp.shape[0], -1, 3)
 
 
 def evaluate(net: Any, loader: Any, from_mesh: bool = False) -> dict[str, float]:
@@ -71,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-videos", type=int, default=8)
     parser.add_argument("--from-mesh", action="store_true",
                         help="train and score the pose estimator alone, on the ground-truth meshes")
+    parser.add_argument("--keypoint-lifter", action="store_true",
+                        help="for scale: a plain lifting network from the ground-truth 2D keypoints instead")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/lifting_check.json"))
     args = parser.parse_args(argv)
 
@@ -82,12 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     model, dm = cli.model, cli.datamodule
     dm.prepare_data()
     dm.setup("fit")
-    net = model.net
+    net = KeypointLifter() if args.keypoint_lifter else model.net
     train_loader, val_loader = dm.train_dataloader(), dm.val_dataloader()
     fitted_loader = training_videos_loader(dm, args.train_videos)
     mean_val = score(*mean_training_pose(dm.train_dataloader()), val_loader)["metrics"]
     baseline = {k: round(float(mean_val[k]), 2) for k in ALIGNMENTS if k in mean_val}
-    params = [p for m in ((net.pose,) if args.from_mesh else (net.mesh, net.pose)) for p in m.parameters()]
+    if args.keypoint_lifter:
+        params = list(net.parameters())
+    else:
+        params = [p for m in ((net.pose,) if args.from_mesh else (net.mesh, net.pose)) for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=model.lr, weight_decay=model.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.steps)
     print(f"mean pose (val): {baseline}", flush=True)
@@ -100,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             pose_gt, _, _ = normalize_3d(batch["kp3d"].flatten(0, 1))
             mesh_gt, _, _ = normalize_3d(batch["mesh3d"].flatten(0, 1), batch["kp3d"].flatten(0, 1))
             loss_pose = squared_error(pose, pose_gt)
-            loss_mesh = squared_error(mesh, mesh_gt)
-            loss = model.lambda_pose * loss_pose + (0.0 if args.from_mesh else model.lambda_mesh) * loss_mesh
+            loss_mesh = squared_error(mesh, mesh_gt) if mesh is not None else torch.zeros(())
+            loss = model.lambda_pose * loss_pose + (0.0 if mesh is None or args.from_mesh else model.lambda_mesh) * loss_mesh
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -118,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             if step >= args.steps:
                 break
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"steps": args.steps, "seed": args.seed, "from_mesh": args.from_mesh, "cli_args": extra, "mean_pose_val": baseline,
+    result = {"steps": args.steps, "seed": args.seed, "from_mesh": args.from_mesh,
+              "keypoint_lifter": args.keypoint_lifter, "cli_args": extra, "mean_pose_val": baseline,
               "records": records}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
