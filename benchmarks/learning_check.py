@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=360)
     parser.add_argument("--every", type=int, default=90)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-3d", type=Path, help="start the mesh and pose estimators from weights written by "
+                        "lifting_check.py --save")
     parser.add_argument("--train-videos", type=int, default=8,
                         help="at the end, also score the first N training videos (0: skip)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learning_check"))
@@ -133,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     dm.prepare_data()
     dm.setup("fit")
     model.setup("fit")
+    if args.init_3d:
+        weights = torch.load(args.init_3d, map_location="cpu", weights_only=True)
+        model.net.mesh.load_state_dict(weights["mesh"])
+        model.net.pose.load_state_dict(weights["pose"])
     train_loader, val_loader = dm.train_dataloader(), dm.val_dataloader()
     baseline, baseline_pa = None, None
     if args.stage == "pretrain":  # the source split has 3D in training; other stages' baselines: make ablation
@@ -184,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"first {args.train_videos} training videos: " + " ".join(f"{k}={v:.3f}" for k, v in fitted.items()))
     args.out.mkdir(parents=True, exist_ok=True)
     keypoint_png(model, val_loader, args.out / "keypoints.png")
-    result = {"stage": args.stage, "config": args.config, "cli_args": extra, "steps": args.steps, "seed": args.seed,
+    result = {"stage": args.stage, "config": args.config, "cli_args": extra,
+              "init_3d": str(args.init_3d) if args.init_3d else None, "steps": args.steps, "seed": args.seed,
               "mean_pose_epe_mm": baseline,
               "mean_pose_pa_epe_mm": baseline_pa, "records": records, "train_videos": fitted}
     (args.out / "learning_check.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-videos", type=int, default=8)
     parser.add_argument("--from-mesh", action="store_true",
                         help="train and score the pose estimator alone, on the ground-truth meshes")
+    parser.add_argument("--save", type=Path, help="write the trained mesh and pose estimators' weights here "
+                        "(for learning_check.py --init-3d)")
     parser.add_argument("--keypoint-lifter", action="store_true",
                         help="for scale: a plain lifting network from the ground-truth 2D keypoints instead")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/lifting_check.json"))
@@ -140,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
             if step >= args.steps:
                 break
+    if args.save and not args.keypoint_lifter:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"mesh": net.mesh.state_dict(), "pose": net.pose.state_dict()}, args.save)
+        print(f"wrote {args.save}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = {"steps": args.steps, "seed": args.seed, "from_mesh": args.from_mesh,
               "keypoint_lifter": args.keypoint_lifter, "cli_args": extra, "mean_pose_val": baseline,
