@@ -59,7 +59,7 @@ define fit
 	@touch $(1)/fit.done
 endef
 
-.PHONY: help install test test-slow lint data pretrain train-stage1 train-stage2 train-stage3 eval report sweep \
+.PHONY: help install test test-slow lint data data-all pretrain train-stage1 train-stage2 train-stage3 eval report sweep \
 	check-config
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -100,6 +100,11 @@ $(SOURCE_RUN)/data.done: $(SOURCE_CFG) $(OVERLAY) $(call stage_files,pretrain) |
 
 data: $(RUN)/data.done ## generate/check the target data (DATA=synthetic|stb|mhp, DATA_ROOT=…) and its GrabCut silhouettes
 
+# The source and the target data are independent one-thread jobs: made side by side (two processes, -j2), the data
+# step costs the longer of the two instead of their sum (about 2 minutes less on 2 cores).
+data-all: | $(STAMP) check-config ## generate/check the source and the target data side by side
+	@$(MAKE) --no-print-directory -j2 $(SOURCE_RUN)/data.done $(RUN)/data.done
+
 # ----------------------------------------------------------------------------------------------------- stages
 $(SOURCE_RUN)/pretrain/fit.done: $(SOURCE_RUN)/data.done $(call stage_files,pretrain) $(SOURCE_CFG) $(OVERLAY) \
 	  | $(STAMP)
@@ -130,7 +135,8 @@ train-stage1: $(RUN)/stage1/fit.done ## stage 1: heatmap estimator with L_h on t
 
 train-stage2: $(RUN)/stage2/fit.done ## stage 2: heatmaps + mesh with L_h + λs·L_m (from stage 1 and pretrain)
 
-train-stage3: $(STAGE3_DIR)/test.done ## the whole recipe through stage 3 (TASSN), then test and print the table
+train-stage3: data-all ## the whole recipe through stage 3 (TASSN), then test and print the table
+	@$(MAKE) --no-print-directory $(STAGE3_DIR)/test.done
 	$(TASSN) report $(STAGE3_DIR)
 
 report: ## print the results table of the last test run(s) of this DATA/CONFIG beside the paper's Table 1
