@@ -85,7 +85,8 @@ struct Face {
   int32_t edge0;  // 3f
 };
 
-// x-extent (relative to the face's first vertex) of the face inside the band [yr - r, yr + r]: soft_spans._band_extent.
+// x-extent (relative to the face's first vertex) of the face inside the band [yr − r, yr + r], as
+// soft_spans._band_extent finds it.
 template <typename T>
 void band_extent(T yr, const Face<T>& fc, T r, T& xl, T& xr) {
   const T* vx = fc.vx;
@@ -226,7 +227,8 @@ inline __m256 bcast(float v) { return _mm256_set1_ps(v); }
 
 // base + the 8 int32 lanes, as int64 at p
 inline void store_int64(int64_t* p, __m256i v, __m256i base) {
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_add_epi64(base, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v))));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                      _mm256_add_epi64(base, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v))));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 4),
                       _mm256_add_epi64(base, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1))));
 }
@@ -344,11 +346,6 @@ void rect_pairs(const Face<float>& fc, int64_t y0, int64_t rows, int64_t x0, int
 template <bool Fused, typename T>
 void mesh_pairs(const T* xy, const T* z, const T* length, const int64_t* faces, const Params<T>& p,
                 PairWriter<T>& out) {
-#ifdef TASSN_AVX2
-  constexpr bool rect = Fused && std::is_same_v<T, float>;
-#else
-  constexpr bool rect = false;
-#endif
   const T last = static_cast<T>(p.S - 1);
   const bool need_z = z != nullptr;
   Face<T> fc;
@@ -408,7 +405,7 @@ void mesh_pairs(const T* xy, const T* z, const T* length, const int64_t* faces, 
         break;  // the same empty columns on every row
       }
 #ifdef TASSN_AVX2
-      if constexpr (rect) {  // a short face's rows all at once, a tall face's row by row
+      if constexpr (Fused && std::is_same_v<T, float>) {  // a short face's rows all at once, a tall one's row by row
         rect_pairs(fc, y, tall ? 1 : y1 - y0 + 1, x0, width, p, need_z, out);
         if (tall) continue;
         break;
@@ -478,44 +475,30 @@ std::vector<torch::Tensor> pairs_impl(const torch::Tensor& xy, const torch::Tens
   return {pix, edge, x, zp};
 }
 
-// One face's vertices and edges for the backward pass (edge i from vertex i to vertex NEXT[i]).
+// Adds the gradient of one mesh's n pairs to its vertices (grad: the mesh's V×2). g_pix: ∂L/∂alpha·(1 − alpha)
+// per pixel of the mesh; sig: p_k = sigmoid(−x) per pair; faces: F×3 vertex indices (int32).
 template <typename T>
-struct FaceEdges {
-  T vx[3], vy[3], ex[3], ey[3], len2[3];
-
-  FaceEdges(const T* xy, const int64_t* v) {
-    for (int m = 0; m < 3; ++m) {
-      vx[m] = xy[2 * v[m]];
-      vy[m] = xy[2 * v[m] + 1];
-    }
-    for (int m = 0; m < 3; ++m) {
-      ex[m] = vx[NEXT[m]] - vx[m];
-      ey[m] = vy[NEXT[m]] - vy[m];
-      len2[m] = std::max(ex[m] * ex[m] + ey[m] * ey[m], T(1e-20));
-    }
-  }
-};
-
-// Adds face f's pairs [k0, k1) to the gradient of its vertices (gx, gy: per vertex of the face).
-template <typename T>
-void face_backward(const FaceEdges<T>& fe, const T* g_pix, const T* sig, const int64_t* pix, const int64_t* edge,
-                   const T* x, int64_t k0, int64_t k1, int64_t pix_base, int64_t edge0, uint32_t S, T neg_sos,
-                   T* gx, T* gy) {
-  for (int64_t k = k0; k < k1; ++k) {
-    const int i = static_cast<int>(edge[k] - edge0), j = NEXT[i];
-    const uint32_t q = static_cast<uint32_t>(pix[k] - pix_base), row = q / S;  // 32-bit division: much faster
+void mesh_backward(const T* g_pix, const T* sig, const T* xy, const int32_t* faces, const int64_t* pix,
+                   const int64_t* edge, const T* x, int64_t n, int64_t pix_base, int64_t edge_base, int64_t S,
+                   T neg_sos, T* grad) {
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t e = edge[k] - edge_base, f = e / 3;
+    const int i = static_cast<int>(e - 3 * f);
+    const int64_t ia = faces[3 * f + i], ib = faces[3 * f + NEXT[i]];
+    const int64_t q = pix[k] - pix_base, row = q / S;
     // ∂alpha/∂d_k = −(1 − alpha)·p_k/σ ; d_k = scale · sign · dist² (sign −1 inside, where x < 0)
     const T coef = g_pix[q] * sig[k] * (x[k] < 0 ? -neg_sos : neg_sos);
-    // nearest point a + t·e of edge i (from vertex i to vertex j), r = p − (a + t·e)
-    const T px = static_cast<T>(q - row * S) - fe.vx[i], py = static_cast<T>(row) - fe.vy[i];
-    const T t = std::min(std::max((px * fe.ex[i] + py * fe.ey[i]) / fe.len2[i], T(0)), T(1));
-    const T rx = px - t * fe.ex[i], ry = py - t * fe.ey[i];
+    // nearest point a + t·e of the edge from a to b, r = p − (a + t·e); min/max: no branches
+    const T ax = xy[2 * ia], ay = xy[2 * ia + 1], ex = xy[2 * ib] - ax, ey = xy[2 * ib + 1] - ay;
+    const T px = static_cast<T>(q - row * S) - ax, py = static_cast<T>(row) - ay;
+    const T t = std::min(std::max((px * ex + py * ey) / std::max(ex * ex + ey * ey, T(1e-20)), T(0)), T(1));
+    const T rx = px - t * ex, ry = py - t * ey;
     const T wb = coef * t * T(-2);  // ∂dist²/∂b = −2 t r ; ∂dist²/∂a = −2 (1 − t) r
     const T wa = coef * T(-2) - wb;
-    gx[i] += wa * rx;
-    gy[i] += wa * ry;
-    gx[j] += wb * rx;
-    gy[j] += wb * ry;
+    grad[2 * ia] += wa * rx;
+    grad[2 * ia + 1] += wa * ry;
+    grad[2 * ib] += wb * rx;
+    grad[2 * ib + 1] += wb * ry;
   }
 }
 
@@ -532,81 +515,69 @@ inline __m256i load_local(const int64_t* p, int64_t base, int n) {
   return _mm256_permute2x128_si256(lo, hi, 0x20);
 }
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+// *to += (v[0], v[1]), two floats at once
+inline void add_xy(float* to, const float* v) {
+  const __m128 sum = _mm_add_ps(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(to))),
+                                _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(v))));
+  _mm_store_sd(reinterpret_cast<double*>(to), _mm_castps_pd(sum));
 }
 
-// face_backward for float, 8 pairs per step: the per-edge values are looked up by lane (permutes), and each vertex's
-// share is summed in vector accumulators.
-void face_backward(const FaceEdges<float>& fe, const float* g_pix, const float* sig, const int64_t* pix,
-                   const int64_t* edge, const float* x, int64_t k0, int64_t k1, int64_t pix_base, int64_t edge0,
-                   uint32_t S, float neg_sos, float* gx, float* gy) {
-  const auto table = [](const float* v) { return _mm256_setr_ps(v[0], v[1], v[2], 0, 0, 0, 0, 0); };
-  const __m256 vx = table(fe.vx), vy = table(fe.vy), ex = table(fe.ex), ey = table(fe.ey), len2 = table(fe.len2);
+// mesh_backward for float, 8 pairs per step: gathers for the per-pair values and the same operations lane by lane;
+// only the four additions into the vertices are scalar (AVX2 has no scatter). Needs 3F < 2^24 (edge / 3 through
+// float).
+template <>
+void mesh_backward(const float* g_pix, const float* sig, const float* xy, const int32_t* faces, const int64_t* pix,
+                   const int64_t* edge, const float* x, int64_t n, int64_t pix_base, int64_t edge_base, int64_t S,
+                   float neg_sos, float* grad) {
+  alignas(32) int32_t ia_s[8], ib_s[8];
+  alignas(32) float wa_xy[16], wb_xy[16];  // (x, y) per lane, in unpacklo/unpackhi order: lane l at slot[l]
+  constexpr int slot[8] = {0, 2, 8, 10, 4, 6, 12, 14};
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), next = _mm256_setr_epi32(1, 2, 0, 0, 0, 0, 0, 0);
-  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
-  __m256 acc_x[3] = {zero, zero, zero}, acc_y[3] = {zero, zero, zero};
-  for (int64_t k = k0; k < k1; k += 8) {
-    const int n = static_cast<int>(std::min<int64_t>(8, k1 - k));
-    const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
-    const __m256i i = load_local(edge + k, edge0, n), j = _mm256_permutevar8x32_epi32(next, i);
-    const __m256i q = load_local(pix + k, pix_base, n);
-    __m256i row, col;
+  const __m256i one = _mm256_set1_epi32(1), three = _mm256_set1_epi32(3);
+  const __m256 zero = _mm256_setzero_ps(), neg_two = bcast(-2.0f);
+  for (int64_t k = 0; k < n; k += 8) {
+    const int m = static_cast<int>(std::min<int64_t>(8, n - k));
+    const __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(m), lane);
+    const __m256 valid_f = _mm256_castsi256_ps(valid);
+    __m256i f, i, row, col;
+    divmod(load_local(edge + k, edge_base, m), 3, f, i);
+    const __m256i corner = _mm256_mullo_epi32(f, three);
+    // vertex indices of the edge's ends a, b (masked lanes read vertex 0)
+    const __m256i none = _mm256_setzero_si256(), j = _mm256_permutevar8x32_epi32(next, i);
+    const __m256i ia = _mm256_mask_i32gather_epi32(none, faces, _mm256_add_epi32(corner, i), valid, 4);
+    const __m256i ib = _mm256_mask_i32gather_epi32(none, faces, _mm256_add_epi32(corner, j), valid, 4);
+    const __m256i xa = _mm256_add_epi32(ia, ia), xb = _mm256_add_epi32(ib, ib);
+    const __m256 ax = _mm256_i32gather_ps(xy, xa, 4), ay = _mm256_i32gather_ps(xy, _mm256_add_epi32(xa, one), 4);
+    const __m256 ex = _mm256_sub_ps(_mm256_i32gather_ps(xy, xb, 4), ax);
+    const __m256 ey = _mm256_sub_ps(_mm256_i32gather_ps(xy, _mm256_add_epi32(xb, one), 4), ay);
+    const __m256i q = load_local(pix + k, pix_base, m);
     divmod(q, static_cast<int32_t>(S), row, col);
-    const __m256 g = _mm256_mask_i32gather_ps(zero, g_pix, q, _mm256_castsi256_ps(valid), 4);
+    const __m256 g = _mm256_mask_i32gather_ps(zero, g_pix, q, valid_f, 4);
     const __m256 sg = _mm256_maskload_ps(sig + k, valid), xk = _mm256_maskload_ps(x + k, valid);
-    const __m256 sign = _mm256_blendv_ps(_mm256_set1_ps(neg_sos), _mm256_set1_ps(-neg_sos),
-                                         _mm256_cmp_ps(xk, zero, _CMP_LT_OQ));
-    const __m256 coef = _mm256_mul_ps(_mm256_mul_ps(g, sg), sign);
-    const __m256 exi = _mm256_permutevar8x32_ps(ex, i), eyi = _mm256_permutevar8x32_ps(ey, i);
-    const __m256 px = _mm256_sub_ps(_mm256_cvtepi32_ps(col), _mm256_permutevar8x32_ps(vx, i));
-    const __m256 py = _mm256_sub_ps(_mm256_cvtepi32_ps(row), _mm256_permutevar8x32_ps(vy, i));
-    const __m256 dot = _mm256_add_ps(_mm256_mul_ps(px, exi), _mm256_mul_ps(py, eyi));
-    const __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(dot, _mm256_permutevar8x32_ps(len2, i)), zero), one);
-    const __m256 rx = _mm256_sub_ps(px, _mm256_mul_ps(t, exi)), ry = _mm256_sub_ps(py, _mm256_mul_ps(t, eyi));
-    const __m256 wb = _mm256_mul_ps(_mm256_mul_ps(coef, t), _mm256_set1_ps(-2.0f));
-    const __m256 wa = _mm256_sub_ps(_mm256_mul_ps(coef, _mm256_set1_ps(-2.0f)), wb);
+    const __m256 coef = _mm256_mul_ps(_mm256_mul_ps(g, sg), _mm256_blendv_ps(bcast(neg_sos), bcast(-neg_sos),
+                                                                             _mm256_cmp_ps(xk, zero, _CMP_LT_OQ)));
+    const __m256 px = _mm256_sub_ps(_mm256_cvtepi32_ps(col), ax), py = _mm256_sub_ps(_mm256_cvtepi32_ps(row), ay);
+    const __m256 len2 = _mm256_max_ps(_mm256_add_ps(_mm256_mul_ps(ex, ex), _mm256_mul_ps(ey, ey)), bcast(1e-20f));
+    const __m256 dot = _mm256_add_ps(_mm256_mul_ps(px, ex), _mm256_mul_ps(py, ey));
+    const __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(dot, len2), zero), bcast(1.0f));
+    const __m256 rx = _mm256_sub_ps(px, _mm256_mul_ps(t, ex)), ry = _mm256_sub_ps(py, _mm256_mul_ps(t, ey));
+    const __m256 wb = _mm256_mul_ps(_mm256_mul_ps(coef, t), neg_two);
+    const __m256 wa = _mm256_sub_ps(_mm256_mul_ps(coef, neg_two), wb);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(ia_s), ia);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(ib_s), ib);
     const __m256 wax = _mm256_mul_ps(wa, rx), way = _mm256_mul_ps(wa, ry);
     const __m256 wbx = _mm256_mul_ps(wb, rx), wby = _mm256_mul_ps(wb, ry);
-    for (int m = 0; m < 3; ++m) {
-      const __m256 is_a = _mm256_castsi256_ps(_mm256_cmpeq_epi32(i, _mm256_set1_epi32(m)));
-      const __m256 is_b = _mm256_castsi256_ps(_mm256_cmpeq_epi32(j, _mm256_set1_epi32(m)));
-      // masked lanes: coef is 0 (g, sig loaded as 0)
-      acc_x[m] = _mm256_add_ps(acc_x[m], _mm256_add_ps(_mm256_and_ps(is_a, wax), _mm256_and_ps(is_b, wbx)));
-      acc_y[m] = _mm256_add_ps(acc_y[m], _mm256_add_ps(_mm256_and_ps(is_a, way), _mm256_and_ps(is_b, wby)));
+    _mm256_store_ps(wa_xy, _mm256_unpacklo_ps(wax, way));
+    _mm256_store_ps(wa_xy + 8, _mm256_unpackhi_ps(wax, way));
+    _mm256_store_ps(wb_xy, _mm256_unpacklo_ps(wbx, wby));
+    _mm256_store_ps(wb_xy + 8, _mm256_unpackhi_ps(wbx, wby));
+    for (int l = 0; l < m; ++l) {  // each vertex's (x, y) as one 64-bit load, add and store
+      add_xy(grad + 2 * ia_s[l], wa_xy + slot[l]);
+      add_xy(grad + 2 * ib_s[l], wb_xy + slot[l]);
     }
-  }
-  for (int m = 0; m < 3; ++m) {
-    gx[m] += hsum(acc_x[m]);
-    gy[m] += hsum(acc_y[m]);
   }
 }
 #endif
-
-// Gradient of one mesh's vertices from its n pairs, taken face by face: pairs() returns each face's pairs together
-// (any subset keeps that order; a face met again later is simply added again). g_pix: the mesh's ∂L/∂alpha·(1 −
-// alpha) per pixel; sig: p_k = sigmoid(−x) per pair.
-template <typename T>
-void mesh_backward(const T* g_pix, const T* sig, const T* xy, const int64_t* faces, const int64_t* pix,
-                   const int64_t* edge, const T* x, int64_t n, int64_t pix_base, int64_t edge_base, int64_t S,
-                   T neg_sos, T* grad) {
-  for (int64_t k0 = 0; k0 < n;) {
-    const int64_t f = (edge[k0] - edge_base) / 3, edge0 = edge_base + 3 * f;
-    int64_t k1 = k0 + 1;
-    while (k1 < n && edge[k1] >= edge0 && edge[k1] < edge0 + 3) ++k1;
-    const int64_t* v = faces + 3 * f;
-    T gx[3] = {0, 0, 0}, gy[3] = {0, 0, 0};
-    face_backward(FaceEdges<T>(xy, v), g_pix, sig, pix, edge, x, k0, k1, pix_base, edge0, static_cast<uint32_t>(S),
-                  neg_sos, gx, gy);
-    for (int m = 0; m < 3; ++m) {
-      grad[2 * v[m]] += gx[m];
-      grad[2 * v[m] + 1] += gy[m];
-    }
-    k0 = k1;
-  }
-}
 
 template <typename T>
 torch::Tensor backward_impl(const torch::Tensor& grad_alpha, const torch::Tensor& log_trans, const torch::Tensor& xy,
@@ -616,7 +587,8 @@ torch::Tensor backward_impl(const torch::Tensor& grad_alpha, const torch::Tensor
   auto grad = torch::zeros_like(xy);
   const int64_t* pd = pix.data_ptr<int64_t>();
   const int64_t* ed = edge.data_ptr<int64_t>();
-  const int64_t* fd = faces.data_ptr<int64_t>();
+  const auto faces32 = faces.to(torch::kInt);
+  const int32_t* fd = faces32.data_ptr<int32_t>();
   const T* xd = x.data_ptr<T>();
   const T* xyd = xy.data_ptr<T>();
   T* gd = grad.template data_ptr<T>();
@@ -648,8 +620,8 @@ void check_inputs(const torch::Tensor& xy, const torch::Tensor& faces, int64_t S
   TORCH_CHECK(xy.dim() == 3 && xy.size(2) == 2 && xy.is_contiguous(), "xy must be a contiguous B×V×2 tensor");
   TORCH_CHECK(faces.dim() == 2 && faces.size(1) == 3 && faces.scalar_type() == torch::kLong && faces.is_contiguous(),
               "faces must be a contiguous F×3 int64 tensor");
-  // a mesh's pixel and edge indices are int32
-  TORCH_CHECK(S > 0 && S * S < (int64_t(1) << 31) && faces.size(0) < (int64_t(1) << 29),
+  // a mesh's pixel and edge indices are int32, and edge / 3 is found through float
+  TORCH_CHECK(S > 0 && S * S < (int64_t(1) << 31) && faces.size(0) < (int64_t(1) << 22),
               "image_size or the number of faces is too large");
 }
 
