@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -59,9 +60,13 @@ def _build() -> ModuleType:
     if not cpp_extension.is_ninja_available():
         raise RuntimeError("ninja is not installed")
     cflags, ldflags = _build_flags()
-    return cpp_extension.load(
+    log.info("loading the native soft rasterizer (compiled on first use: about a minute)")
+    start = time.perf_counter()
+    module = cpp_extension.load(
         name="tassn_soft_native", sources=[str(SOURCE)], extra_cflags=cflags, extra_ldflags=ldflags, verbose=False
     )
+    log.info("native soft rasterizer ready in %.1f s", time.perf_counter() - start)
+    return module
 
 
 def _reason(error: Exception) -> str:

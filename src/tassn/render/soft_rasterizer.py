@@ -168,7 +168,7 @@ def _pairs(
         native = load_native()
         assert native is not None  # resolved by soft_silhouette
         zin = xy.new_zeros(0) if z is None else z.contiguous()
-        pix, edge, x, zp = native.pairs(xy.contiguous(), zin, faces, S, r_px, scale_over_sigma, blur_px2)
+        pix, edge, x, zp = native.pairs(xy.contiguous(), zin, faces.contiguous(), S, r_px, scale_over_sigma, blur_px2)
         return pix, edge, x, None if z is None else lambda sel: zp.index_select(0, sel)
     if method == "windows":
         found = window_pairs(xy, z, faces, S, r_px, scale_over_sigma, blur_px2, chunk)
@@ -232,7 +232,7 @@ class _SoftSilhouette(torch.autograd.Function):
         native = load_native() if ctx.native else None
         if native is not None:
             grad = native.backward(
-                grad_alpha.reshape(-1).contiguous(), log_trans, xy.contiguous(), faces, pix, edge, x, S,
+                grad_alpha.reshape(-1).contiguous(), log_trans, xy.contiguous(), faces.contiguous(), pix, edge, x, S,
                 ctx.scale_over_sigma,
             )
             return grad, *([None] * 9)
