@@ -34,9 +34,9 @@ tensor operations per call (gathers, ``nonzero``, sorts), and their overhead, no
 CPU training step. :mod:`~tassn.render.soft_native` finds the same pairs in one C++ loop per mesh (built on first
 use), with the same formula term for term: its pairs, nearest edges, distances and depths equal the span walk's
 bit for bit. It also runs the backward pass as one loop over the pairs. The truncation to the K nearest faces and
-the blending stay here, in PyTorch. 64 hand meshes at 64² (~1.3M pairs) on one thread: forward ~45 ms and
-backward ~15 ms, against ~420 ms and ~100 ms for the span walk. Without a C++ compiler ``auto`` falls back to
-``spans`` (one warning); CUDA tensors always use ``spans``.
+the blending stay here, in PyTorch. 64 hand meshes at 64² (~1.3M pairs) on one thread: forward ~50 ms (~20 ms of
+it the loop, most of the rest the truncation) and backward ~15 ms, against ~430 ms and ~100 ms for the span walk.
+Without a C++ compiler ``auto`` falls back to ``spans`` (one warning); CUDA tensors always use ``spans``.
 
 The backward pass is analytic: with ``(a, b)`` the face's edge nearest to the pixel, ``t ∈ [0, 1]`` the
 parameter of the nearest point ``q = a + t(b − a)`` and ``r = p − q``: ``∂dist²/∂a = −2(1 − t) r``, ``∂dist²/∂b = −2 t r``;
