@@ -15,9 +15,9 @@ Four measurements, each at the CPU configuration (64² crops, the narrow PME of 
 - **profile** (``--profile``): ``torch.profiler`` on the stage-3 step at the first size: forward time of each
   sub-network and of the renderer, the heaviest backward nodes, top operators by self time, and the renderer's
   share of the step (its forward plus its backward node).
-- **compare** (``--compare``): the soft rasterizer's two ways to find covering pairs (row-span walk, K×K window
-  per face), renderer alone and stage 3's whole step, interleaved over ``--rounds`` with the per-round speed-up's
-  spread.
+- **compare** (``--compare``): two of the soft rasterizer's ways to find covering pairs (the row-span walk against
+  the compiled CPU loop, or against the K×K window per face where that does not build or on CUDA), renderer alone
+  and stage 3's whole step, interleaved over ``--rounds`` with the per-round speed-up's spread.
 
 ``--silhouette-divisor N`` renders L_m's silhouettes at the crop size / N (the stages' ``silhouette_size``) and
 ``--batch-directions`` runs stage 3's two directions as one PME call (``batch_directions``). The renderer's cost
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="*", default=["train", "render", "infer"], choices=["train", "render", "infer"])
     parser.add_argument("--profile", action="store_true", help="also profile stage 3's step at the first size")
     parser.add_argument("--compare", action="store_true",
-                        help="also time the renderer's two methods (row spans, windows) side by side (per size)")
+                        help="also time two renderer methods (row spans against native, or windows) side by side (per size)")
     parser.add_argument("--steps", type=int, default=None,
                         help="timed steps per renderer and inference case (default: per size; training: --rounds)")
     parser.add_argument("--autocast", default="none", choices=list(AUTOCAST),

@@ -89,7 +89,7 @@ def profile_stage3(size: Size, device: torch.device, top: int = 12) -> dict[str,
 @contextmanager
 def renderer_method(method: str) -> Iterator[None]:
     """Render with the soft rasterizer's ``method`` (``spans``: the row-span walk; ``windows``: a K×K window per
-    face) whatever the default, for side-by-side timings in one run."""
+    face; ``native``: the compiled CPU loop) whatever the default, for side-by-side timings in one run."""
     import functools
 
     import tassn.render.silhouette as silhouette
@@ -102,18 +102,27 @@ def renderer_method(method: str) -> Iterator[None]:
         silhouette.soft_silhouette = soft_silhouette
 
 
+def compared_methods(device: torch.device) -> dict[str, str]:
+    """The renderer methods ``--compare`` times: the row-span walk ("old") against the compiled loop on the CPU where
+    it builds, else against the K×K window per face ("new")."""
+    from tassn.render.soft_native import load_native
+
+    native = device.type == "cpu" and load_native() is not None
+    return {"old": "spans", "new": "native" if native else "windows"}
+
+
 def bench_compare(size: Size, device: torch.device, rounds: int = 5) -> list[dict[str, Any]]:
-    """The renderer's two ways to find the covering pairs side by side: the renderer alone (fwd + bwd) and stage 3's
-    whole step with the row-span walk ("old" columns) and the K×K window per face ("new"), interleaved ``rounds``
-    times so that both see the same machine load; medians, the per-round speed-up with its spread, and the
-    largest output difference."""
+    """Two of the renderer's ways to find the covering pairs side by side (:func:`compared_methods`): the renderer
+    alone (fwd + bwd) and stage 3's whole step, "old" and "new" columns, interleaved ``rounds`` times so that both
+    see the same machine load; medians, the per-round speed-up with its spread, and the largest output difference."""
     from tassn.render.soft_rasterizer import soft_silhouette
 
     vertices_px, _, faces, _, _ = posed_hands(size.render_batch, size.image_size, seed=1)
     v, faces = vertices_px.to(device).requires_grad_(True), faces.to(device)
+    methods = compared_methods(device)
 
     def render(path: str) -> tuple[torch.Tensor, torch.Tensor]:
-        alpha = soft_silhouette(v, faces, size.image_size, method="spans" if path == "old" else "windows")
+        alpha = soft_silhouette(v, faces, size.image_size, method=methods[path])
         (grad,) = torch.autograd.grad(alpha.square().sum(), v)
         return alpha.detach(), grad
 
@@ -128,19 +137,21 @@ def bench_compare(size: Size, device: torch.device, rounds: int = 5) -> list[dic
         for path in ("old", "new"):
             t, _ = timed(lambda p=path: render(p), device, 1, 0)
             times.setdefault(("renderer fwd+bwd", path), []).extend(t)
-            with renderer_method("spans" if path == "old" else "windows"):
+            with renderer_method(methods[path]):
                 t, _ = timed(step, device, 1, 0)
             times.setdefault(("stage3 step", path), []).extend(t)
     rows = []
     for case in ("renderer fwd+bwd", "stage3 step"):
         old, new = times[(case, "old")], times[(case, "new")]
         speedup = spread([o / n for o, n in zip(old, new, strict=True)])
-        rows.append({"size": size.name, "case": case, "old_ms": 1e3 * statistics.median(old),
+        rows.append({"size": size.name, "case": case, "old_method": methods["old"], "new_method": methods["new"],
+                     "old_ms": 1e3 * statistics.median(old),
                      "new_ms": 1e3 * statistics.median(new), "speedup": speedup["median"],
                      "speedup_min": speedup["min"], "speedup_max": speedup["max"], "rounds": rounds})
     rows[0]["max_alpha_diff"] = float((a_old - a_new).abs().max())
     rows[0]["max_grad_rel_diff"] = float((g_old - g_new).abs().max() / g_old.abs().max().clamp_min(1e-12))
     for r in rows:
-        print(f"  compare {r['size']:9s} {r['case']:17s} old {r['old_ms']:8.1f} ms  new {r['new_ms']:8.1f} ms  "
+        print(f"  compare {r['size']:9s} {r['case']:17s} {r['old_method']} {r['old_ms']:8.1f} ms  "
+              f"{r['new_method']} {r['new_ms']:8.1f} ms  "
               f"×{r['speedup']:.2f} [{r['speedup_min']:.2f}–{r['speedup_max']:.2f}]", flush=True)
     return rows

@@ -87,9 +87,10 @@ def report(result: Mapping[str, Any]) -> str:
             ("size", "size", ""), ("flow", "flow", ""), ("clip_len", "T", "d"), ("ms_per_frame", "ms/frame", ".1f"),
             ("peak_mem_mb", "peak MiB", ".0f")])]
     if result.get("compare"):
-        parts += ["", "Renderer covering pairs, row-span walk (before) / K×K window per face (after), interleaved:",
+        parts += ["", "Renderer covering pairs, one method (before) against another (after), interleaved:",
                   markdown_table(result["compare"], [
-                      ("size", "size", ""), ("case", "case", ""), ("old_ms", "before ms", ".1f"),
+                      ("size", "size", ""), ("case", "case", ""), ("old_method", "before", ""),
+                      ("new_method", "after", ""), ("old_ms", "before ms", ".1f"),
                       ("new_ms", "after ms", ".1f"), ("speedup", "speed-up", ".2f"), ("speedup_min", "min", ".2f"),
                       ("speedup_max", "max", ".2f"), ("rounds", "rounds", "d"),
                       ("max_alpha_diff", "max |Δalpha|", ".1e")])]

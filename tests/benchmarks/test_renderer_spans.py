@@ -26,7 +26,7 @@ def test_shortcut_matches_tight_spans(n: int, side: float, sigma: float) -> None
     verts = (verts + 0.3 * torch.rand(verts.shape, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
     results = []
     for tight in (True, False):
-        alpha = soft_silhouette(verts, faces, 24, sigma=sigma, faces_per_pixel=4, tight_spans=tight)
+        alpha = soft_silhouette(verts, faces, 24, sigma=sigma, faces_per_pixel=4, tight_spans=tight, method="spans")
         (grad,) = torch.autograd.grad((alpha * torch.arange(24.0)).sum(), verts)
         results.append((alpha.detach(), grad))
     (a_tight, g_tight), (a_fast, g_fast) = results
