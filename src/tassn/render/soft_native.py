@@ -11,6 +11,7 @@ returns None, and the renderer uses the pure-PyTorch ``spans`` method. ``TASSN_N
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -51,6 +52,25 @@ def _build_flags() -> tuple[list[str], list[str]]:
     return cflags, ldflags
 
 
+def _build_directory(cflags: list[str], ldflags: list[str]) -> Path:
+    """A build folder per source content, flags and torch version, holding its own copy of the source.
+
+    torch's default folder is one per extension name, and ninja rebuilds whenever the source's *path* changes, so two
+    checkouts (or two versions) of the package would rebuild each other's module on every process start. Keyed by
+    content, every checkout with the same source shares one build."""
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source + repr((cflags, ldflags, torch.__version__)).encode()).hexdigest()[:16]
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
+    build_dir = root / f"tassn_soft_native-{key}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    copy = build_dir / SOURCE.name
+    if not copy.exists() or copy.read_bytes() != source:
+        tmp = copy.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(source)
+        os.replace(tmp, copy)  # atomic: a concurrent build never reads half a file
+    return build_dir
+
+
 def _build() -> ModuleType:
     from torch.utils import cpp_extension
 
@@ -60,10 +80,12 @@ def _build() -> ModuleType:
     if not cpp_extension.is_ninja_available():
         raise RuntimeError("ninja is not installed")
     cflags, ldflags = _build_flags()
+    build_dir = _build_directory(cflags, ldflags)
     log.info("loading the native soft rasterizer (compiled on first use: about a minute)")
     start = time.perf_counter()
     module = cpp_extension.load(
-        name="tassn_soft_native", sources=[str(SOURCE)], extra_cflags=cflags, extra_ldflags=ldflags, verbose=False
+        name="tassn_soft_native", sources=[str(build_dir / SOURCE.name)], extra_cflags=cflags,
+        extra_ldflags=ldflags, build_directory=str(build_dir), verbose=False,
     )
     log.info("native soft rasterizer ready in %.1f s", time.perf_counter() - start)
     return module
