@@ -48,3 +48,16 @@ def test_bad_input(sphere_hierarchy) -> None:
         reg(torch.zeros(1, 100, 3))
     with pytest.raises(ValueError, match="evenly"):
         PoseEstimator(sphere_hierarchy, 21, channels=(4, 4, 4))
+
+
+def test_regressor_skip_starts_as_the_linear_regressor_and_learns_a_residual(sphere_hierarchy) -> None:
+    torch.manual_seed(0)
+    regressor = torch.softmax(torch.randn(21, 162), dim=1)
+    reg = PoseEstimator(sphere_hierarchy, 21, channels=(8, 8), fc_hidden=16, joint_regressor=regressor)
+    mesh = torch.randn(2, 162, 3)
+    assert torch.allclose(reg(mesh), torch.einsum("jv,bvc->bjc", regressor, mesh), atol=1e-6)
+    assert "joint_regressor" not in reg.state_dict()  # the template's, not a weight: checkpoints stay Ge et al.'s
+    reg(mesh).square().sum().backward()
+    assert reg.fc[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="joint_regressor"):
+        PoseEstimator(sphere_hierarchy, 21, channels=(8, 8), fc_hidden=16, joint_regressor=regressor[:, :10])

@@ -17,8 +17,10 @@ import torch
 from torch import nn
 
 from tassn.hand.graph import GraphHierarchy, upsample
+from tassn.hand.template import HandTemplate
 from tassn.heatmaps import heatmap_peaks
 
+from .articulated import ArticulatedTemplate
 from .chebconv import ChebConv
 from .heatmap_estimator import Residual
 
@@ -155,6 +157,7 @@ class MeshEstimator(nn.Module):
         K: int = 3,
         keypoint_input: bool = False,
         vertex_features: int = 0,
+        articulated_template: HandTemplate | None = None,
     ):
         super().__init__()
         if tuple(channels)[-1] != 3:
@@ -163,6 +166,17 @@ class MeshEstimator(nn.Module):
         self.keypoint_input = keypoint_input
         in_features = self.encoder.out_features + (3 * num_joints if keypoint_input else 0)
         self.decoder = MeshDecoder(in_features, hierarchy, channels, fc_hidden, K, vertex_features)
+        self.articulated = None
+        if articulated_template is not None:
+            if articulated_template.num_vertices != hierarchy.num_template_vertices:
+                raise ValueError(
+                    f"MeshEstimator: template {articulated_template.name!r} has {articulated_template.num_vertices} "
+                    f"vertices, the graph {hierarchy.num_template_vertices}"
+                )
+            self.articulated = ArticulatedTemplate(in_features, articulated_template)
+            with torch.no_grad():  # start at the skinned template: the residual's last convolution begins at 0
+                for p in self.decoder.convs[-1].parameters():
+                    p.zero_()
         self.register_buffer("inverse_perm", hierarchy.inverse_perm, persistent=False)
 
     def forward(
@@ -172,5 +186,7 @@ class MeshEstimator(nn.Module):
         code = self.encoder(heatmaps, features, previous_features)
         if self.keypoint_input:
             code = torch.cat([code, keypoint_vector(heatmaps)], dim=1)
-        padded = self.decoder(code)
-        return padded.index_select(1, self.inverse_perm)
+        mesh = self.decoder(code).index_select(1, self.inverse_perm)
+        if self.articulated is not None:
+            mesh = mesh + self.articulated(code)
+        return mesh

@@ -104,6 +104,10 @@ class PME(nn.Module):
             the encoder's pooled features — this project's addition; off is Ge et al.'s estimator (docs/results.md).
         mesh_vertex_features: width of a learned per-vertex vector appended to each decoder block's up-sampled
             input (0: Ge et al.'s decoder; see :class:`~tassn.nets.mesh_estimator.MeshDecoder`).
+        pose_regressor_skip: the pose estimator adds the template's linear joint regressor applied to the mesh, its
+            GCN starting as a zero residual (off: Ge et al.'s regressor, which must learn the mesh → joint map).
+        mesh_articulated: the GCN's output is a residual on the template posed by predicted joint angles and
+            rotation (:mod:`tassn.nets.articulated`; off: Ge et al.'s decoder).
         pose_channels, pose_fc_hidden, pose_activation: GCN widths per block, FC width, ReLUs of the regressor.
         heatmap_feedback: how a frame's heatmaps become the next frame's ``H_t`` without a teacher: ``redrawn``
             (unit Gaussians at the peaks, the form of the training inputs), ``detached`` or ``predicted`` (raw maps,
@@ -146,9 +150,11 @@ class PME(nn.Module):
         mesh_channels: tuple[int, ...] = (64, 32, 3),
         mesh_keypoint_input: bool = False,
         mesh_vertex_features: int = 0,
+        mesh_articulated: bool = False,
         pose_channels: tuple[int, ...] = (32, 64),
         pose_fc_hidden: int = 512,
         pose_activation: bool = True,
+        pose_regressor_skip: bool = False,
         heatmap_feedback: FeedbackMode = "redrawn",
         feedback_sigma: float = 2.0,
         feedback_min_peak: float = 0.1,
@@ -210,9 +216,11 @@ class PME(nn.Module):
             K=cheb_k,
             keypoint_input=mesh_keypoint_input,
             vertex_features=mesh_vertex_features,
+            articulated_template=hand if mesh_articulated else None,
         )
         self.pose = PoseEstimator(
-            self.hierarchy, NUM_JOINTS, pose_channels, pose_fc_hidden, K=cheb_k, activation=pose_activation
+            self.hierarchy, NUM_JOINTS, pose_channels, pose_fc_hidden, K=cheb_k, activation=pose_activation,
+            joint_regressor=torch.as_tensor(hand.joint_regressor) if pose_regressor_skip else None,
         )
         if not flow_trainable:
             self.freeze("flow")

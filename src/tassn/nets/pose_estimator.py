@@ -33,6 +33,7 @@ class PoseEstimator(nn.Module):
         K: int = 3,
         in_features: int = 3,
         activation: bool = True,
+        joint_regressor: torch.Tensor | None = None,
     ):
         super().__init__()
         channels = tuple(channels)
@@ -63,6 +64,19 @@ class PoseEstimator(nn.Module):
             nn.ReLU() if activation else nn.Identity(),
             nn.Linear(fc_hidden, num_joints * 3),
         )
+        self.register_buffer(
+            "joint_regressor", None if joint_regressor is None else joint_regressor.detach().float().clone(),
+            persistent=False,
+        )
+        if joint_regressor is not None:
+            if tuple(joint_regressor.shape) != (num_joints, self.num_template_vertices) or in_features != 3:
+                raise ValueError(
+                    f"PoseEstimator: joint_regressor must be {num_joints}×{self.num_template_vertices} on a 3-channel "
+                    f"mesh, got {tuple(joint_regressor.shape)} and {in_features} channels"
+                )
+            with torch.no_grad():  # start as the template's linear regressor: the GCN learns a residual
+                self.fc[-1].weight.zero_()
+                self.fc[-1].bias.zero_()
 
     def to_padded(self, mesh: torch.Tensor) -> torch.Tensor:
         """Template order ``B×V×C`` → padded level-0 order with zero fake vertices."""
@@ -84,4 +98,7 @@ class PoseEstimator(nn.Module):
                 if self.activation:
                     x = torch.relu(x)
             x = pool(x, self.levels_per_block)
-        return self.fc(x.flatten(1)).view(-1, self.num_joints, 3)
+        pose = self.fc(x.flatten(1)).view(-1, self.num_joints, 3)
+        if self.joint_regressor is not None:
+            pose = pose + torch.einsum("jv,bvc->bjc", self.joint_regressor.to(mesh.dtype), mesh)
+        return pose
