@@ -103,7 +103,7 @@ def run_video(frames: Path, kp2d: np.ndarray, stepper: Any, pck_px: float, track
             ratio = sides / np.array([b.size for b in truth.boxes[: len(sides)]])
             row |= {"min_side": float(sides.min()), "max_side": float(sides.max()), "floor": provider.floor,
                     "min_side_ratio": float(ratio.min()), "max_side_ratio": float(ratio.max()),
-                    "reinitialised_at": provider.reinitialised,
+                    "reinitialised_at": provider.reinitialised, "searched_at": provider.searches,
                     "median_peak": float(np.median(np.stack(result.confidence)))}
     row["ratio"] = row["tracked_error_px"] / max(row["gt_crop_error_px"], 1e-9)
     row["collapsed"] = bool(row["min_side_ratio"] < COLLAPSE_RATIO)
@@ -149,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="the tracker's first box: the full frame (default) or the first ground-truth crop")
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="which target-<split>-* folder of a data root to score (default test; choose settings on val)")
-    parser.add_argument("--refine", type=int, default=0,
-                        help="tracking: re-fit each frame's box to its own prediction this many times (default 0)")
+    parser.add_argument("--refine", type=int, default=None,
+                        help="tracking: re-fit each frame's box to its own prediction this many times (default: tassn predict's)")
+    parser.add_argument("--search", type=int, default=None,
+                        help="tracking: re-fits per candidate box when searching the first frame for the hand "
+                        "(TrackingCrop search; default: tassn predict's)")
     parser.add_argument("--extent-scale", type=float, default=1.0,
                         help="tracking: the checkpoint's predicted / true hand extent (TrackingCrop extent_scale); "
                         "every run prints the median measured on its ground-truth crops (default 1)")
@@ -176,7 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_videos is not None:
         names, kp2d = names[: args.max_videos], kp2d[: args.max_videos]
     stepper = Stepper(model)
-    track: dict[str, Any] = {"refine": args.refine, "extent_scale": args.extent_scale}
+    from tassn.predict.tracking import DEFAULT_REFINE, DEFAULT_SEARCH
+
+    refine = DEFAULT_REFINE if args.refine is None else args.refine
+    search = DEFAULT_SEARCH if args.search is None else args.search
+    track: dict[str, Any] = {"refine": refine, "search": search, "extent_scale": args.extent_scale}
     started = time.perf_counter()
     rows = [run_video(folder / "videos" / str(name), kp, stepper, args.pck_px, track, args.start, args.crop_margin)
             for name, kp in zip(names, kp2d, strict=True)]
@@ -189,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(Path(args.ckpt)), "stage": model.stage, "data": str(folder), "pck_px": args.pck_px,
               "crop_size": stepper.crop_size, "crop_margin": args.crop_margin,
-              "tracker": f"TrackingCrop defaults, refine={args.refine}, extent_scale={args.extent_scale}, first box: {args.start}",
+              "tracker": f"TrackingCrop defaults, refine={refine}, search={search}, extent_scale={args.extent_scale}, "
+                         f"first box: {args.start}",
               "seconds": time.perf_counter() - started, "summary": summary, "videos": rows}
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")

@@ -17,7 +17,7 @@ from .confidence import AGREEMENT_SCALE
 from .decode import KEYPOINT_METHODS
 from .hand_crop import CROP_MODES, parse_bbox
 from .model import PREDICT_STAGES
-from .tracking import DEFAULT_REFINE
+from .tracking import DEFAULT_REFINE, DEFAULT_SEARCH
 from .writers import MESH_FORMATS
 
 
@@ -48,6 +48,10 @@ def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     crop.add_argument("--refine", type=int, default=DEFAULT_REFINE,
                       help="tracking: predict each frame on its tracked box, re-fit the box to that prediction and "
                       f"predict again, this many times (one more network step each; default {DEFAULT_REFINE})")
+    crop.add_argument("--search", type=int, default=DEFAULT_SEARCH,
+                      help="tracking without --bbox: on the first frame (and after a re-initialisation) try the "
+                      "full frame and a grid of smaller boxes, re-fit each this many times to its own prediction, "
+                      f"start from the most confident (0: start on the full frame; default {DEFAULT_SEARCH})")
     crop.add_argument("--track-extent-scale", type=float, default=1.0,
                       help="tracking: the checkpoint's predicted / true hand extent on training crops; boxes divide "
                       "the keypoints' extent by it (measure it with benchmarks/bench_predict.py --split val; "
@@ -100,10 +104,10 @@ def first_box(args: argparse.Namespace) -> tuple[float, ...] | None:
 
 def track_options(args: argparse.Namespace) -> dict[str, float]:
     """The tracking options ``--track-max-step``, ``--track-floor``, ``--reinit-confidence``, ``--track-patience``,
-    ``--refine``, ``--track-extent-scale``."""
+    ``--refine``, ``--search``, ``--track-extent-scale``."""
     return {"max_scale_step": args.track_max_step, "floor_fraction": args.track_floor,
             "reinit_confidence": args.reinit_confidence, "patience": args.track_patience, "refine": args.refine,
-            "extent_scale": args.track_extent_scale}
+            "search": args.search, "extent_scale": args.track_extent_scale}
 
 
 def run_from_args(args: argparse.Namespace) -> Path:

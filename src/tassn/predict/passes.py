@@ -23,6 +23,12 @@ from .model import LoadedModel
 from .video_io import FrameSource
 
 
+#: One step's outputs: keypoints ``21×2`` (crop px), confidence ``21``, pose ``21×3``, mesh ``V×3``.
+StepOutputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+#: The recurrence a step leaves behind: its image and the heatmaps fed back to the next frame.
+RecurrentState = tuple[torch.Tensor, torch.Tensor]
+
+
 @dataclass
 class PassResult:
     """One direction's per-frame outputs, in frame order: crop-pixel keypoints, confidence, pose, mesh."""
@@ -87,21 +93,32 @@ class Stepper:
         self._prev = None
         self._heat = None
 
-    @torch.inference_mode()
-    def __call__(self, crop: np.ndarray, commit: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, crop: np.ndarray, commit: bool = True) -> StepOutputs:
         """One ``S×S×3`` uint8 crop → keypoints ``21×2`` (crop px), confidence ``21``, pose ``21×3``, mesh ``V×3``.
 
         ``commit=False`` leaves the recurrence as it was (a trial crop of the frame: the next call sees the same
         previous frame and heatmaps)."""
+        outputs, state = self.trial(crop)
+        if commit:
+            self.adopt(state)
+        return outputs
+
+    @torch.inference_mode()
+    def trial(self, crop: np.ndarray) -> tuple[StepOutputs, RecurrentState]:
+        """A step on ``crop`` that leaves the recurrence as it was, and the state it would leave: :meth:`adopt`
+        makes it the frame's committed step, exactly as ``self(crop)`` would have (no second network pass)."""
         image = torch.from_numpy(np.ascontiguousarray(crop)).to(self.device)
         image = image.permute(2, 0, 1)[None].float() / 255.0
         out = self.net.step(self._prev, image, self._heat)
-        if commit:
-            self._prev = image
-            self._heat = self.net.feedback(out.heatmaps[:, -1])
+        state = (image, self.net.feedback(out.heatmaps[:, -1]))
         kp, conf = heatmaps_to_keypoints(out.heatmaps[:, -1], self.crop_size, self.keypoint_method, self.temperature)
-        return (kp[0].double().cpu().numpy(), conf[0].double().cpu().numpy(),
-                out.pose[0].double().cpu().numpy(), out.mesh[0].float().cpu().numpy())
+        outputs = (kp[0].double().cpu().numpy(), conf[0].double().cpu().numpy(),
+                   out.pose[0].double().cpu().numpy(), out.mesh[0].float().cpu().numpy())
+        return outputs, state
+
+    def adopt(self, state: RecurrentState) -> None:
+        """Commit a trial's state: the next frame is paired with its crop and reads its heatmaps."""
+        self._prev, self._heat = state
 
 
 def segment_starts(num_frames: int, clip_length: int | None) -> list[int]:
@@ -128,6 +145,12 @@ def cut_crop(frame: np.ndarray, box: CropBox, crop_size: int, mirror: bool) -> n
     return np.ascontiguousarray(crop[:, ::-1]) if mirror else crop
 
 
+def _trial_keypoints(stepper: Stepper, frame: np.ndarray, box: CropBox, mirror: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A trial prediction on ``box`` of ``frame``: keypoints in frame pixels and their confidence."""
+    (kp_crop, conf, _, _), _ = stepper.trial(cut_crop(frame, box, stepper.crop_size, mirror))
+    return box.to_frame(unflip_keypoints(kp_crop, stepper.crop_size, mirror), stepper.crop_size), conf
+
+
 def run_forward(
     source: FrameSource,
     provider: CropProvider,
@@ -142,8 +165,10 @@ def run_forward(
     With ``mirror`` (a left hand) the network sees each crop flipped horizontally, which is the crop of the mirrored
     frame around the mirrored box, so boxes and the provider stay in the original frame's pixels. A provider with
     ``refine`` = N > 0 (the tracking crop's test-time refinement) re-fits each frame's box to the frame's own
-    prediction up to N times (:meth:`~tassn.predict.tracking.TrackingCrop.refit`) before the prediction that counts;
-    the trial predictions leave the recurrence untouched.
+    prediction up to N times (:meth:`~tassn.predict.tracking.TrackingCrop.refit`), keeping a re-fit only when its
+    prediction is at least as confident; a provider that searches a first frame for the hand
+    (:meth:`~tassn.predict.tracking.TrackingCrop.search_box`) does so before. Trial predictions leave the recurrence
+    untouched; the chosen box's trial becomes the frame's step.
     """
     result, boxes = PassResult(), []
     width, height, s = source.info.width, source.info.height, stepper.crop_size
@@ -153,14 +178,22 @@ def run_forward(
             if index == 0 or (clip_length is not None and index % clip_length == 0):
                 stepper.restart()
             box = provider.box(index, width, height)
+            if getattr(provider, "needs_search", None) is not None and provider.needs_search(index):
+                box = provider.search_box(index, lambda b: _trial_keypoints(stepper, frame, b, mirror))
+            crop = cut_crop(frame, box, s, mirror)
+            outputs, state = stepper.trial(crop)
             for _ in range(getattr(provider, "refine", 0)):
-                kp_crop, conf, _, _ = stepper(cut_crop(frame, box, s, mirror), commit=False)
-                refit = provider.refit(index, box.to_frame(unflip_keypoints(kp_crop, s, mirror), s), conf)
+                refit = provider.refit(index, box.to_frame(unflip_keypoints(outputs[0], s, mirror), s), outputs[1])
                 if refit is None:
                     break
-                box = refit
-            crop = cut_crop(frame, box, s, mirror)
-            kp_crop, conf, pose, mesh = stepper(crop)
+                refit_crop = cut_crop(frame, refit, s, mirror)
+                refit_outputs, refit_state = stepper.trial(refit_crop)
+                if provider.frame_confidence(refit_outputs[1]) < provider.frame_confidence(outputs[1]):
+                    provider.keep(index, box)  # the re-fit box reads the hand less surely: the frame stays put
+                    break
+                box, crop, outputs, state = refit, refit_crop, refit_outputs, refit_state
+            stepper.adopt(state)
+            kp_crop, conf, pose, mesh = outputs
             provider.update(index, box.to_frame(unflip_keypoints(kp_crop, s, mirror), s), conf)
             result.append(kp_crop, conf, pose, mesh)
             boxes.append(box)

@@ -25,13 +25,22 @@ hand, so the gain is small); each iteration costs one more network step per fram
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 from .crop_box import MIN_KEYPOINTS, CropBox
 
+#: A trial prediction on a box of the current frame: keypoints ``K×2`` in frame pixels and their confidence ``K``.
+TrialPredictor = Callable[[CropBox], tuple[np.ndarray, np.ndarray]]
+
 #: Re-fits per frame of ``tassn predict --video``; chosen with ``benchmarks/bench_predict.py --split val``
 #: (docs/results.md, "Video prediction").
-DEFAULT_REFINE = 0
+DEFAULT_REFINE = 1
+#: Re-fits per candidate box when searching the first frame for the hand (0: start on the first box as it is), and
+#: the candidate squares' sides as fractions of the frame's shorter side; chosen the same way.
+DEFAULT_SEARCH = 6
+DEFAULT_SEARCH_SCALES = (0.5, 0.75)
 
 
 class TrackingCrop:
@@ -55,6 +64,8 @@ class TrackingCrop:
         patience: int = 3,
         refine: int = DEFAULT_REFINE,
         extent_scale: float = 1.0,
+        search: int = DEFAULT_SEARCH,
+        search_scales: Sequence[float] = DEFAULT_SEARCH_SCALES,
     ) -> None:
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"track smoothing must be in [0, 1), got {smoothing}")
@@ -78,8 +89,14 @@ class TrackingCrop:
         self.min_confidence = min_confidence
         self.reinit_confidence = reinit_confidence
         self.patience = patience
+        if search < 0:
+            raise ValueError(f"search (re-fits per candidate box on a first frame) must be ≥ 0, got {search}")
+        if not all(0.0 < f <= 1.0 for f in search_scales):
+            raise ValueError(f"search_scales are fractions of the frame's shorter side in (0, 1], got {search_scales}")
         self.refine = refine
         self.extent_scale = extent_scale
+        self.search = search
+        self.search_scales = tuple(float(f) for f in search_scales)
         self.first: CropBox | None = None
         self.floor = 0.0
         self.ceiling = np.inf
@@ -88,6 +105,8 @@ class TrackingCrop:
         self._current: CropBox | None = None
         self._previous: CropBox | None = None  # the box the previous frame was predicted on
         self._lost = 0
+        self._searching = False  # the current box is a start box the next frame may search from
+        self.searches: list[int] = []
 
     def _start(self, width: int, height: int) -> None:
         """Fix the first box, the floor and the ceiling from the first frame's size."""
@@ -97,6 +116,7 @@ class TrackingCrop:
         self.floor = self.floor_fraction * min(first.size, float(min(width, height)))
         self.first = self._bounded(first)
         self._current, self._previous = self.first, None
+        self._searching = self.search > 0 and self.initial is None
 
     def _bounded(self, box: CropBox) -> CropBox:
         """The centre inside the frame, the side within ``[floor, ceiling]``."""
@@ -110,6 +130,54 @@ class TrackingCrop:
             self._start(width, height)
         assert self._current is not None
         return self._current
+
+    def needs_search(self, index: int) -> bool:
+        """Whether frame ``index`` starts from the first box and should search for the hand (module doc)."""
+        return self._searching
+
+    def candidates(self) -> list[CropBox]:
+        """The start boxes of a search: the first box and a 3×3 grid of squares per ``search_scales``."""
+        assert self._size is not None and self.first is not None  # set by _start
+        width, height = self._size
+        boxes = [self.first]
+        for fraction in self.search_scales:
+            side = fraction * min(width, height)
+            for i in range(3):
+                for j in range(3):
+                    boxes.append(self._bounded(CropBox(side / 2 + (width - side) * i / 2,
+                                                       side / 2 + (height - side) * j / 2, side)))
+        return boxes
+
+    def settle(self, box: CropBox, kp2d: np.ndarray, confidence: np.ndarray) -> CropBox | None:
+        """The box re-fit to keypoints predicted on ``box`` with no per-frame step bound (floor, ceiling and the
+        frame still hold), or None when the prediction is lost."""
+        kp2d, confidence = np.asarray(kp2d, np.float64), np.asarray(confidence, np.float64)
+        good = self._confident(kp2d, confidence)
+        return None if good is None else self._bounded(self._measure(kp2d[good]))
+
+    def search_box(self, index: int, predict: TrialPredictor) -> CropBox:
+        """Search frame ``index`` for the hand (module doc) with trial predictions; the found box becomes the
+        frame's box (and the anchor its first re-fit is bounded by)."""
+        best: tuple[float, CropBox] | None = None
+        for box in self.candidates():
+            kp2d, confidence = predict(box)
+            for _ in range(self.search):
+                settled = self.settle(box, kp2d, confidence)
+                if settled is None:
+                    break
+                box = settled
+                kp2d, confidence = predict(box)
+            score = self.frame_confidence(confidence)
+            if best is None or score > best[0]:
+                best = (score, box)
+        assert best is not None  # candidates() holds the first box at least
+        self._current, self._previous, self._searching = best[1], None, False
+        self.searches.append(index)
+        return best[1]
+
+    def keep(self, index: int, box: CropBox) -> None:
+        """Frame ``index`` stays on ``box`` (a re-fit that read the hand less surely is dropped)."""
+        self._current = box
 
     @staticmethod
     def frame_confidence(confidence: np.ndarray) -> float:
@@ -162,8 +230,10 @@ class TrackingCrop:
                 assert self.first is not None
                 self._current, self._lost, self._previous = self.first, 0, None
                 self.reinitialised.append(index + 1)
+                self._searching = self.search > 0 and self.initial is None
             return
         self._lost = 0
+        self._searching = False
         measured = self._measure(kp2d[good])
         old, a = self._current, self.smoothing
         log_step = np.log(self.max_scale_step)
@@ -175,5 +245,6 @@ class TrackingCrop:
     def summary(self) -> dict[str, float | list[int]]:
         """What a run records about its tracking: the floor and the frames where the box was re-initialised."""
         return {"floor": self.floor, "max_scale_step": self.max_scale_step, "reinit_confidence": self.reinit_confidence,
-                "patience": self.patience, "refine": self.refine,
+                "patience": self.patience, "refine": self.refine, "search": self.search,
+                "search_scales": list(self.search_scales), "searched_at": list(self.searches),
                 "extent_scale": self.extent_scale, "reinitialised_at": list(self.reinitialised)}

@@ -1,0 +1,101 @@
+"""The tracker's search for the hand on a first frame, and the confidence guard on re-fits, through the forward loop
+with a stand-in network that finds a bright square and scores how well the crop frames it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tassn.predict.crop_box import CropBox
+from tassn.predict.passes import run_forward
+from tassn.predict.tracking import TrackingCrop
+
+FRAME, HAND, CENTRE, MARGIN = 128, 26, (92.0, 34.0), 1.5
+UNIT = np.random.default_rng(0).uniform(0, 1, (21, 2))
+UNIT[:2] = [[0, 0], [1, 1]]  # the keypoints span the hand's box
+
+
+class SquareNetwork:
+    """Finds the bright square in its crop. Like a network trained on crops at one scale, it draws the hand part
+    way towards the size it was trained on (``bias`` of the way to ``crop / MARGIN``, a fraction ``scale`` of it)
+    and is most confident when the crop frames the hand as in training (side = ``MARGIN`` × the hand)."""
+
+    crop_size = 32
+
+    def __init__(self, bias: float = 0.5, scale: float = 1.0) -> None:
+        self.bias, self.scale, self.adopted = bias, scale, 0
+
+    def restart(self) -> None:
+        pass
+
+    def trial(self, crop: np.ndarray):
+        s = self.crop_size
+        ys, xs = np.nonzero(crop[..., 0] > 128)
+        if xs.size == 0:
+            return (np.full((21, 2), s / 2) + UNIT, np.full(21, 0.02), np.zeros((21, 3)), np.zeros((8, 3))), None
+        lo, hi = np.array([xs.min(), ys.min()]) - 0.5, np.array([xs.max(), ys.max()]) + 0.5
+        centre, extent = (lo + hi) / 2, float((hi - lo).max())
+        drawn = self.scale * ((1 - self.bias) * extent + self.bias * s / MARGIN)
+        kp = centre + (UNIT - 0.5) * drawn
+        conf = np.full(21, 0.9 * np.exp(-np.log(extent * MARGIN / s) ** 2))
+        return (kp, conf, np.zeros((21, 3)), np.zeros((8, 3))), None
+
+    def adopt(self, state) -> None:
+        self.adopted += 1
+
+    def __call__(self, crop: np.ndarray, commit: bool = True):
+        return self.trial(crop)[0]
+
+
+class Frames:
+    """A still video: a bright square of side ``HAND`` on black."""
+
+    class info:  # noqa: N801 - the attribute FrameSource has
+        width = height = FRAME
+
+    path = "square"
+
+    def __iter__(self):
+        frame = np.zeros((FRAME, FRAME, 3), np.uint8)
+        x, y = int(CENTRE[0] - HAND / 2), int(CENTRE[1] - HAND / 2)
+        frame[y: y + HAND, x: x + HAND] = 255
+        for _ in range(3):
+            yield frame
+
+    def __len__(self) -> int:
+        return 3
+
+
+def first_box(network: SquareNetwork, **options) -> CropBox:
+    tracker = TrackingCrop(initial=options.pop("initial", None), margin=MARGIN, **options)
+    _, boxes = run_forward(Frames(), tracker, network, None, False, None, progress=False)
+    return boxes[0]
+
+
+def test_search_finds_a_small_hand_that_the_full_frame_misses() -> None:
+    start = first_box(SquareNetwork(), search=0, refine=0)
+    assert start.size == FRAME  # without a search the first frame is read on the full frame
+    found = first_box(SquareNetwork(), search=6, refine=0)
+    assert found.size == pytest.approx(MARGIN * HAND, rel=0.1)
+    assert np.hypot(found.cx - CENTRE[0], found.cy - CENTRE[1]) < 0.1 * HAND
+
+
+def test_a_users_box_is_not_searched() -> None:
+    box = CropBox(60.0, 60.0, 64.0)
+    assert first_box(SquareNetwork(), search=6, refine=0, initial=box) == box
+
+
+def test_a_refit_that_reads_the_hand_less_surely_is_dropped() -> None:
+    right = CropBox(*CENTRE, MARGIN * HAND)
+    shrinking = SquareNetwork(bias=0.0, scale=0.6)  # draws the hand too small: its re-fit box is too tight
+    assert first_box(shrinking, refine=1, search=0, initial=right) == right
+    honest = SquareNetwork(bias=0.0, scale=1.0)
+    moved = CropBox(CENTRE[0] + 4, CENTRE[1] - 3, 1.2 * MARGIN * HAND)  # off the hand: the re-fit is better
+    refit = first_box(honest, refine=1, search=0, initial=moved)
+    assert refit != moved and np.hypot(refit.cx - CENTRE[0], refit.cy - CENTRE[1]) < 1.0
+
+
+def test_the_chosen_trial_is_the_frames_step() -> None:
+    network = SquareNetwork()
+    first_box(network, search=2, refine=1)
+    assert network.adopted == 3  # one adopted step per frame, however many trials
