@@ -163,3 +163,24 @@ def test_scipy_sparse_functions_are_not_sparse_classes(mano_like: dict, tmp_path
         with pytest.raises(UntrustedFileError, match=rf"{path.name}: refused to load {name.decode()}\.save_npz"):
             read_mano(path)
         assert not written.exists()
+
+
+def test_the_articulated_mesh_decoder_runs_on_a_mano_template(mano_like: dict, tmp_path: Path) -> None:
+    """The decoder's skinned start works on a MANO-loaded template, not only on the procedural hand."""
+    from tassn.hand.kinematics import HandPose
+    from tassn.hand.normalize import normalize_3d
+    from tassn.nets.articulated import ArticulatedTemplate
+
+    template = load_template(write_mano(tmp_path / "MANO_RIGHT.pkl", mano_like["data"]))
+    head = ArticulatedTemplate(16, template, hidden=8)
+    mesh = head(torch.randn(2, 16))
+    rest, joints = template.pose(HandPose.zeros(1))
+    rest, _, _ = normalize_3d(rest, joints)
+    assert mesh.shape == (2, template.num_vertices, 3)
+    assert float((mesh - rest).abs().max()) < 0.05  # rest angles, just inside their limits
+    with torch.no_grad():
+        head.angles.bias.add_(1.0)  # bent fingers move the MANO mesh, and gradients reach the heads
+    bent = head(torch.randn(2, 16))
+    assert float((bent - rest).abs().max()) > 0.1
+    bent.square().sum().backward()
+    assert head.angles.bias.grad is not None and float(head.angles.bias.grad.abs().sum()) > 0

@@ -86,3 +86,17 @@ def test_mesh_estimator_adds_the_gcn_residual_on_the_skinned_template(hand) -> N
     with pytest.raises(ValueError, match="vertices"):
         MeshEstimator(MeshGraph.from_faces(hand.faces[:10], 12).coarsen(2, seed=0), feature_channels=8,
                       feature_size=16, channels=(8, 3), articulated_template=hand)
+
+
+def test_the_template_follows_the_module_and_stays_out_of_checkpoints(hand) -> None:
+    head = ArticulatedTemplate(8, hand, hidden=8)
+    assert not any(k.startswith(("rest_", "skin_weights", "low", "span")) for k in head.state_dict())
+    code = torch.randn(2, 8)
+    with torch.no_grad():
+        head.angles.bias.add_(0.5)
+        single = head(code)
+        head.double()
+        assert head.rest_vertices.dtype == head.skin_weights.dtype == head.rest_frames.dtype == torch.float64
+        double = head(code.double())
+    assert double.dtype == torch.float64
+    torch.testing.assert_close(double.float(), single, atol=1e-5, rtol=0)

@@ -11,10 +11,12 @@ per-vertex residual on top (this project's addition; off by default).
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
-from tassn.hand.kinematics import ANGLE_LIMITS, NUM_ARTICULATED, HandPose
+from tassn.hand.kinematics import ANGLE_LIMITS, NUM_ARTICULATED, HandPose, RestSkeleton
 from tassn.hand.normalize import normalize_3d
 from tassn.hand.template import HandTemplate
 
@@ -34,6 +36,10 @@ class ArticulatedTemplate(nn.Module):
 
     Starts at the rest pose seen from the identity rotation: the angle head's bias puts every degree of freedom
     at 0 inside its limits, the rotation head's bias at the identity, and both heads' last weights at 0.
+
+    The template's rest mesh, skinning weights and rest skeleton are non-persistent buffers: they follow the module
+    to its device and dtype once, instead of being copied on every call, and stay out of checkpoints (the
+    template is rebuilt from its source).
     """
 
     def __init__(self, in_features: int, template: HandTemplate, hidden: int = 512):
@@ -42,6 +48,10 @@ class ArticulatedTemplate(nn.Module):
         limits = ANGLE_LIMITS.clone()
         self.register_buffer("low", limits[..., 0], persistent=False)
         self.register_buffer("span", limits[..., 1] - limits[..., 0], persistent=False)
+        self.register_buffer("rest_vertices", template.vertices.detach().clone(), persistent=False)
+        self.register_buffer("skin_weights", template.skin_weights.detach().clone(), persistent=False)
+        self.register_buffer("rest_joints", template.rest.joints.detach().clone(), persistent=False)
+        self.register_buffer("rest_frames", template.rest.frames.detach().clone(), persistent=False)
         self.hidden = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.angles = nn.Linear(hidden, NUM_ARTICULATED * 3)
         self.rotation = nn.Linear(hidden, 6)
@@ -57,7 +67,9 @@ class ArticulatedTemplate(nn.Module):
         fraction = torch.sigmoid(self.angles(h).view(-1, NUM_ARTICULATED, 3))
         angles = self.low + self.span * fraction
         zeros = code.new_zeros(code.shape[0], 3)
-        vertices, joints = self.template.pose(HandPose(angles, zeros, zeros))
+        template = dataclasses.replace(self.template, vertices=self.rest_vertices, skin_weights=self.skin_weights,
+                                       rest=RestSkeleton(self.rest_joints, self.rest_frames))
+        vertices, joints = template.pose(HandPose(angles, zeros, zeros))
         vertices, _, _ = normalize_3d(vertices, joints)
         rotation = rotation_from_6d(self.rotation(h))
         return vertices @ rotation.transpose(-1, -2)
