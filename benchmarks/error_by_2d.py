@@ -25,6 +25,11 @@ import torch
 from mean_pose import data_module
 
 
+def visible_mean(err: torch.Tensor, visible: torch.Tensor) -> np.ndarray:
+    """Per-frame mean of ``err N×21`` over the visible joints."""
+    return ((err * visible).sum(-1) / visible.sum(-1).clamp_min(1)).numpy()
+
+
 @torch.no_grad()
 def per_frame_errors(ckpt: str, batches: Any) -> dict[str, np.ndarray]:
     """``{"err2d_px", "epe_mm", "pa_epe_mm"}``, one value per test frame (visible joints averaged)."""
@@ -42,13 +47,10 @@ def per_frame_errors(ckpt: str, batches: Any) -> dict[str, np.ndarray]:
         target = batch["kp3d"].flatten(0, 1).double()
         aligned = align_to_ground_truth(result.pose.flatten(0, 1), target)
         procrustes = similarity_align(aligned, target)
-
-        def mean(err: torch.Tensor) -> np.ndarray:
-            return ((err * visible).sum(-1) / visible.sum(-1).clamp_min(1)).numpy()
-
-        out["err2d_px"].append(mean((kp2d.double() - batch["kp2d"].flatten(0, 1).double()).norm(dim=-1)))
-        out["epe_mm"].append(mean((aligned - target).norm(dim=-1)))
-        out["pa_epe_mm"].append(mean((procrustes - target).norm(dim=-1)))
+        out["err2d_px"].append(visible_mean((kp2d.double() - batch["kp2d"].flatten(0, 1).double()).norm(dim=-1),
+                                            visible))
+        out["epe_mm"].append(visible_mean((aligned - target).norm(dim=-1), visible))
+        out["pa_epe_mm"].append(visible_mean((procrustes - target).norm(dim=-1), visible))
     return {k: np.concatenate(v) for k, v in out.items()}
 
 

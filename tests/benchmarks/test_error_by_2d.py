@@ -11,9 +11,9 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import error_by_2d  # noqa: E402
 from test_mean_pose import rest_pose_mm  # noqa: E402
 
+import error_by_2d  # noqa: E402
 from tassn.hand.normalize import normalize_3d  # noqa: E402
 from tassn.nets.pme import PMEOutput  # noqa: E402
 

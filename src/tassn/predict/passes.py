@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -21,7 +22,6 @@ from .decode import fuse_directions, heatmaps_to_keypoints
 from .hand_crop import CropProvider
 from .model import LoadedModel
 from .video_io import FrameSource
-
 
 #: One step's outputs: keypoints ``21×2`` (crop px), confidence ``21``, pose ``21×3``, mesh ``V×3``.
 StepOutputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -179,7 +179,7 @@ def run_forward(
                 stepper.restart()
             box = provider.box(index, width, height)
             if getattr(provider, "needs_search", None) is not None and provider.needs_search(index):
-                box = provider.search_box(index, lambda b: _trial_keypoints(stepper, frame, b, mirror))
+                box = provider.search_box(index, partial(_trial_keypoints, stepper, frame, mirror=mirror))
             crop = cut_crop(frame, box, s, mirror)
             outputs, state = stepper.trial(crop)
             for _ in range(getattr(provider, "refine", 0)):
