@@ -145,10 +145,15 @@ def cut_crop(frame: np.ndarray, box: CropBox, crop_size: int, mirror: bool) -> n
     return np.ascontiguousarray(crop[:, ::-1]) if mirror else crop
 
 
+def crop_to_frame(box: CropBox, kp_crop: np.ndarray, crop_size: int, mirror: bool) -> np.ndarray:
+    """Keypoints predicted on ``box``'s (possibly flipped) crop → frame pixels."""
+    return box.to_frame(unflip_keypoints(kp_crop, crop_size, mirror), crop_size)
+
+
 def _trial_keypoints(stepper: Stepper, frame: np.ndarray, box: CropBox, mirror: bool) -> tuple[np.ndarray, np.ndarray]:
     """A trial prediction on ``box`` of ``frame``: keypoints in frame pixels and their confidence."""
     (kp_crop, conf, _, _), _ = stepper.trial(cut_crop(frame, box, stepper.crop_size, mirror))
-    return box.to_frame(unflip_keypoints(kp_crop, stepper.crop_size, mirror), stepper.crop_size), conf
+    return crop_to_frame(box, kp_crop, stepper.crop_size, mirror), conf
 
 
 def run_forward(
@@ -183,7 +188,7 @@ def run_forward(
             crop = cut_crop(frame, box, s, mirror)
             outputs, state = stepper.trial(crop)
             for _ in range(getattr(provider, "refine", 0)):
-                refit = provider.refit(index, box.to_frame(unflip_keypoints(outputs[0], s, mirror), s), outputs[1])
+                refit = provider.refit(index, crop_to_frame(box, outputs[0], s, mirror), outputs[1])
                 if refit is None:
                     break
                 refit_crop = cut_crop(frame, refit, s, mirror)
@@ -194,7 +199,7 @@ def run_forward(
                 box, crop, outputs, state = refit, refit_crop, refit_outputs, refit_state
             stepper.adopt(state)
             kp_crop, conf, pose, mesh = outputs
-            provider.update(index, box.to_frame(unflip_keypoints(kp_crop, s, mirror), s), conf)
+            provider.update(index, crop_to_frame(box, kp_crop, s, mirror), conf)
             result.append(kp_crop, conf, pose, mesh)
             boxes.append(box)
             if store is not None:
