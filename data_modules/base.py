@@ -121,6 +121,11 @@ class HandClipDataModule(L.LightningDataModule):
         self.crop_jitter = crop_jitter
         self.crop_scale_jitter = crop_scale_jitter
         self.datasets: dict[str, ClipDataset] = {}
+        # Recorded in every checkpoint (``datamodule_hyper_parameters``): ``tassn predict`` and ``tassn adapt`` crop
+        # and draw targets the way the network was trained unless told otherwise.
+        self.save_hyperparameters(
+            {"crop_size": crop_size, "crop_margin": crop_margin, "heatmap_sigma": heatmap_sigma}, logger=False
+        )
 
     # ----------------------------------------------------------------------------------------- dataset hooks
     @property

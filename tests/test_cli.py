@@ -39,6 +39,9 @@ def test_fit_writes_run_folders_and_resumes_from_last(write_configs, tmp_path) -
     first = torch.load(last, weights_only=True)
     assert first["global_step"] == 2 and first["tassn_stage"] == "stage1"
     assert first["hyper_parameters"]["net"]["init_args"]["image_size"] == 32  # linked from data.crop_size
+    # how the training crops were cut and drawn, for tassn predict and tassn adapt to follow
+    recorded = first["datamodule_hyper_parameters"]
+    assert recorded["crop_size"] == 32 and recorded["crop_margin"] > 0 and recorded["heatmap_sigma"] > 0
 
     # a stopped run continues from its last checkpoint: the step count goes on, a new run folder keeps its config
     cli = run_cli(["fit", *configs, "--trainer.max_steps=4", "--ckpt_path=last"])

@@ -45,8 +45,9 @@ TINY_NET: dict = TINY_PME
 
 
 def stage_checkpoint(path: Path, net_config: dict, stage: str = "stage3", seed: int = 0,
-                     record_config: bool = True) -> Path:
-    """A checkpoint laid out as ``tassn fit`` (LightningCLI + a stage module) writes it, for a random PME."""
+                     record_config: bool = True, training_data: dict | None = None) -> Path:
+    """A checkpoint laid out as ``tassn fit`` (LightningCLI + a stage module) writes it, for a random PME;
+    ``training_data``: the data module's recorded hyper-parameters (crop margin, heatmap σ)."""
     from tassn.nets.pme import PME
 
     torch.manual_seed(seed)
@@ -62,5 +63,6 @@ def stage_checkpoint(path: Path, net_config: dict, stage: str = "stage3", seed: 
         "epoch": 0, "global_step": 0, "pytorch-lightning_version": lightning.__version__,
         "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
         "hyper_parameters": hparams, "tassn_stage": stage,
+        **({"datamodule_hyper_parameters": training_data} if training_data is not None else {}),
     }, path)
     return path

@@ -34,7 +34,8 @@ def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     first.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
                        help="the same box as corners")
     crop.add_argument("--keypoints-file", help="per-frame 2D keypoints or boxes (.npy, .npz, .csv)")
-    crop.add_argument("--crop-margin", type=float, default=1.5, help="crop side / keypoints' extent (default 1.5)")
+    crop.add_argument("--crop-margin", type=float,
+                      help="crop side / keypoints' extent (default: the checkpoint's training margin, else 1.5)")
     crop.add_argument("--track-smoothing", type=float, default=0.5,
                       help="weight of the previous box when tracking, in [0, 1) (default 0.5)")
     crop.add_argument("--track-max-step", type=float, default=1.25,

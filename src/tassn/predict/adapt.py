@@ -91,6 +91,7 @@ def save_adapted_checkpoint(net: torch.nn.Module, model: LoadedModel, path: Path
         "global_step": int(info.get("steps", 0)),
         "pytorch-lightning_version": lightning.__version__,
         "tassn_adapted": {k: info[k] for k in ("video", "source_checkpoint", "steps") if k in info},
+        **({"datamodule_hyper_parameters": dict(model.training_data)} if model.training_data else {}),
     }, path)
     return path
 
@@ -112,7 +113,7 @@ def adapt_video(
     min_confidence: float = 0.3,
     min_joints: int = 6,
     agreement_scale: float = AGREEMENT_SCALE,
-    heatmap_sigma: float = 2.0,
+    heatmap_sigma: float | None = None,
     lambda_s: float = 0.1,
     lambda_h: float = 1.0,
     lambda_c_pose: float = 10.0,
@@ -121,7 +122,7 @@ def adapt_video(
     collapse_check_every: int = 25,
     box: Sequence[float] | None = None,
     crop: str = "track",
-    crop_margin: float = 1.5,
+    crop_margin: float | None = None,
     track_smoothing: float = 0.5,
     left_hand: bool = False,
     fps: float | None = None,
@@ -140,13 +141,15 @@ def adapt_video(
         lr: Adam learning rate; batch_size, clip_len: clips per step and frames per clip.
         min_confidence: forward/backward confidence a joint needs to be a pseudo-label (others are masked in L_h
             and do not seed GrabCut); min_joints: confident joints a frame needs to be trained on.
-        agreement_scale, heatmap_sigma: the confidence's ``τ`` and the pseudo-heatmaps' σ (heatmap pixels).
+        agreement_scale, heatmap_sigma: the confidence's ``τ`` and the pseudo-heatmaps' σ (heatmap pixels; default
+            the σ of the checkpoint's training targets: L_h then asks for the peaks the network learnt to draw).
         lambda_s, lambda_h, lambda_c_pose, lambda_c_mesh: Stage 3's loss weights (paper: 0.1, 1, 10, 10).
         collapse_fraction, collapse_check_every: stop (keeping the last weights that passed) when some joint's
             variance across frames falls below this fraction of the un-adapted model's, checked every so many
             steps and at the end (0: no check).
         box, crop, crop_margin, track_smoothing, left_hand, fps, max_frames, device: as for
-            :func:`~tassn.predict.runner.predict_video` (``crop``: ``track``, ``box`` or ``full``).
+            :func:`~tassn.predict.runner.predict_video` (``crop``: ``track``, ``box`` or ``full``; ``crop_margin``
+            defaults to the checkpoint's training margin).
         seed: seeds the clip order.
         predict_options: more :func:`~tassn.predict.runner.predict_video` options for the final prediction
             (``mm_scale``, ``mesh_format``, ``overlay``, ``fuse_reverse``, ``confidence``, …).
@@ -157,10 +160,14 @@ def adapt_video(
         raise ValueError(f"crop must be one of {ADAPT_CROP_MODES} (adapt reads no keypoint file), got {crop!r}")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be at least 1, got {steps} and {batch_size}")
+    if heatmap_sigma is not None and not heatmap_sigma > 0:
+        raise ValueError(f"heatmap_sigma must be > 0, got {heatmap_sigma}")
     source = FrameSource(video, fps=fps, max_frames=max_frames)
+    model = load_model(ckpt, allowed_stages=allowed_stages, device=device)
+    crop_margin = model.crop_margin if crop_margin is None else crop_margin
+    heatmap_sigma = model.heatmap_sigma if heatmap_sigma is None else heatmap_sigma
     provider = make_crop_provider(crop, box=tuple(box) if box is not None else None, margin=crop_margin,
                                   smoothing=track_smoothing)
-    model = load_model(ckpt, allowed_stages=allowed_stages, device=device)
     lightning.seed_everything(seed, verbose=False)
     labels = collect_pseudo_labels(source, provider, model, left_hand, min_confidence, agreement_scale,
                                    progress=progress)
@@ -217,7 +224,7 @@ def adapt_video(
         "settings": {
             "steps": steps, "lr": lr, "batch_size": batch_size, "clip_len": clip_len,
             "min_confidence": min_confidence, "min_joints": min_joints, "agreement_scale": agreement_scale,
-            "heatmap_sigma": heatmap_sigma, "lambda_s": lambda_s, "lambda_h": lambda_h,
+            "crop_margin": crop_margin, "heatmap_sigma": heatmap_sigma, "lambda_s": lambda_s, "lambda_h": lambda_h,
             "lambda_c_pose": lambda_c_pose, "lambda_c_mesh": lambda_c_mesh, "collapse_fraction": collapse_fraction,
             "collapse_check_every": collapse_check_every, "crop": crop, "box": list(box) if box
             else None, "left_hand": left_hand, "seed": seed, "max_frames": max_frames,

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="first hand box in frame pixels (top-left corner, width, height): the start for "
                        "tracking, the crop for --crop box (default: the full frame)")
     first.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="the same box as corners")
-    crop.add_argument("--crop-margin", type=float, default=1.5, help="crop side / keypoints' extent (default 1.5)")
+    crop.add_argument("--crop-margin", type=float,
+                      help="crop side / keypoints' extent (default: the checkpoint's training margin, else 1.5)")
     crop.add_argument("--track-smoothing", type=float, default=0.5,
                       help="weight of the previous box when tracking, in [0, 1) (default 0.5)")
     crop.add_argument("--left-hand", action="store_true", help="the video shows a left hand")
@@ -51,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="confident joints a frame needs to be trained on (default 6)")
     adapt.add_argument("--agreement-scale", type=float, default=AGREEMENT_SCALE,
                        help=f"τ of the confidence, in reference-bone lengths (default {AGREEMENT_SCALE})")
+    adapt.add_argument("--heatmap-sigma", type=float,
+                       help="σ (heatmap cells) of the pseudo-label heatmaps (default: the checkpoint's training σ)")
+    weights = parser.add_argument_group("loss weights (Stage 3's, paper Eq. 6)")
+    weights.add_argument("--lambda-s", type=float, default=0.1, help="silhouette term L_m (default 0.1)")
+    weights.add_argument("--lambda-h", type=float, default=1.0, help="pseudo-label heatmap term L_h (default 1)")
+    weights.add_argument("--lambda-c-pose", type=float, default=10.0,
+                         help="forward/backward pose consistency L_c^p (default 10)")
+    weights.add_argument("--lambda-c-mesh", type=float, default=10.0,
+                         help="forward/backward mesh consistency L_c^m (default 10)")
     adapt.add_argument("--collapse-fraction", type=float, default=0.5,
                        help="stop when some joint's variance across frames falls below this fraction of the "
                        "un-adapted model's, keeping the last weights that passed (default 0.5; 0: never)")
@@ -77,7 +87,9 @@ def run_from_args(args: argparse.Namespace) -> Path:
     return adapt_video(
         video=args.video, ckpt=args.ckpt, out_dir=args.out_dir, steps=args.steps, lr=args.lr,
         batch_size=args.batch_size, clip_len=args.clip_len, min_confidence=args.min_confidence,
-        min_joints=args.min_joints, agreement_scale=args.agreement_scale, collapse_fraction=args.collapse_fraction,
+        min_joints=args.min_joints, agreement_scale=args.agreement_scale, heatmap_sigma=args.heatmap_sigma,
+        lambda_s=args.lambda_s, lambda_h=args.lambda_h, lambda_c_pose=args.lambda_c_pose,
+        lambda_c_mesh=args.lambda_c_mesh, collapse_fraction=args.collapse_fraction,
         collapse_check_every=args.collapse_check_every, box=first_box(args), crop=args.crop,
         crop_margin=args.crop_margin, track_smoothing=args.track_smoothing, left_hand=args.left_hand, fps=args.fps,
         max_frames=args.max_frames, device=args.device, seed=args.seed, allowed_stages=args.stages,

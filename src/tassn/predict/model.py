@@ -3,13 +3,16 @@
 A stage checkpoint written by ``tassn fit`` records the stage (``tassn_stage``) and, in its hyper-parameters, the
 network's configuration (``net: {class_path, init_args}``), so nothing but the file is needed; of it, only the
 arguments that name no file are used (see :func:`tassn.config_trust.recorded_net_config`). Checkpoints of other
-stages (or not from tassn at all) are refused with the stage they came from.
+stages (or not from tassn at all) are refused with the stage they came from. Checkpoints also record how their
+training data was cropped and drawn (``datamodule_hyper_parameters``: crop margin, heatmap σ), which prediction and
+adaptation follow unless told otherwise.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,8 @@ from tassn.stages.checkpoints import (
 PREDICT_STAGES: tuple[str, ...] = ("stage3", "stage2", "pretrain")
 #: ``class_path`` values that name the network.
 PME_CLASS_PATHS: tuple[str, ...] = ("tassn.nets.PME", "tassn.nets.pme.PME")
+#: The crop margin of STB, MHP and the paper, for checkpoints that do not record their own.
+DEFAULT_CROP_MARGIN = 1.5
 
 
 @dataclass
@@ -39,10 +44,35 @@ class LoadedModel:
     stage: str
     path: Path
     net_config: dict[str, Any]
+    training_data: dict[str, float] = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
+
+    @property
+    def crop_margin(self) -> float:
+        """Crop side / keypoints' extent of the training crops (:data:`DEFAULT_CROP_MARGIN` when not recorded)."""
+        return self.training_data.get("crop_margin", DEFAULT_CROP_MARGIN)
+
+    @property
+    def heatmap_sigma(self) -> float:
+        """Width (heatmap cells) of the training targets; the network's feedback Gaussians have the same."""
+        return self.training_data.get("heatmap_sigma", float(self.net.feedback_sigma))
+
+
+def training_data(checkpoint: Mapping[str, Any]) -> dict[str, float]:
+    """The positive numbers among the data module's recorded ``crop_size``, ``crop_margin`` and ``heatmap_sigma``
+    (anything else in the file is ignored: it is data, and an odd value falls back to the defaults)."""
+    recorded = checkpoint.get("datamodule_hyper_parameters")
+    if not isinstance(recorded, Mapping):
+        return {}
+    values = {}
+    for key in ("crop_size", "crop_margin", "heatmap_sigma"):
+        value = recorded.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+            values[key] = float(value)
+    return values
 
 
 def _plain(value: Any) -> Any:
@@ -115,6 +145,7 @@ def load_model(
     except TypeError as err:
         raise CheckpointMismatchError(f"{path}: the recorded network configuration does not fit PME: {err}") from err
     load_net_state(net, checkpoint, path, allowed_stages)
+    data = training_data(checkpoint)
     del checkpoint
     net.eval().to(resolve_device(device))
-    return LoadedModel(net=net, stage=stage, path=path, net_config=config)
+    return LoadedModel(net=net, stage=stage, path=path, net_config=config, training_data=data)

@@ -158,7 +158,7 @@ def predict_video(
     box: Sequence[float] | None = None,
     keypoints_file: str | Path | None = None,
     crop: str = "auto",
-    crop_margin: float = 1.5,
+    crop_margin: float | None = None,
     track_smoothing: float = 0.5,
     track_options: dict[str, Any] | None = None,
     left_hand: bool = False,
@@ -189,7 +189,8 @@ def predict_video(
         box: hand box ``(x0, y0, x1, y1)`` in frame pixels: the crop for ``crop="box"``, the start for ``track``.
         keypoints_file: per-frame 2D keypoints/boxes for ``crop="keypoints"`` (see :class:`KeypointFileCrop`).
         crop: ``auto`` (keypoints when a file is given, else track), ``box``, ``keypoints``, ``track`` or ``full``.
-        crop_margin: crop side = margin × the keypoints' longer extent (training uses 1.5).
+        crop_margin: crop side = margin × the keypoints' longer extent (default: the margin the checkpoint's
+            training crops had, 1.5 when it does not record one).
         track_smoothing: weight of the previous box when tracking (0 = follow each prediction at once).
         track_options: further :class:`~tassn.predict.tracking.TrackingCrop` arguments (``max_scale_step``,
             ``floor_fraction``, ``reinit_confidence``, ``patience``).
@@ -217,8 +218,6 @@ def predict_video(
     started = time.perf_counter()
     check_out_dir(out_dir, overwrite)
     source = FrameSource(video, fps=fps, max_frames=max_frames)
-    provider = make_crop_provider(crop, box=tuple(box) if box is not None else None, keypoints_file=keypoints_file,
-                                  margin=crop_margin, smoothing=track_smoothing, track_options=track_options)
     segment_starts(1, clip_length)  # validates clip_length before the model loads
     if keypoint_method not in KEYPOINT_METHODS:
         raise ValueError(f"keypoint_method must be one of {KEYPOINT_METHODS}, got {keypoint_method!r}")
@@ -229,6 +228,9 @@ def predict_video(
     if not agreement_scale > 0:
         raise ValueError(f"agreement_scale (τ, reference-bone lengths) must be positive, got {agreement_scale}")
     model = load_model(ckpt, allowed_stages=allowed_stages, net_overrides=net_overrides, device=device)
+    crop_margin = model.crop_margin if crop_margin is None else crop_margin
+    provider = make_crop_provider(crop, box=tuple(box) if box is not None else None, keypoints_file=keypoints_file,
+                                  margin=crop_margin, smoothing=track_smoothing, track_options=track_options)
     loaded = time.perf_counter()
     stepper = Stepper(model, keypoint_method, heatmap_temperature)
     store = CropStore(model.net.image_size) if fuse_reverse or confidence else None
