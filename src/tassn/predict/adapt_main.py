@@ -15,6 +15,14 @@ from .confidence import AGREEMENT_SCALE
 from .model import PREDICT_STAGES
 from .writers import MESH_FORMATS
 
+#: ``adapt_video``'s loss weights as options: name, default (Stage 3's, paper Eq. 6), the term it weights.
+LOSS_WEIGHTS: tuple[tuple[str, float, str], ...] = (
+    ("lambda_s", 0.1, "silhouette term L_m"),
+    ("lambda_h", 1.0, "pseudo-label heatmap term L_h"),
+    ("lambda_c_pose", 10.0, "forward/backward pose consistency L_c^p"),
+    ("lambda_c_mesh", 10.0, "forward/backward mesh consistency L_c^m"),
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -55,12 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--heatmap-sigma", type=float,
                        help="σ (heatmap cells) of the pseudo-label heatmaps (default: the checkpoint's training σ)")
     weights = parser.add_argument_group("loss weights (Stage 3's, paper Eq. 6)")
-    weights.add_argument("--lambda-s", type=float, default=0.1, help="silhouette term L_m (default 0.1)")
-    weights.add_argument("--lambda-h", type=float, default=1.0, help="pseudo-label heatmap term L_h (default 1)")
-    weights.add_argument("--lambda-c-pose", type=float, default=10.0,
-                         help="forward/backward pose consistency L_c^p (default 10)")
-    weights.add_argument("--lambda-c-mesh", type=float, default=10.0,
-                         help="forward/backward mesh consistency L_c^m (default 10)")
+    for name, default, term in LOSS_WEIGHTS:
+        weights.add_argument(f"--{name.replace('_', '-')}", type=float, default=default,
+                             help=f"{term} (default {default:g})")
     adapt.add_argument("--collapse-fraction", type=float, default=0.5,
                        help="stop when some joint's variance across frames falls below this fraction of the "
                        "un-adapted model's, keeping the last weights that passed (default 0.5; 0: never)")
@@ -88,8 +93,7 @@ def run_from_args(args: argparse.Namespace) -> Path:
         video=args.video, ckpt=args.ckpt, out_dir=args.out_dir, steps=args.steps, lr=args.lr,
         batch_size=args.batch_size, clip_len=args.clip_len, min_confidence=args.min_confidence,
         min_joints=args.min_joints, agreement_scale=args.agreement_scale, heatmap_sigma=args.heatmap_sigma,
-        lambda_s=args.lambda_s, lambda_h=args.lambda_h, lambda_c_pose=args.lambda_c_pose,
-        lambda_c_mesh=args.lambda_c_mesh, collapse_fraction=args.collapse_fraction,
+        **{name: getattr(args, name) for name, _, _ in LOSS_WEIGHTS}, collapse_fraction=args.collapse_fraction,
         collapse_check_every=args.collapse_check_every, box=first_box(args), crop=args.crop,
         crop_margin=args.crop_margin, track_smoothing=args.track_smoothing, left_hand=args.left_hand, fps=args.fps,
         max_frames=args.max_frames, device=args.device, seed=args.seed, allowed_stages=args.stages,
