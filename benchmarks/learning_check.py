@@ -111,6 +111,14 @@ def keypoint_png(model: Any, loader: Any, path: Path, frames: int = 6) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
 
 
+def save_stage_checkpoint(model: Any, stage: str, path: Path) -> None:
+    """The weights laid out as ``tassn fit`` writes a stage's checkpoint (state dict and stage), for ``init_from``."""
+    from tassn.stages.checkpoints import STAGE_KEY
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict(), STAGE_KEY: stage}, path)  # plain tensors: loads weights-only
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -127,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-videos", type=int, default=8,
                         help="at the end, also score the first N training videos (0: skip)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learning_check"))
+    parser.add_argument("--save", type=Path, help="also write the trained weights as a stage checkpoint that a "
+                        "later stage's init_from (or another check's --model.init_args.init_from=) reads")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -195,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
               "mean_pose_epe_mm": baseline,
               "mean_pose_pa_epe_mm": baseline_pa, "records": records, "train_videos": fitted}
     (args.out / "learning_check.json").write_text(json.dumps(result, indent=2) + "\n")
+    if args.save:
+        save_stage_checkpoint(model, args.stage, args.save)
     print(f"wrote {args.out / 'learning_check.json'} and {args.out / 'keypoints.png'}")
     return 0
 
