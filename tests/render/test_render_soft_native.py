@@ -144,6 +144,41 @@ def test_truncation_to_the_nearest_faces_matches_the_span_walk() -> None:
 
 
 @native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 3, 50])
+@pytest.mark.parametrize("depths", ["distinct", "tied", "near-tied"])
+def test_compiled_truncation_drops_the_pairs_the_sort_drops(dtype: torch.dtype, k: int, depths: str) -> None:
+    """The compiled per-pixel truncation against the PyTorch path's one global sort, on crowded pixels: the same
+    pairs set to +inf, ties in z (exact, and within the key's dropped bits) going to the lower edge index."""
+    B, S, F = 4, 32, 300
+    num_pixels, num_edges = B * S * S, 3 * B * F
+    g = torch.Generator().manual_seed(k)
+    key = torch.unique(torch.randint(0, num_pixels // 8, (40000,), generator=g) * (B * F)
+                       + torch.randint(0, B * F, (40000,), generator=g))  # one pair per (pixel, face)
+    pix, face = key // (B * F), key % (B * F)
+    edge = 3 * face + torch.randint(0, 3, face.shape, generator=g)
+    z = torch.rand(pix.shape, generator=g, dtype=dtype)
+    if depths != "distinct":
+        z = (z * 8).round() / 8
+    if depths == "near-tied":
+        z = z + 1e-7 * torch.rand(z.shape, generator=g, dtype=dtype)
+    x = torch.randn(pix.shape, generator=g, dtype=dtype)
+    expected, ours = x.clone(), x.clone()
+    drop = soft_rasterizer._beyond_nearest_k(pix, edge, lambda sel: z.index_select(0, sel), k, num_pixels, num_edges)
+    assert drop is not None and drop.numel() > 0
+    expected.index_fill_(0, drop, math.inf)
+    assert load_native().drop_beyond_nearest_k(pix, edge, z, ours, k, num_pixels, num_edges) == drop.numel()
+    assert torch.equal(ours, expected)
+
+
+@native
+def test_compiled_truncation_refuses_pixels_out_of_range() -> None:
+    pix, edge, z = torch.tensor([0, 5]), torch.tensor([0, 3]), torch.tensor([0.5, 0.25])
+    with pytest.raises(RuntimeError, match="pix outside"):
+        load_native().drop_beyond_nearest_k(pix, edge, z, torch.zeros(2), 1, 5, 6)
+
+
+@native
 def test_awkward_meshes_render_as_the_span_walk() -> None:
     v, f = awkward_mesh(48)
     assert_same_render(render(v, f, 48, "native", sigma=1e-3), render(v, f, 48, "spans", sigma=1e-3))

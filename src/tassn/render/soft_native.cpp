@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <type_traits>
@@ -615,6 +616,74 @@ torch::Tensor backward_impl(const torch::Tensor& grad_alpha, const torch::Tensor
   return grad;
 }
 
+// The truncation to the k nearest faces per pixel (soft_rasterizer._beyond_nearest_k, same order): every pair that
+// is not among the k nearest in z at its pixel gets x = +inf. Only pixels covered by more than k faces are sorted,
+// each on its own by the same key as the PyTorch path's one global sort — z as an order-preserving integer with its
+// lowest bits dropped where the global key (crowded pixel, z, edge) would not fit in 63 bits, then the edge index —
+// so the same pairs are dropped; sorting each pixel's few pairs instead of all crowded pairs at once is what is
+// saved. Returns the number of pairs dropped.
+inline int64_t sortable_z(float z, int zbits) {
+  int32_t raw;
+  std::memcpy(&raw, &z, sizeof raw);
+  const int64_t bits = static_cast<int64_t>(raw) & 0xFFFFFFFFLL;
+  const int64_t key = bits >= (int64_t(1) << 31) ? 0xFFFFFFFFLL - bits : bits + (int64_t(1) << 31);
+  return key >> (32 - zbits);
+}
+
+inline int bit_length(int64_t v) {
+  int n = 0;
+  for (; v > 0; v >>= 1) ++n;
+  return n;
+}
+
+template <typename T>
+int64_t drop_beyond_nearest_k_impl(const torch::Tensor& pix, const torch::Tensor& edge, const torch::Tensor& z,
+                                   torch::Tensor& x, int64_t k, int64_t num_pixels, int64_t num_edges) {
+  const int64_t n = pix.numel();
+  const int64_t* p = pix.data_ptr<int64_t>();
+  const int64_t* e = edge.data_ptr<int64_t>();
+  const T* zp = z.data_ptr<T>();
+  T* xp = x.data_ptr<T>();
+  std::vector<int32_t> count(num_pixels, 0);
+  for (int64_t i = 0; i < n; ++i) ++count[p[i]];
+  // start[q]: the first slot of crowded pixel q's pairs (−1: not crowded), in pixel order
+  std::vector<int64_t> start(num_pixels, -1);
+  std::vector<int64_t> crowded;
+  int64_t slots = 0;
+  for (int64_t q = 0; q < num_pixels; ++q) {
+    if (count[q] > k) {
+      start[q] = slots;
+      slots += count[q];
+      crowded.push_back(q);
+    }
+  }
+  if (crowded.empty()) return 0;
+  const int pbits = std::max(1, bit_length(static_cast<int64_t>(crowded.size()) - 1));
+  const int fbits = std::max(1, bit_length(num_edges - 1));
+  const int zbits = std::min(32, 63 - pbits - fbits);
+  TORCH_CHECK(zbits >= 16, "too many pixels x faces to rank by depth (", pbits, " + ", fbits, " key bits)");
+  std::vector<std::pair<int64_t, int64_t>> keyed(slots);  // (z key << fbits | edge, pair index)
+  std::vector<int64_t> fill(start);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t s = start[p[i]];
+    if (s < 0) continue;
+    keyed[fill[p[i]]++] = {(sortable_z(static_cast<float>(zp[i]), zbits) << fbits) | e[i], i};
+  }
+  std::vector<int64_t> dropped(crowded.size(), 0);
+  at::parallel_for(0, static_cast<int64_t>(crowded.size()), 256, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t q = crowded[c];
+      auto first = keyed.begin() + start[q], last = first + count[q];
+      std::nth_element(first, first + k, last);  // keys are unique: one pair per face and pixel
+      for (auto it = first + k; it != last; ++it) xp[it->second] = std::numeric_limits<T>::infinity();
+      dropped[c] = count[q] - k;
+    }
+  });
+  int64_t total = 0;
+  for (const int64_t d : dropped) total += d;
+  return total;
+}
+
 void check_inputs(const torch::Tensor& xy, const torch::Tensor& faces, int64_t S) {
   TORCH_CHECK(xy.device().is_cpu() && faces.device().is_cpu(), "soft_native runs on CPU tensors only");
   TORCH_CHECK(xy.dim() == 3 && xy.size(2) == 2 && xy.is_contiguous(), "xy must be a contiguous B×V×2 tensor");
@@ -657,9 +726,30 @@ torch::Tensor backward(const torch::Tensor& grad_alpha, const torch::Tensor& log
   return grad;
 }
 
+int64_t drop_beyond_nearest_k(const torch::Tensor& pix, const torch::Tensor& edge, const torch::Tensor& z,
+                               torch::Tensor x, int64_t k, int64_t num_pixels, int64_t num_edges) {
+  TORCH_CHECK(k > 0 && num_pixels >= 0 && num_edges > 0, "k and num_edges must be positive");
+  TORCH_CHECK(pix.device().is_cpu() && pix.scalar_type() == torch::kLong && edge.scalar_type() == torch::kLong &&
+                  pix.is_contiguous() && edge.is_contiguous() && z.is_contiguous() && x.is_contiguous() &&
+                  z.scalar_type() == x.scalar_type() && pix.numel() == edge.numel() && pix.numel() == z.numel() &&
+                  pix.numel() == x.numel(),
+              "pix, edge (int64), z and x must be contiguous CPU tensors of one length, z and x of one dtype");
+  if (pix.numel()) {
+    const auto [lo, hi] = torch::aminmax(pix);
+    TORCH_CHECK(lo.item<int64_t>() >= 0 && hi.item<int64_t>() < num_pixels, "pix outside [0, num_pixels)");
+  }
+  int64_t dropped = 0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "soft_native_nearest_k", [&] {
+    dropped = drop_beyond_nearest_k_impl<scalar_t>(pix, edge, z, x, k, num_pixels, num_edges);
+  });
+  return dropped;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("pairs", &pairs, "Covering (pixel, face) pairs: (pix, edge, x, z or empty)");
   m.def("backward", &backward, "Gradient of the soft silhouette with respect to the vertices' x, y");
+  m.def("drop_beyond_nearest_k", &drop_beyond_nearest_k,
+        "x = +inf (in place) for the pairs beyond the k nearest in z at their pixel; returns how many");
 }

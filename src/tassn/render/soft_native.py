@@ -99,7 +99,8 @@ def _reason(error: Exception) -> str:
 
 
 def load_native() -> ModuleType | None:
-    """The compiled module (``pairs``, ``backward``), built once per process; None when disabled or unavailable."""
+    """The compiled module (``pairs``, ``backward``, ``drop_beyond_nearest_k``), built once per process; None when
+    disabled or unavailable."""
     global _loaded, _failed
     if not native_enabled():
         return None
