@@ -418,6 +418,27 @@ void mesh_pairs(const T* xy, const T* z, const T* length, const int64_t* faces, 
   }
 }
 
+// An upper bound on the candidates mesh_pairs writes for one mesh: every face's bounding box grown by r and clipped
+// to the image, plus a whole 8-lane store per face. Reserved at once, the writer never grows (each growth copied
+// everything written so far into fresh memory: most of a call's time on large meshes).
+template <typename T>
+int64_t candidate_bound(const T* xy, const int64_t* faces, const Params<T>& p) {
+  const T last = static_cast<T>(p.S - 1);
+  int64_t bound = 0;
+  for (int64_t f = 0; f < p.F; ++f) {
+    const int64_t* v = faces + 3 * f;
+    const T x0 = xy[2 * v[0]], x1 = xy[2 * v[1]], x2 = xy[2 * v[2]];
+    const T y0 = xy[2 * v[0] + 1], y1 = xy[2 * v[1] + 1], y2 = xy[2 * v[2] + 1];
+    const T lo_x = std::min({x0, x1, x2}) - p.r, hi_x = std::max({x0, x1, x2}) + p.r;
+    const T lo_y = std::min({y0, y1, y2}) - p.r, hi_y = std::max({y0, y1, y2}) + p.r;
+    if (!(hi_x >= 0 && hi_y >= 0 && lo_x <= last && lo_y <= last)) continue;  // also NaN
+    const T w = std::floor(std::min(hi_x, last)) - std::ceil(std::max(lo_x, T(0))) + 1;
+    const T h = std::floor(std::min(hi_y, last)) - std::ceil(std::max(lo_y, T(0))) + 1;
+    if (w > 0 && h > 0) bound += static_cast<int64_t>(w) * static_cast<int64_t>(h) + 8;
+  }
+  return bound;
+}
+
 template <typename T>
 std::vector<torch::Tensor> pairs_impl(const torch::Tensor& xy, const torch::Tensor& z, const torch::Tensor& faces,
                                       int64_t S, double r_px, double scale_over_sigma, double blur_px2) {
@@ -445,7 +466,10 @@ std::vector<torch::Tensor> pairs_impl(const torch::Tensor& xy, const torch::Tens
   // one writer per run of meshes given to a thread (one run with one thread: no copy at all)
   std::vector<std::unique_ptr<PairWriter<T>>> runs(B);
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-    auto out = std::make_unique<PairWriter<T>>(16 * F + 64, need_z);
+    int64_t bound = 64;
+    for (int64_t b = begin; b < end; ++b) bound += candidate_bound<T>(xy_data + b * V * 2, f_data, p);
+    // untouched until written, so only virtual memory; capped (≈ 0.8 GB) against a few enormous faces
+    auto out = std::make_unique<PairWriter<T>>(std::min<int64_t>(bound, int64_t(1) << 25), need_z);
     for (int64_t b = begin; b < end; ++b) {
       out->pix_base = b * S * S;
       out->edge_base = 3 * b * F;
@@ -454,8 +478,6 @@ std::vector<torch::Tensor> pairs_impl(const torch::Tensor& xy, const torch::Tens
         mesh_pairs<true, T>(xy_data + b * V * 2, zb, len_data + b * F * 3, f_data, p, *out);
       else
         mesh_pairs<false, T>(xy_data + b * V * 2, zb, len_data + b * F * 3, f_data, p, *out);
-      if (b == begin && end - begin > 1)  // room for the rest, from the first mesh's count
-        out->reserve(out->n * (end - begin - 1) * 5 / 4 + 1024, need_z);
     }
     runs[begin] = std::move(out);
   });
