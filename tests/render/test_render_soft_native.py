@@ -172,6 +172,22 @@ def test_compiled_truncation_drops_the_pairs_the_sort_drops(dtype: torch.dtype, 
 
 
 @native
+def test_native_renders_truncate_in_the_compiled_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``method="native"`` the truncation runs compiled: the PyTorch global sort is never called."""
+    v, f = jittered_grid(7, 30.0, 4.0, seed=3)
+    stack = torch.cat([v + torch.tensor([0.37 * i, 0.21 * i, 3.0 - i]) for i in range(6)], 1)
+    faces = torch.cat([f + i * v.shape[1] for i in range(6)])
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("the PyTorch truncation ran for native pairs")
+
+    monkeypatch.setattr(soft_rasterizer, "_beyond_nearest_k", refuse)
+    soft_silhouette(stack, faces, 40, sigma=1e-3, faces_per_pixel=4, method="native")
+    with pytest.raises(AssertionError, match="PyTorch truncation"):
+        soft_silhouette(stack, faces, 40, sigma=1e-3, faces_per_pixel=4, method="spans")
+
+
+@native
 def test_compiled_truncation_refuses_pixels_out_of_range() -> None:
     pix, edge, z = torch.tensor([0, 5]), torch.tensor([0, 3]), torch.tensor([0.5, 0.25])
     with pytest.raises(RuntimeError, match="pix outside"):

@@ -160,12 +160,11 @@ def _drop_beyond_nearest_k(
     pix: Tensor, edge: Tensor, x: Tensor, depth: Callable[[Tensor], Tensor], k: int, num_pixels: int, num_edges: int
 ) -> None:
     """Set ``x = +∞`` (in place) for the pairs beyond the ``k`` nearest in z at their pixel: such a pair adds nothing,
-    forward (logsigmoid) or backward (sigmoid(−x)). The native pairs carry all their depths (``depth.all``): the
-    compiled truncation sorts each crowded pixel on its own, by the same key, instead of one global sort."""
-    every = getattr(depth, "all", None)
-    native = load_native() if every is not None else None
+    forward (logsigmoid) or backward (sigmoid(−x)). The native pairs carry all their depths (:class:`_NativeDepth`):
+    the compiled truncation sorts each crowded pixel on its own, by the same key, instead of one global sort."""
+    native = load_native() if isinstance(depth, _NativeDepth) else None
     if native is not None:
-        native.drop_beyond_nearest_k(pix, edge, every, x, k, num_pixels, num_edges)
+        native.drop_beyond_nearest_k(pix, edge, depth.all, x, k, num_pixels, num_edges)
         return
     drop = _beyond_nearest_k(pix, edge, depth, k, num_pixels, num_edges)
     if drop is not None:
