@@ -343,6 +343,18 @@ void rect_pairs(const Face<float>& fc, int64_t y0, int64_t rows, int64_t x0, int
 }
 #endif
 
+// A face's bounding box grown by the blur radius r; false where it misses the image (or a coordinate is NaN).
+template <typename T>
+struct FaceBox {
+  T lo_x, hi_x, lo_y, hi_y;
+
+  FaceBox(const T ax[3], const T ay[3], T r)
+      : lo_x(std::min({ax[0], ax[1], ax[2]}) - r), hi_x(std::max({ax[0], ax[1], ax[2]}) + r),
+        lo_y(std::min({ay[0], ay[1], ay[2]}) - r), hi_y(std::max({ay[0], ay[1], ay[2]}) + r) {}
+
+  bool on_image(T last) const { return hi_x >= 0 && hi_y >= 0 && lo_x <= last && lo_y <= last; }
+};
+
 // Every pair of one mesh, face by face.
 template <bool Fused, typename T>
 void mesh_pairs(const T* xy, const T* z, const T* length, const int64_t* faces, const Params<T>& p,
@@ -372,12 +384,11 @@ void mesh_pairs(const T* xy, const T* z, const T* length, const int64_t* faces, 
     }
     const T area2 = fc.ex[0] * fc.vy[2] - fc.ey[0] * fc.vx[2];
     if (!(std::abs(area2) * p.ndc2 > p.degenerate)) continue;
-    const T lo_x = std::min({ax[0], ax[1], ax[2]}) - p.r, hi_x = std::max({ax[0], ax[1], ax[2]}) + p.r;
-    const T lo_y = std::min({ay[0], ay[1], ay[2]}) - p.r, hi_y = std::max({ay[0], ay[1], ay[2]}) + p.r;
-    if (!(hi_x >= 0 && hi_y >= 0 && lo_x <= last && lo_y <= last)) continue;
-    const int64_t y0 = static_cast<int64_t>(std::clamp(std::ceil(lo_y), T(0), last));
-    const int64_t y1 = static_cast<int64_t>(std::clamp(std::floor(hi_y), T(0), last));
-    const bool tall = (hi_y - lo_y) - p.two_r > p.tall;  // short faces: the face's x-range on every row
+    const FaceBox<T> box(ax, ay, p.r);
+    if (!box.on_image(last)) continue;
+    const int64_t y0 = static_cast<int64_t>(std::clamp(std::ceil(box.lo_y), T(0), last));
+    const int64_t y1 = static_cast<int64_t>(std::clamp(std::floor(box.hi_y), T(0), last));
+    const bool tall = (box.hi_y - box.lo_y) - p.two_r > p.tall;  // short faces: the face's x-range on every row
     const T sgn = area2 > 0 ? T(1) : T(-1);
     for (int i = 0; i < 3; ++i) {
       fc.len[i] = length[3 * f + i];
@@ -427,13 +438,12 @@ int64_t candidate_bound(const T* xy, const int64_t* faces, const Params<T>& p) {
   int64_t bound = 0;
   for (int64_t f = 0; f < p.F; ++f) {
     const int64_t* v = faces + 3 * f;
-    const T x0 = xy[2 * v[0]], x1 = xy[2 * v[1]], x2 = xy[2 * v[2]];
-    const T y0 = xy[2 * v[0] + 1], y1 = xy[2 * v[1] + 1], y2 = xy[2 * v[2] + 1];
-    const T lo_x = std::min({x0, x1, x2}) - p.r, hi_x = std::max({x0, x1, x2}) + p.r;
-    const T lo_y = std::min({y0, y1, y2}) - p.r, hi_y = std::max({y0, y1, y2}) + p.r;
-    if (!(hi_x >= 0 && hi_y >= 0 && lo_x <= last && lo_y <= last)) continue;  // also NaN
-    const T w = std::floor(std::min(hi_x, last)) - std::ceil(std::max(lo_x, T(0))) + 1;
-    const T h = std::floor(std::min(hi_y, last)) - std::ceil(std::max(lo_y, T(0))) + 1;
+    const T ax[3] = {xy[2 * v[0]], xy[2 * v[1]], xy[2 * v[2]]};
+    const T ay[3] = {xy[2 * v[0] + 1], xy[2 * v[1] + 1], xy[2 * v[2] + 1]};
+    const FaceBox<T> box(ax, ay, p.r);
+    if (!box.on_image(last)) continue;  // also NaN
+    const T w = std::floor(std::min(box.hi_x, last)) - std::ceil(std::max(box.lo_x, T(0))) + 1;
+    const T h = std::floor(std::min(box.hi_y, last)) - std::ceil(std::max(box.lo_y, T(0))) + 1;
     if (w > 0 && h > 0) bound += static_cast<int64_t>(w) * static_cast<int64_t>(h) + 8;
   }
   return bound;
