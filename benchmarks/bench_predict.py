@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extent-scale", type=float, default=1.0,
                         help="tracking: the checkpoint's predicted / true hand extent (TrackingCrop extent_scale); "
                         "every run prints the median measured on its ground-truth crops (default 1)")
+    parser.add_argument("--scale-smoothing", type=float, default=None,
+                        help="tracking: weight of the previous side in each side update and re-fit (TrackingCrop "
+                        "scale_smoothing; default: tassn predict's)")
     parser.add_argument("--crop-margin", type=float, default=TRAINING_MARGIN,
                         help=f"crop side / keypoints' extent, for the ground-truth crop and the tracker (default "
                         f"{TRAINING_MARGIN}, the synthetic training margin)")
@@ -179,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_videos is not None:
         names, kp2d = names[: args.max_videos], kp2d[: args.max_videos]
     stepper = Stepper(model)
-    from tassn.predict.tracking import DEFAULT_REFINE, DEFAULT_SEARCH
+    from tassn.predict.tracking import DEFAULT_REFINE, DEFAULT_SCALE_SMOOTHING, DEFAULT_SEARCH
 
     refine = DEFAULT_REFINE if args.refine is None else args.refine
     search = DEFAULT_SEARCH if args.search is None else args.search
-    track: dict[str, Any] = {"refine": refine, "search": search, "extent_scale": args.extent_scale}
+    track: dict[str, Any] = {"refine": refine, "search": search, "extent_scale": args.extent_scale,
+                             "scale_smoothing": DEFAULT_SCALE_SMOOTHING if args.scale_smoothing is None else args.scale_smoothing}
     started = time.perf_counter()
     rows = [run_video(folder / "videos" / str(name), kp, stepper, args.pck_px, track, args.start, args.crop_margin)
             for name, kp in zip(names, kp2d, strict=True)]
@@ -197,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"checkpoint": str(Path(args.ckpt)), "stage": model.stage, "data": str(folder), "pck_px": args.pck_px,
               "crop_size": stepper.crop_size, "crop_margin": args.crop_margin,
               "tracker": f"TrackingCrop defaults, refine={refine}, search={search}, extent_scale={args.extent_scale}, "
+                         f"scale_smoothing={track['scale_smoothing']}, "
                          f"first box: {args.start}",
               "seconds": time.perf_counter() - started, "summary": summary, "videos": rows}
     out.write_text(json.dumps(report, indent=2) + "\n")

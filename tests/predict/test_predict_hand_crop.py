@@ -46,7 +46,8 @@ def test_from_corners_and_keypoints() -> None:
 
 
 def test_tracking_follows_keypoints_with_smoothing_and_bounded_steps() -> None:
-    tracker = TrackingCrop(initial=None, margin=1.0, smoothing=0.5, max_scale_step=1.25, floor_fraction=0.1)
+    tracker = TrackingCrop(initial=None, margin=1.0, smoothing=0.5, max_scale_step=1.25, floor_fraction=0.1,
+                           scale_smoothing=None)  # the side smoothed as the centre
     assert tracker.box(0, 96, 80) == CropBox(47.5, 39.5, 80.0)  # the full frame until a prediction arrives
     kp = np.array([[10.0, 10.0], [30.0, 10.0], [10.0, 30.0], [30.0, 30.0]])
     tracker.update(0, kp, np.ones(4))
@@ -55,11 +56,12 @@ def test_tracking_follows_keypoints_with_smoothing_and_bounded_steps() -> None:
     assert box.size == pytest.approx(80.0 / 1.25)  # the geometric mean (40) is more than one step away
     tracker.update(1, kp, np.zeros(4))  # a lost frame: the box stays
     assert tracker.box(2, 96, 80) == box
-    runaway = TrackingCrop(initial=CropBox(40.0, 40.0, 60.0), margin=3.0, smoothing=0.0, max_scale_step=10.0)
+    runaway = TrackingCrop(initial=CropBox(40.0, 40.0, 60.0), margin=3.0, smoothing=0.0, max_scale_step=10.0,
+                           scale_smoothing=None)
     runaway.box(0, 96, 80)
     runaway.update(0, np.array([[-500.0, 0.0], [500.0, 10.0], [200.0, 300.0]]), np.ones(3))
     assert runaway.box(1, 96, 80) == CropBox(0.0, 79.0, 96.0)  # centre kept in the frame, side ≤ 96
-    fast = TrackingCrop(initial=CropBox(0, 0, 10), margin=1.0, smoothing=0.0, max_scale_step=4.0)
+    fast = TrackingCrop(initial=CropBox(0, 0, 10), margin=1.0, smoothing=0.0, max_scale_step=4.0, scale_smoothing=None)
     fast.box(0, 96, 80)
     fast.update(0, kp, np.ones(4))
     np.testing.assert_allclose(fast.box(1, 96, 80).as_array(), [20.0, 20.0, 20.0])

@@ -62,7 +62,7 @@ def test_tracker_follows_a_moving_scaling_hand_through_noise_and_dropped_frames(
 
 
 def test_low_confidence_frames_never_shrink_the_box_below_its_floor() -> None:
-    tracker = TrackingCrop(initial=None, margin=1.5, smoothing=0.0, floor_fraction=0.25, patience=3)
+    tracker = TrackingCrop(initial=None, margin=1.5, smoothing=0.0, scale_smoothing=0.0, floor_fraction=0.25, patience=3)
     assert tracker.box(0, SIZE, SIZE).size == SIZE
     assert tracker.floor == pytest.approx(0.25 * SIZE)
     point = np.array([[60.0, 60.0]]) + np.random.default_rng(1).normal(0.0, 0.5, (21, 2))
@@ -146,3 +146,26 @@ def test_extent_calibration_stops_the_shrink_of_a_network_that_draws_small_hands
     assert ratios[0.8].mean() == pytest.approx(1.0, abs=0.05)  # calibrated: the ground-truth crop's side
     with pytest.raises(ValueError, match="extent_scale"):
         TrackingCrop(extent_scale=0.0)
+
+
+def test_scale_smoothing_holds_the_side_of_a_network_without_a_scale_signal() -> None:
+    """A network that draws the hand at one size in every crop (its keypoints' extent a fixed share of the crop,
+    plus noise) gives the side no restoring force: each update is a step of a random walk in log-side. Smoothing
+    the side shortens the steps, so after 32 frames the box is nearer its start, and the true hand still gets a box."""
+    truth = generated_hand_track()
+    drift = {}
+    for weight in (None, 0.8):
+        ends = []
+        for seed in range(20):
+            rng = np.random.default_rng(seed)
+            tracker = TrackingCrop(initial=CropBox(64.0, 64.0, 60.0), margin=1.5, smoothing=0.5, scale_smoothing=weight)
+            for t in range(32):
+                box = tracker.box(t, SIZE, SIZE)
+                drawn = box.size / 1.5 * (1.0 + rng.normal(0.0, 0.1))  # no scale signal: a share of the crop
+                unit = (truth[t] - truth[t].mean(axis=0)) / extent(truth[t])
+                tracker.update(t, np.array([box.cx, box.cy]) + drawn * unit, np.full(21, 0.8))
+            ends.append(np.log(tracker.box(32, SIZE, SIZE).size / 60.0))
+        drift[weight] = float(np.std(ends))
+    assert drift[0.8] < 0.6 * drift[None], drift
+    with pytest.raises(ValueError, match="scale smoothing"):
+        TrackingCrop(scale_smoothing=1.0)

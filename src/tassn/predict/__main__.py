@@ -17,7 +17,7 @@ from .confidence import AGREEMENT_SCALE
 from .decode import KEYPOINT_METHODS
 from .hand_crop import CROP_MODES, parse_bbox
 from .model import PREDICT_STAGES
-from .tracking import DEFAULT_REFINE, DEFAULT_SEARCH
+from .tracking import DEFAULT_REFINE, DEFAULT_SCALE_SMOOTHING, DEFAULT_SEARCH
 from .writers import MESH_FORMATS
 
 
@@ -37,7 +37,7 @@ def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     crop.add_argument("--crop-margin", type=float,
                       help="crop side / keypoints' extent (default: the checkpoint's training margin, else 1.5)")
     crop.add_argument("--track-smoothing", type=float, default=0.5,
-                      help="weight of the previous box when tracking, in [0, 1) (default 0.5)")
+                      help="weight of the previous box's centre when tracking, in [0, 1) (default 0.5)")
     crop.add_argument("--track-max-step", type=float, default=1.25,
                       help="the tracked side changes at most by this factor per frame (default 1.25)")
     crop.add_argument("--track-floor", type=float, default=0.25,
@@ -57,6 +57,9 @@ def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
                       help="tracking: the checkpoint's predicted / true hand extent on training crops; boxes divide "
                       "the keypoints' extent by it (measure it with benchmarks/bench_predict.py --split val; "
                       "default 1)")
+    crop.add_argument("--track-scale-smoothing", type=float, default=DEFAULT_SCALE_SMOOTHING,
+                      help="tracking: weight of the previous side in each side update and re-fit, in [0, 1) "
+                      f"(default {DEFAULT_SCALE_SMOOTHING}; the centre uses --track-smoothing)")
     crop.add_argument("--left-hand", action="store_true", help="the video shows a left hand")
     model = parser.add_argument_group("model")
     model.add_argument("--fuse-reverse", action="store_true",
@@ -105,10 +108,11 @@ def first_box(args: argparse.Namespace) -> tuple[float, ...] | None:
 
 def track_options(args: argparse.Namespace) -> dict[str, float]:
     """The tracking options ``--track-max-step``, ``--track-floor``, ``--reinit-confidence``, ``--track-patience``,
-    ``--refine``, ``--search``, ``--track-extent-scale``."""
+    ``--refine``, ``--search``, ``--track-extent-scale``, ``--track-scale-smoothing``."""
     return {"max_scale_step": args.track_max_step, "floor_fraction": args.track_floor,
             "reinit_confidence": args.reinit_confidence, "patience": args.track_patience, "refine": args.refine,
-            "search": args.search, "extent_scale": args.track_extent_scale}
+            "search": args.search, "extent_scale": args.track_extent_scale,
+            "scale_smoothing": args.track_scale_smoothing}
 
 
 def run_from_args(args: argparse.Namespace) -> Path:

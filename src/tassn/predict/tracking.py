@@ -7,8 +7,9 @@ went from 128 px to 16 px in 31 frames. Four rules break that loop:
 - **bounded change**: the side of frame t+1's box is within ``[side_t / max_scale_step, side_t · max_scale_step]``;
 - **a floor**: the side never goes below ``floor_fraction × min(first side, frame's shorter side)``, so a tiny box is
   impossible whatever the predictions (the first box is the user's ``--bbox`` or the full frame);
-- **a smoothed centre and log-side** (exponential, ``smoothing`` = weight of the old box), so one bad frame moves
-  the box only part way;
+- **a smoothed centre and log-side** (exponential, ``smoothing`` = weight of the old box for the centre,
+  ``scale_smoothing`` for the side, in updates and re-fits alike; None: ``smoothing`` in updates, none in re-fits),
+  so one bad frame moves the box only part way;
 - **re-initialisation**: a frame is *lost* when its confidence (the median heatmap peak of its joints) is under
   ``reinit_confidence`` or fewer than ``MIN_KEYPOINTS`` joints are confident; a lost frame keeps the box, and
   ``patience`` lost frames in a row put the first box back, from which the hand is found again.
@@ -41,6 +42,10 @@ DEFAULT_REFINE = 1
 #: the candidate squares' sides as fractions of the frame's shorter side; chosen the same way.
 DEFAULT_SEARCH = 6
 DEFAULT_SEARCH_SCALES = (0.5, 0.75)
+#: Weight of the previous side in each side update and re-fit (the centre keeps ``smoothing``): the CPU recipe's
+#: network draws the hand at nearly one size in every crop, so a side read from its keypoints carries little scale
+#: signal and much noise, and a box that takes it at face value drifts to the floor; chosen the same way.
+DEFAULT_SCALE_SMOOTHING = 0.8
 
 
 class TrackingCrop:
@@ -66,9 +71,12 @@ class TrackingCrop:
         extent_scale: float = 1.0,
         search: int = DEFAULT_SEARCH,
         search_scales: Sequence[float] = DEFAULT_SEARCH_SCALES,
+        scale_smoothing: float | None = DEFAULT_SCALE_SMOOTHING,
     ) -> None:
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"track smoothing must be in [0, 1), got {smoothing}")
+        if scale_smoothing is not None and not 0.0 <= scale_smoothing < 1.0:
+            raise ValueError(f"track scale smoothing must be in [0, 1), got {scale_smoothing}")
         if not margin > 0:
             raise ValueError(f"crop margin must be positive, got {margin}")
         if not max_scale_step > 1.0:
@@ -84,6 +92,7 @@ class TrackingCrop:
         self.initial = initial
         self.margin = margin
         self.smoothing = smoothing
+        self.scale_smoothing = scale_smoothing
         self.max_scale_step = max_scale_step
         self.floor_fraction = floor_fraction
         self.min_confidence = min_confidence
@@ -213,7 +222,7 @@ class TrackingCrop:
             return None
         anchor = self._previous if self._previous is not None else self._current
         measured = self._measure(kp2d[good])
-        size = float(np.clip(measured.size, anchor.size / self.max_scale_step, anchor.size * self.max_scale_step))
+        size = self._blend_side(anchor.size, measured.size, 0.0 if self.scale_smoothing is None else self.scale_smoothing)
         self._current = self._bounded(CropBox(measured.cx, measured.cy, size))
         return self._current
 
@@ -236,15 +245,20 @@ class TrackingCrop:
         self._searching = False
         measured = self._measure(kp2d[good])
         old, a = self._current, self.smoothing
+        size = self._blend_side(old.size, measured.size, a if self.scale_smoothing is None else self.scale_smoothing)
+        self._current = self._bounded(CropBox(a * old.cx + (1 - a) * measured.cx, a * old.cy + (1 - a) * measured.cy, size))
+
+    def _blend_side(self, old: float, measured: float, weight: float) -> float:
+        """The new side: ``weight`` of the old side's log and the rest of the measured one's, within
+        ``max_scale_step`` of the old side."""
         log_step = np.log(self.max_scale_step)
-        log_size = a * np.log(old.size) + (1 - a) * np.log(measured.size)
-        log_size = np.clip(log_size, np.log(old.size) - log_step, np.log(old.size) + log_step)
-        self._current = self._bounded(CropBox(
-            a * old.cx + (1 - a) * measured.cx, a * old.cy + (1 - a) * measured.cy, float(np.exp(log_size))))
+        log_size = weight * np.log(old) + (1 - weight) * np.log(measured)
+        return float(np.exp(np.clip(log_size, np.log(old) - log_step, np.log(old) + log_step)))
 
     def summary(self) -> dict[str, float | list[int]]:
         """What a run records about its tracking: the floor and the frames where the box was re-initialised."""
         return {"floor": self.floor, "max_scale_step": self.max_scale_step, "reinit_confidence": self.reinit_confidence,
                 "patience": self.patience, "refine": self.refine, "search": self.search,
                 "search_scales": list(self.search_scales), "searched_at": list(self.searches),
-                "extent_scale": self.extent_scale, "reinitialised_at": list(self.reinitialised)}
+                "extent_scale": self.extent_scale, "scale_smoothing": self.scale_smoothing,
+                "reinitialised_at": list(self.reinitialised)}
