@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tassn.hand.skeleton import ROOT  # noqa: E402
+from tassn.hand.skeleton import NUM_JOINTS, ROOT  # noqa: E402
 from tassn.predict.confidence import CONFIDENCE3D_KEY  # noqa: E402
 from tassn.predict.confidence_eval import (  # noqa: E402
     ERROR_THRESHOLD_MM,
@@ -85,14 +85,28 @@ def pooled(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([r["confidence"] for r in rows]), np.concatenate([r["errors"] for r in rows])
 
 
-def summarise(rows: list[dict[str, Any]], threshold_mm: float, bins: int) -> dict[str, Any]:
-    """Pooled AUROC and bins over every scored joint of ``rows`` (which keep their flat ``confidence``/``errors``)."""
+def auroc_within_joints(c: np.ndarray, e: np.ndarray, threshold_mm: float, joints: int = NUM_JOINTS - 1) -> float | None:
+    """The mean over the scored joints of each one's own AUROC (flat ``F×joints`` values, frames of every video
+    pooled): how well the confidence ranks the frames of one joint, which a per-joint factor (the chain prior)
+    cannot change. Joints on one side of the threshold in every frame are left out."""
+    if c.size % joints:
+        raise ValueError(f"{c.size} confidence values do not split into frames of {joints} joints")
+    per_joint = [auroc_or_none(cj, ej, threshold_mm)[0]
+                 for cj, ej in zip(c.reshape(-1, joints).T, e.reshape(-1, joints).T, strict=True)]
+    defined = [a for a in per_joint if a is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def summarise(rows: list[dict[str, Any]], threshold_mm: float, bins: int, joints: int = NUM_JOINTS - 1) -> dict[str, Any]:
+    """Pooled AUROC and bins over every scored joint of ``rows`` (which keep their flat ``confidence``/``errors``,
+    ``joints`` per frame)."""
     c, e = pooled(rows)
     auroc, why = auroc_or_none(c, e, threshold_mm)
     defined = [r["auroc"] for r in rows if r["auroc"] is not None]
     return {"auroc": auroc, "auroc_undefined": why, "joints": int(c.size),
             "wrong_fraction": float((e > threshold_mm).mean()),
             "auroc_per_video_mean": float(np.mean(defined)) if defined else None,
+            "auroc_within_joint_mean": auroc_within_joints(c, e, threshold_mm, joints),
             "videos_with_auroc": len(defined), "goal_auroc": GOAL_AUROC,
             "goal_met": bool(auroc is not None and auroc >= GOAL_AUROC),
             "bins": error_by_confidence_bin(c, e, bins, threshold_mm)}
@@ -136,6 +150,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     measured = f"{auroc:.3f}" if auroc is not None else f"undefined ({summary['auroc_undefined']})"
     print(f"AUROC (joint error > {args.threshold_mm:g} mm, all joints but the wrist): {measured}; goal ≥ "
           f"{GOAL_AUROC}: {'met' if summary['goal_met'] else 'NOT met'}")
+    within = summary["auroc_within_joint_mean"]
+    print(f"AUROC within each joint (mean over the 20 joints; ranks frames, not joint types): "
+          f"{'undefined' if within is None else f'{within:.3f}'}")
     plot_error_vs_confidence(
         *pooled(rows), args.png, args.threshold_mm, args.bins, title=f"{len(rows)} synthetic {args.split} videos, {Path(args.ckpt).name}",
     )

@@ -84,12 +84,18 @@ def test_confidence_scoring_on_hand_made_numbers() -> None:
     auroc, why = bench_confidence.auroc_or_none(c, e, 50.0)
     assert auroc is None and "both sides of 50.0 mm" in why
     rows = [{"confidence": c[:3], "errors": e[:3], "auroc": 1.0}, {"confidence": c[3:], "errors": e[3:], "auroc": None}]
-    summary = bench_confidence.summarise(rows, 20.0, bins=2)
+    summary = bench_confidence.summarise(rows, 20.0, bins=2, joints=3)
     assert summary["auroc"] == pytest.approx(1.0) and summary["goal_met"] and summary["joints"] == 6
+    # within a joint only the third has frames on both sides (10 mm at 0.8, 40 mm at 0.6): ranked right
+    assert summary["auroc_within_joint_mean"] == pytest.approx(1.0)
+    # a per-joint factor reorders joints, not frames of one joint: the pooled AUROC moves, the within-joint one not
+    factor = np.tile([1.0, 1.0, 0.1], 2)
+    scaled = bench_confidence.summarise([{"confidence": c * factor, "errors": e, "auroc": None}], 20.0, bins=2, joints=3)
+    assert scaled["auroc"] < 1.0 and scaled["auroc_within_joint_mean"] == pytest.approx(1.0)
     assert summary["wrong_fraction"] == 0.5 and summary["videos_with_auroc"] == 1
     assert [b["wrong_fraction"] for b in summary["bins"]] == [1.0, 0.0]
     flipped = [{"confidence": 1.0 - c, "errors": e, "auroc": 0.0}]
-    assert not bench_confidence.summarise(flipped, 20.0, bins=2)["goal_met"]
+    assert not bench_confidence.summarise(flipped, 20.0, bins=2, joints=3)["goal_met"]
 
 
 def test_adapt_summary_on_hand_made_numbers() -> None:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tassn.predict.confidence import forward_backward_confidence
+from tassn.predict.confidence import chain_depth, forward_backward_confidence
 from tassn.predict.confidence_eval import confidence_auroc, error_by_confidence_bin, plot_error_vs_confidence
 
 
@@ -31,6 +31,17 @@ def test_agreement_and_peaks_make_the_confidence() -> None:
     # the peak is the mean of the two passes'
     conf2, _ = forward_backward_confidence(pose, pose, np.full((2, 21), 0.2), np.full((2, 21), 0.6))
     assert np.allclose(conf2, 0.4)
+
+
+def test_the_chain_prior_counts_bones_from_the_wrist() -> None:
+    depth = chain_depth()
+    assert depth[0] == 0 and depth.tolist() == [0] + [1, 2, 3, 4] * 5  # 5 fingers of 4 joints, MCP to tip
+    pose, peaks = np.zeros((3, 21, 3)), np.full((3, 21), 0.8)
+    plain, _ = forward_backward_confidence(pose, pose, peaks, peaks)
+    prior, _ = forward_backward_confidence(pose, pose, peaks, peaks, chain_decay=0.5)
+    np.testing.assert_allclose(prior, plain * 0.5 ** depth)  # the wrist keeps its confidence, a tip 1/16 of it
+    with pytest.raises(ValueError, match="chain decay"):
+        forward_backward_confidence(pose, pose, peaks, peaks, chain_decay=0.0)
 
 
 def test_bad_inputs_are_named() -> None:

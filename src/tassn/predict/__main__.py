@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from .command import add_io_arguments, run_command
-from .confidence import AGREEMENT_SCALE
+from .confidence import AGREEMENT_SCALE, CHAIN_DECAY
 from .decode import KEYPOINT_METHODS
 from .hand_crop import CROP_MODES, parse_bbox
 from .model import PREDICT_STAGES
@@ -69,6 +69,9 @@ def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     model.add_argument("--agreement-scale", type=float, default=AGREEMENT_SCALE,
                        help="forward/backward disagreement (reference-bone lengths) at which the confidence's "
                        f"agreement factor is e^-1/2 (default {AGREEMENT_SCALE})")
+    model.add_argument("--chain-decay", type=float, default=CHAIN_DECAY,
+                       help="the confidence's chain prior: × this per bone between a joint and the wrist, in (0, 1] "
+                       f"(1: none; default {CHAIN_DECAY})")
     model.add_argument("--clip-length", type=int,
                        help="restart the recurrence every N frames (default: carry it through the video)")
     model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, … (default auto)")
@@ -124,7 +127,7 @@ def run_from_args(args: argparse.Namespace) -> Path:
         keypoints_file=args.keypoints_file, crop=args.crop, crop_margin=args.crop_margin,
         track_smoothing=args.track_smoothing, track_options=track_options(args),
         left_hand=args.left_hand, fuse_reverse=args.fuse_reverse, confidence=args.confidence,
-        agreement_scale=args.agreement_scale, mm_scale=args.mm_scale,
+        agreement_scale=args.agreement_scale, chain_decay=args.chain_decay, mm_scale=args.mm_scale,
         clip_length=args.clip_length, mesh_format=args.mesh_format, overlay=args.overlay, fps=args.fps,
         max_frames=args.max_frames, device=args.device, keypoint_method=args.keypoint_method,
         heatmap_temperature=args.heatmap_temperature, allowed_stages=args.stages,

@@ -25,6 +25,7 @@ from tassn.render import fit_weak_perspective
 
 from .confidence import (
     AGREEMENT_SCALE,
+    CHAIN_DECAY,
     CONFIDENCE3D_KEY,
     DISAGREEMENT_KEY,
     FORMULA,
@@ -165,6 +166,7 @@ def predict_video(
     fuse_reverse: bool = False,
     confidence: bool = True,
     agreement_scale: float = AGREEMENT_SCALE,
+    chain_decay: float = CHAIN_DECAY,
     mm_scale: float | None = None,
     clip_length: int | None = None,
     mesh_format: str = "obj",
@@ -200,6 +202,7 @@ def predict_video(
         confidence: run the video backwards too and write each joint's forward/backward confidence
             (:mod:`tassn.predict.confidence`) into the 3D CSVs, ``confidence.json`` and ``predictions.npz``.
         agreement_scale: ``τ`` of that confidence, in reference-bone lengths.
+        chain_decay: ``γ`` of its chain prior (1: none).
         mm_scale: length of the reference bone (middle finger MCP→PIP) in mm; adds millimetre outputs.
         clip_length: restart the recurrence every ``clip_length`` frames (None: carry it through the video).
         mesh_format: ``obj``, ``ply`` (one file per frame) or ``none`` (meshes only in ``predictions.npz``).
@@ -227,6 +230,8 @@ def predict_video(
         raise ValueError(f"mm_scale (reference bone length in mm) must be positive, got {mm_scale}")
     if not agreement_scale > 0:
         raise ValueError(f"agreement_scale (τ, reference-bone lengths) must be positive, got {agreement_scale}")
+    if not 0.0 < chain_decay <= 1.0:
+        raise ValueError(f"chain_decay (γ of the confidence's chain prior) must be in (0, 1], got {chain_decay}")
     model = load_model(ckpt, allowed_stages=allowed_stages, net_overrides=net_overrides, device=device)
     crop_margin = model.crop_margin if crop_margin is None else crop_margin
     provider = make_crop_provider(crop, box=tuple(box) if box is not None else None, keypoints_file=keypoints_file,
@@ -251,7 +256,8 @@ def predict_video(
             extra[f"kp3d_{name}"] = p["pose"]
             extra[f"confidence_{name}"] = p["confidence"]
         extra[CONFIDENCE3D_KEY], extra[DISAGREEMENT_KEY] = forward_backward_confidence(
-            passes[0]["pose"], passes[1]["pose"], passes[0]["confidence"], passes[1]["confidence"], agreement_scale)
+            passes[0]["pose"], passes[1]["pose"], passes[0]["confidence"], passes[1]["confidence"], agreement_scale,
+            chain_decay)
     arrays = assemble(
         fused["kp_crop"], fused["confidence"], fused["pose"], fused["mesh"],
         np.stack([b.as_array() for b in boxes]), model.net.image_size, model.net.template_faces.cpu().numpy(),
@@ -276,6 +282,7 @@ def predict_video(
                 "crop_margin": crop_margin, "track_smoothing": track_smoothing,
                 "track_options": dict(track_options or {}), "left_hand": left_hand,
                 "fuse_reverse": fuse_reverse, "confidence": confidence, "agreement_scale": agreement_scale,
+                "chain_decay": chain_decay,
                 "mm_scale": mm_scale, "clip_length": clip_length,
                 "mesh_format": mesh_format, "keypoint_method": keypoint_method,
                 "heatmap_temperature": heatmap_temperature, "max_frames": max_frames,
