@@ -136,6 +136,13 @@ def table(rows: list[dict[str, Any]], summary: dict[str, Any], pck_px: float) ->
     return "\n".join(lines)
 
 
+def scale_smoothing(option: str | None, default: float) -> float | None:
+    """``--scale-smoothing``: None → ``default``, ``none`` → None (TrackingCrop's side smoothed as the centre)."""
+    if option is None:
+        return default
+    return None if option.strip().lower() == "none" else float(option)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--ckpt", required=True, help="checkpoint of a trained stage (stage3, stage2 or pretrain)")
@@ -157,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extent-scale", type=float, default=1.0,
                         help="tracking: the checkpoint's predicted / true hand extent (TrackingCrop extent_scale); "
                         "every run prints the median measured on its ground-truth crops (default 1)")
-    parser.add_argument("--scale-smoothing", type=float, default=None,
+    parser.add_argument("--scale-smoothing", default=None,
                         help="tracking: weight of the previous side in each side update and re-fit (TrackingCrop "
-                        "scale_smoothing; default: tassn predict's)")
+                        "scale_smoothing; default: tassn predict's; 'none': the side smoothed as the centre in "
+                        "updates and not in re-fits, the tracker before this option)")
     parser.add_argument("--crop-margin", type=float, default=TRAINING_MARGIN,
                         help=f"crop side / keypoints' extent, for the ground-truth crop and the tracker (default "
                         f"{TRAINING_MARGIN}, the synthetic training margin)")
@@ -187,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     refine = DEFAULT_REFINE if args.refine is None else args.refine
     search = DEFAULT_SEARCH if args.search is None else args.search
     track: dict[str, Any] = {"refine": refine, "search": search, "extent_scale": args.extent_scale,
-                             "scale_smoothing": DEFAULT_SCALE_SMOOTHING if args.scale_smoothing is None else args.scale_smoothing}
+                             "scale_smoothing": scale_smoothing(args.scale_smoothing, DEFAULT_SCALE_SMOOTHING)}
     started = time.perf_counter()
     rows = [run_video(folder / "videos" / str(name), kp, stepper, args.pck_px, track, args.start, args.crop_margin)
             for name, kp in zip(names, kp2d, strict=True)]
