@@ -8,6 +8,8 @@ mean-pose baseline's EPE on the same split. At the end it draws the predicted an
 validation frames into a PNG. Writes ``<out>/learning_check.json`` and ``<out>/keypoints.png``::
 
     python benchmarks/learning_check.py --stage pretrain --steps 360 --every 90 [-- --model.init_args.lr=3e-4 …]
+    python benchmarks/learning_check.py --stage stage3 --weights runs/…/stage3/checkpoints/last.ckpt --steps 0 \
+        --out /tmp/look      # no training: score a trained checkpoint and draw its keypoints
 
 Arguments after ``--`` go to the CLI unchanged (any ``--config`` or ``--key=value`` of ``tassn fit``).
 """
@@ -132,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--init-3d", type=Path, help="start the mesh and pose estimators from weights written by "
                         "lifting_check.py --save")
+    parser.add_argument("--weights", type=Path, help="start from this trained checkpoint of the same stage (all "
+                        "network weights, after any init_from; with --steps 0: score it and draw its keypoints)")
     parser.add_argument("--train-videos", type=int, default=8,
                         help="at the end, also score the first N training videos (0: skip)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/learning_check"))
@@ -145,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     dm.prepare_data()
     dm.setup("fit")
     model.setup("fit")
+    if args.weights:
+        from tassn.stages.checkpoints import load_net_from_checkpoint
+
+        load_net_from_checkpoint(model.net, args.weights, (args.stage,))
     if args.init_3d:
         weights = torch.load(args.init_3d, map_location="cpu", weights_only=True)
         model.net.mesh.load_state_dict(weights["mesh"])
@@ -201,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     keypoint_png(model, val_loader, args.out / "keypoints.png")
     result = {"stage": args.stage, "config": args.config, "cli_args": extra,
+              "weights": str(args.weights) if args.weights else None,
               "init_3d": str(args.init_3d) if args.init_3d else None, "steps": args.steps, "seed": args.seed,
               "mean_pose_epe_mm": baseline,
               "mean_pose_pa_epe_mm": baseline_pa, "records": records, "train_videos": fitted}
