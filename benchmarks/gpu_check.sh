@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# GPU check (at most 5 minutes on one CUDA device), four steps, each under its own time limit (45 + 100 + 40 + 115 s):
+# GPU check (at most 5 minutes on one CUDA device), four steps, each under its own time limit (35 + 110 + 40 + 115 s):
 #   cuda_tests  the CUDA-marked tests (pytest -m cuda --require-cuda: they fail, never skip, without a GPU); their
 #               CPU reference renders with the PyTorch span walk (TASSN_NATIVE_RENDER=0), so that compiling the
 #               native CPU kernels (about a minute on a fresh machine; a CPU matter, tested by `make test`) is not
 #               on the clock
 #   bench       make bench BENCH_DEVICE=cuda at the paper size with bf16 autocast (training steps and renderer;
 #               3 interleaved rounds instead of 5, to fit the 5 minutes)
-#   data        tassn prepare: a small synthetic target set at the paper's crop size (6 training videos of 12
-#               frames, 2 clips each; rendered without supersampling and GrabCut at 2 iterations, which only
-#               shortens the preparation)
+#   data        tassn prepare: a small synthetic target set at the paper's crop size (4 training videos of 12
+#               frames; rendered without supersampling and GrabCut at 2 iterations, which only shortens the
+#               preparation)
 #   stage3_fit  50 steps of stage 3 at the paper size: tassn fit with experiments/stage3.yaml, the synthetic data
 #               and experiments/paper.yaml (256² crops, the full PME, DDP with sync_batchnorm) on one device in
-#               bf16-mixed precision, from a fresh PME, no validation, 1 clip of 8 frames per step: the paper's 6
-#               clips per GPU took 7.5 s a step on an H200 (a fresh PME's meshes cover ~40 % of the crop, and the
-#               renderer's span walk grows with them), so 50 of them would need 6 minutes alone. Lightning's
+#               bf16-mixed precision, from a fresh PME, no validation, 1 clip of 4 frames per step: the paper's 6
+#               clips of 8 frames per GPU took 7.5 s a step on an H200, and 1 clip of 8 frames 3.4 s (its forward
+#               and backward, a long chain of small kernels, not the data), so 50 of either need more than the
+#               five minutes leave; 4 frames halve the recurrence and the flow pairs. Lightning's
 #               max_time ends the fit cleanly before the step's limit, so that a slow device still leaves its
 #               step count and Lightning's simple profile (time per training action) in the JSON; fewer than 50
 #               steps fails the check
@@ -43,13 +44,13 @@ BENCH_ARGS="--sizes paper --autocast bf16 --parts train render --rounds 3 --out 
 BENCH=(make --no-print-directory -o .install.stamp bench PYTHON="$PYTHON" BENCH_DEVICE=cuda
   BENCH_ARGS="$BENCH_ARGS")
 CONFIGS=(--config experiments/stage3.yaml --config experiments/data/synthetic.yaml --config experiments/paper.yaml
-  --data.init_args.root="$WORK/data" --data.init_args.num_train_videos=6 --data.init_args.num_val_videos=1
+  --data.init_args.root="$WORK/data" --data.init_args.num_train_videos=4 --data.init_args.num_val_videos=1
   --data.init_args.num_test_videos=1 --data.init_args.frames_per_video=12 --data.init_args.supersample=1
   --data.init_args.grabcut_iterations=2)
 DATA=("$PYTHON" -m tassn prepare "${CONFIGS[@]}")
 FIT=("$PYTHON" -m tassn fit "${CONFIGS[@]}" --seed_everything=0 --model.init_args.init_from=null
-  --data.init_args.batch_size=1 --trainer.devices=1 --trainer.precision=bf16-mixed --trainer.max_steps=$FIT_STEPS
-  --trainer.max_time=00:00:01:20 --trainer.limit_val_batches=0 --trainer.num_sanity_val_steps=0
+  --data.init_args.batch_size=1 --data.init_args.clip_len=4 --trainer.devices=1 --trainer.precision=bf16-mixed --trainer.max_steps=$FIT_STEPS
+  --trainer.max_time=00:00:01:30 --trainer.limit_val_batches=0 --trainer.num_sanity_val_steps=0
   --trainer.log_every_n_steps=1 --trainer.default_root_dir="$WORK/stage3"
   --trainer.profiler=lightning.pytorch.profilers.SimpleProfiler --trainer.profiler.dirpath="$WORK/stage3"
   --trainer.profiler.filename=profile
@@ -94,8 +95,8 @@ step() {  # step NAME SECONDS COMMAND…: run with a time limit, record its exit
 }
 STEP=0
 
-step cuda_tests 45 "${CUDA_TESTS[@]}"
-step bench 100 "${BENCH[@]}"
+step cuda_tests 35 "${CUDA_TESTS[@]}"
+step bench 110 "${BENCH[@]}"
 step data 40 "${DATA[@]}"
 step stage3_fit 115 "${FIT[@]}"
 
