@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tassn.hand import NUM_JOINTS, PARENTS
+from tassn.hand.kinematics import DEPTH
 
 #: Where the confidence of each frame and joint is saved (``predictions.npz`` extra, CSV/JSON columns).
 CONFIDENCE3D_KEY = "confidence3d"
@@ -40,13 +40,7 @@ FORMULA = (
 
 def chain_depth() -> np.ndarray:
     """``21`` ints: each joint's number of bones from the wrist (the wrist 0, MCPs 1, tips 4)."""
-    depth = np.zeros(NUM_JOINTS, dtype=np.int64)
-    for joint in range(NUM_JOINTS):
-        parent = PARENTS[joint]
-        while parent >= 0:
-            depth[joint] += 1
-            parent = PARENTS[parent]
-    return depth
+    return np.asarray(DEPTH, dtype=np.int64)
 
 
 def forward_backward_confidence(
