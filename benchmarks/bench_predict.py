@@ -168,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="tracking: weight of the previous side in each side update and re-fit (TrackingCrop "
                         "scale_smoothing; default: tassn predict's; 'none': the side smoothed as the centre in "
                         "updates and not in re-fits, the tracker before this option)")
+    parser.add_argument("--compare-quantile", type=float, default=None,
+                        help="tracking: quantile of a candidate's joint peaks that compares the first-frame search's "
+                        "boxes (TrackingCrop compare_quantile; default: tassn predict's, the median)")
     parser.add_argument("--crop-margin", type=float, default=TRAINING_MARGIN,
                         help=f"crop side / keypoints' extent, for the ground-truth crop and the tracker (default "
                         f"{TRAINING_MARGIN}, the synthetic training margin)")
@@ -190,12 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_videos is not None:
         names, kp2d = names[: args.max_videos], kp2d[: args.max_videos]
     stepper = Stepper(model)
-    from tassn.predict.tracking import DEFAULT_REFINE, DEFAULT_SCALE_SMOOTHING, DEFAULT_SEARCH
+    from tassn.predict.tracking import (
+        DEFAULT_COMPARE_QUANTILE,
+        DEFAULT_REFINE,
+        DEFAULT_SCALE_SMOOTHING,
+        DEFAULT_SEARCH,
+    )
 
     refine = DEFAULT_REFINE if args.refine is None else args.refine
     search = DEFAULT_SEARCH if args.search is None else args.search
     track: dict[str, Any] = {"refine": refine, "search": search, "extent_scale": args.extent_scale,
-                             "scale_smoothing": scale_smoothing(args.scale_smoothing, DEFAULT_SCALE_SMOOTHING)}
+                             "scale_smoothing": scale_smoothing(args.scale_smoothing, DEFAULT_SCALE_SMOOTHING),
+                             "compare_quantile": DEFAULT_COMPARE_QUANTILE if args.compare_quantile is None
+                             else args.compare_quantile}
     started = time.perf_counter()
     rows = [run_video(folder / "videos" / str(name), kp, stepper, args.pck_px, track, args.start, args.crop_margin)
             for name, kp in zip(names, kp2d, strict=True)]
@@ -209,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"checkpoint": str(Path(args.ckpt)), "stage": model.stage, "data": str(folder), "pck_px": args.pck_px,
               "crop_size": stepper.crop_size, "crop_margin": args.crop_margin,
               "tracker": f"TrackingCrop defaults, refine={refine}, search={search}, extent_scale={args.extent_scale}, "
-                         f"scale_smoothing={track['scale_smoothing']}, "
+                         f"scale_smoothing={track['scale_smoothing']}, compare_quantile={track['compare_quantile']}, "
                          f"first box: {args.start}",
               "seconds": time.perf_counter() - started, "summary": summary, "videos": rows}
     out.write_text(json.dumps(report, indent=2) + "\n")

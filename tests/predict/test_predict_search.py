@@ -99,3 +99,12 @@ def test_the_chosen_trial_is_the_frames_step() -> None:
     network = SquareNetwork()
     first_box(network, search=2, refine=1)
     assert network.adopted == 3  # one adopted step per frame, however many trials
+
+
+def test_trial_boxes_are_compared_by_a_quantile_of_the_joints_peaks() -> None:
+    peaks = np.array([0.9] * 18 + [0.05, 0.1, np.nan])  # a box that cuts off two fingertips
+    assert TrackingCrop().trial_score(peaks) == pytest.approx(0.9)  # the median does not see them
+    assert TrackingCrop(compare_quantile=0.0).trial_score(peaks) == pytest.approx(0.05)
+    assert TrackingCrop().trial_score(np.full(21, np.nan)) == 0.0
+    with pytest.raises(ValueError, match="compare_quantile"):
+        TrackingCrop(compare_quantile=1.5)

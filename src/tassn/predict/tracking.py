@@ -46,6 +46,10 @@ DEFAULT_SEARCH_SCALES = (0.5, 0.75)
 #: network draws the hand at nearly one size in every crop, so a side read from its keypoints carries little scale
 #: signal and much noise, and a box that takes it at face value drifts to the floor; chosen the same way.
 DEFAULT_SCALE_SMOOTHING = 0.8
+#: Which quantile of a trial's joint peaks compares the search's candidate boxes: the median of the 21. The minimum
+#: (0: a box that cuts part of the hand off leaves some joints faint) picked better first boxes for one checkpoint on
+#: validation and worse for others, and once settled on the full frame (docs/results.md); the median stays.
+DEFAULT_COMPARE_QUANTILE = 0.5
 
 
 class TrackingCrop:
@@ -72,6 +76,7 @@ class TrackingCrop:
         search: int = DEFAULT_SEARCH,
         search_scales: Sequence[float] = DEFAULT_SEARCH_SCALES,
         scale_smoothing: float | None = DEFAULT_SCALE_SMOOTHING,
+        compare_quantile: float = DEFAULT_COMPARE_QUANTILE,
     ) -> None:
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"track smoothing must be in [0, 1), got {smoothing}")
@@ -87,6 +92,8 @@ class TrackingCrop:
             raise ValueError(f"patience (lost frames before re-initialising) must be at least 1, got {patience}")
         if not extent_scale > 0:
             raise ValueError(f"extent_scale (predicted / true hand extent) must be positive, got {extent_scale}")
+        if not 0.0 <= compare_quantile <= 1.0:
+            raise ValueError(f"compare_quantile (of the joints' peaks) must be in [0, 1], got {compare_quantile}")
         if refine < 0:
             raise ValueError(f"refine (re-fits of a frame's box to its own prediction) must be ≥ 0, got {refine}")
         self.initial = initial
@@ -103,6 +110,7 @@ class TrackingCrop:
         if not all(0.0 < f <= 1.0 for f in search_scales):
             raise ValueError(f"search_scales are fractions of the frame's shorter side in (0, 1], got {search_scales}")
         self.refine = refine
+        self.compare_quantile = compare_quantile
         self.extent_scale = extent_scale
         self.search = search
         self.search_scales = tuple(float(f) for f in search_scales)
@@ -176,7 +184,7 @@ class TrackingCrop:
                     break
                 box = settled
                 kp2d, confidence = predict(box)
-            score = self.frame_confidence(confidence)
+            score = self.trial_score(confidence)
             if best is None or score > best[0]:
                 best = (score, box)
         assert best is not None  # candidates() holds the first box at least
@@ -194,6 +202,13 @@ class TrackingCrop:
         finite = np.asarray(confidence, dtype=np.float64)
         finite = finite[np.isfinite(finite)]
         return float(np.median(finite)) if finite.size else 0.0
+
+    def trial_score(self, confidence: np.ndarray) -> float:
+        """How surely a search candidate holds the hand: the ``compare_quantile`` of its joints' heatmap peaks (0 when
+        none is finite). The re-fit guard keeps :meth:`frame_confidence` (the median)."""
+        finite = np.asarray(confidence, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        return float(np.quantile(finite, self.compare_quantile)) if finite.size else 0.0
 
     def _confident(self, kp2d: np.ndarray, confidence: np.ndarray) -> np.ndarray | None:
         """The mask of a frame's confident, finite keypoints, or None when the frame is lost."""
@@ -261,4 +276,5 @@ class TrackingCrop:
                 "patience": self.patience, "refine": self.refine, "search": self.search,
                 "search_scales": list(self.search_scales), "searched_at": list(self.searches),
                 "extent_scale": self.extent_scale, "scale_smoothing": self.scale_smoothing,
+                "compare_quantile": self.compare_quantile,
                 "reinitialised_at": list(self.reinitialised)}
