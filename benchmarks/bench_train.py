@@ -95,8 +95,9 @@ SIZES: dict[str, Size] = {
 #: glibc: serve (and return on free) every allocation over 64 KiB with mmap
 MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "65536")
 STAGES: tuple[str, ...] = ("pretrain", "stage1", "stage2", "stage3", "stage3 w/o L_c")
-#: ``--silhouette-divisor``, ``--batch-directions``: options of the silhouette stages (stage 2 and 3)
-STAGE_OPTIONS: dict[str, Any] = {"silhouette_divisor": 1, "batch_directions": False}
+#: ``--silhouette-divisor``, ``--batch-directions``: options of the silhouette stages (stage 2 and 3); the renderer's
+#: ``method`` (``auto``; ``op_counts.py --method`` sets it)
+STAGE_OPTIONS: dict[str, Any] = {"silhouette_divisor": 1, "batch_directions": False, "renderer_method": "auto"}
 #: ``--init-from``: the weights every PME the benchmark builds starts from (fresh by default)
 net_init: NetInit = NetInit()
 
@@ -169,7 +170,8 @@ def build_stage(name: str, size: Size, renderer_backend: str = "soft") -> torch.
     if name == "stage1":
         return Stage1(net)
     silhouette_size = size.image_size // STAGE_OPTIONS["silhouette_divisor"]
-    options = {"renderer": SilhouetteRenderer(silhouette_size, backend=renderer_backend),
+    renderer = SilhouetteRenderer(silhouette_size, backend=renderer_backend, method=STAGE_OPTIONS["renderer_method"])
+    options = {"renderer": renderer,
                "silhouette_size": silhouette_size}
     if name == "stage2":
         return Stage2(net, **options)

@@ -6,10 +6,11 @@ arithmetic (docs/results.md, "The GPU check on an H200"). Both can be counted on
 ``torch.profiler`` records one training step of each stage (``bench_train``'s stages, batch and optimiser step) and
 this prints, per stage, the top-level ``aten`` operators (those a device would run as one or more kernels) and the
 data-dependent ones (``nonzero``, ``masked_select``, ``unique``, ``repeat_interleave``, and ``item`` on a tensor
-other than the optimiser's CPU step counters), each also over the pre-training's. The renderer runs its portable
-path (the row-span walk, what a GPU runs; ``TASSN_NATIVE_RENDER=0``) unless ``--native``::
+other than the optimiser's CPU step counters), each also over the pre-training's. The renderer finds its covering
+pairs by ``--method``: ``spans`` (the row-span walk, what a GPU runs by default), ``windows`` (a K×K window per
+face, fixed-shape work) or ``native`` (the compiled CPU loop, the CPU's default)::
 
-    python benchmarks/op_counts.py [--sizes cpu] [--stages pretrain stage2 stage3] [--native]
+    python benchmarks/op_counts.py [--sizes cpu] [--stages pretrain stage2 stage3] [--method spans|windows|native]
 
 Writes JSON (default ``benchmarks/results/op_counts.json``).
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -85,16 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", default=["cpu"], choices=list(bt.SIZES))
     parser.add_argument("--stages", nargs="+", default=list(bt.STAGES), choices=list(bt.STAGES))
-    parser.add_argument("--native", action="store_true",
-                        help="render with the compiled CPU loop (the CPU default) instead of the row-span walk")
+    parser.add_argument("--method", default="spans", choices=["spans", "windows", "native"],
+                        help="how the renderer finds its pairs (default spans, a GPU's path)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "op_counts.json")
     args = parser.parse_args(argv)
-    os.environ["TASSN_NATIVE_RENDER"] = "1" if args.native else "0"
+    bt.STAGE_OPTIONS["renderer_method"] = args.method
     torch.manual_seed(0)
     rows = [count_step(stage, key) for key in args.sizes for stage in args.stages]
     print(table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"renderer": "native" if args.native else "spans", "rows": rows}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"renderer_method": args.method, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
 

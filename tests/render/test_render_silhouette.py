@@ -47,6 +47,16 @@ def test_renderer_shapes_and_backend() -> None:
         r(v[:, :2], f)
 
 
+def test_renderer_passes_its_pair_method_to_the_rasterizer() -> None:
+    v, f = grid_square(4, 4.5, 4.3, 12)
+    reference = SilhouetteRenderer(32, backend="soft", method="spans")(v[None], f)
+    windows = SilhouetteRenderer(32, backend="soft", method="windows")
+    assert "method='windows'" in repr(windows)
+    torch.testing.assert_close(windows(v[None], f), reference, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="method"):
+        SilhouetteRenderer(32, method="tiles")  # type: ignore[arg-type]
+
+
 @pytest.mark.skipif(pytorch3d_available(), reason="PyTorch3D is installed here")
 def test_pytorch3d_backend_says_how_to_install() -> None:
     with pytest.raises(ImportError, match="PYTORCH3D_FORCE_NO_CUDA=1"):

@@ -7,7 +7,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from .pytorch3d_backend import load_pytorch3d, pytorch3d_available, pytorch3d_silhouette
-from .soft_rasterizer import blur_radius_for, soft_silhouette
+from .soft_rasterizer import METHODS, Method, blur_radius_for, soft_silhouette
 
 Backend = Literal["auto", "soft", "pytorch3d"]
 
@@ -21,6 +21,9 @@ class SilhouetteRenderer(nn.Module):
         faces_per_pixel: K nearest faces (in z) blended per pixel.
         backend: ``soft`` (built-in, plain PyTorch), ``pytorch3d``, or ``auto`` (PyTorch3D when it imports).
         blur_radius: faces farther than this (squared NDC) are ignored; default ``log(1/1e-4 − 1)·sigma``.
+        method: how the built-in rasterizer finds each pixel's faces (``auto``: the compiled loop on the CPU, the
+            row-span walk elsewhere; ``windows``: a K×K window per face, fixed-shape work; see
+            :func:`~tassn.render.soft_rasterizer.soft_silhouette`). Ignored by PyTorch3D.
 
     ``forward(vertices_px …×V×3, faces F×3) -> …×1×S×S``: x, y in crop pixels (pixel centres at integers),
     z depth in any units (larger = farther); leading dims (e.g. B×T) are kept.
@@ -33,6 +36,7 @@ class SilhouetteRenderer(nn.Module):
         faces_per_pixel: int = 50,
         backend: Backend = "auto",
         blur_radius: float | None = None,
+        method: Method = "auto",
     ) -> None:
         super().__init__()
         if image_size <= 0:
@@ -43,12 +47,15 @@ class SilhouetteRenderer(nn.Module):
             raise ValueError(f"faces_per_pixel must be positive; got {faces_per_pixel}")
         if backend not in ("auto", "soft", "pytorch3d"):
             raise ValueError(f"backend must be 'auto', 'soft' or 'pytorch3d'; got {backend!r}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
         if backend == "pytorch3d":
             load_pytorch3d()  # fail early, with the install hint
         self.image_size = int(image_size)
         self.sigma = float(sigma)
         self.faces_per_pixel = int(faces_per_pixel)
         self.blur_radius = blur_radius_for(sigma) if blur_radius is None else float(blur_radius)
+        self.method: Method = method
         self.backend = (
             "pytorch3d" if backend == "pytorch3d" or (backend == "auto" and pytorch3d_available()) else "soft"
         )
@@ -58,19 +65,15 @@ class SilhouetteRenderer(nn.Module):
             raise ValueError(f"vertices_px must be …×V×3 (x, y px, depth); got {tuple(vertices_px.shape)}")
         lead = vertices_px.shape[:-2]
         flat = vertices_px.reshape(-1, *vertices_px.shape[-2:])
-        render = pytorch3d_silhouette if self.backend == "pytorch3d" else soft_silhouette
-        alpha = render(
-            flat,
-            faces,
-            self.image_size,
-            sigma=self.sigma,
-            faces_per_pixel=self.faces_per_pixel,
-            blur_radius=self.blur_radius,
-        )
+        options = {"sigma": self.sigma, "faces_per_pixel": self.faces_per_pixel, "blur_radius": self.blur_radius}
+        if self.backend == "pytorch3d":
+            alpha = pytorch3d_silhouette(flat, faces, self.image_size, **options)
+        else:
+            alpha = soft_silhouette(flat, faces, self.image_size, method=self.method, **options)
         return alpha.reshape(*lead, 1, self.image_size, self.image_size)
 
     def extra_repr(self) -> str:
         return (
             f"image_size={self.image_size}, sigma={self.sigma}, faces_per_pixel={self.faces_per_pixel}, "
-            f"backend={self.backend!r}"
+            f"backend={self.backend!r}, method={self.method!r}"
         )
