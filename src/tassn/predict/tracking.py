@@ -52,6 +52,13 @@ DEFAULT_SCALE_SMOOTHING = 0.8
 DEFAULT_COMPARE_QUANTILE = 0.5
 
 
+def _peak_quantile(confidence: np.ndarray, quantile: float) -> float:
+    """The ``quantile`` of the finite joint peaks of one prediction; 0 when none is finite."""
+    finite = np.asarray(confidence, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    return float(np.quantile(finite, quantile)) if finite.size else 0.0
+
+
 class TrackingCrop:
     """Follows the hand with the previous frame's predicted 2D keypoints, within bounds (module doc).
 
@@ -199,16 +206,12 @@ class TrackingCrop:
     @staticmethod
     def frame_confidence(confidence: np.ndarray) -> float:
         """A frame's confidence: the median heatmap peak over its joints (0 when none is finite)."""
-        finite = np.asarray(confidence, dtype=np.float64)
-        finite = finite[np.isfinite(finite)]
-        return float(np.median(finite)) if finite.size else 0.0
+        return _peak_quantile(confidence, 0.5)
 
     def trial_score(self, confidence: np.ndarray) -> float:
         """How surely a search candidate holds the hand: the ``compare_quantile`` of its joints' heatmap peaks (0 when
         none is finite). The re-fit guard keeps :meth:`frame_confidence` (the median)."""
-        finite = np.asarray(confidence, dtype=np.float64)
-        finite = finite[np.isfinite(finite)]
-        return float(np.quantile(finite, self.compare_quantile)) if finite.size else 0.0
+        return _peak_quantile(confidence, self.compare_quantile)
 
     def _confident(self, kp2d: np.ndarray, confidence: np.ndarray) -> np.ndarray | None:
         """The mask of a frame's confident, finite keypoints, or None when the frame is lost."""
