@@ -192,6 +192,31 @@ def test_freeze_by_name(make_pme) -> None:
         net.freeze("hourglass")
 
 
+def test_fixed_norm_stats_train_the_weights_but_keep_the_statistics(make_pme) -> None:
+    net = make_pme()
+    net.fix_norm_stats("mesh")
+    assert net.fixed_norm_stats == ("mesh",)
+    net.train()
+    norms = [m for m in net.mesh.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert norms and not any(m.training for m in norms) and net.mesh.training
+    assert all(p.requires_grad for p in net.mesh.parameters())
+    stats = [m.running_mean.clone() for m in norms]
+    hourglass_bn = net.heatmap.hourglass.stem[1]
+    hourglass_before = hourglass_bn.running_mean.clone()
+    out = net.run(_clip(t=2))
+    out.mesh.square().mean().backward()
+    assert all(torch.equal(m.running_mean, s) for m, s in zip(norms, stats, strict=True))
+    assert all(m.weight.grad is not None for m in norms)  # the affine weights still train
+    assert not torch.equal(hourglass_bn.running_mean, hourglass_before)  # only the named sub-network is fixed
+    net.fix_norm_stats()
+    net.train()
+    assert all(m.training for m in norms)
+    net.run(_clip(t=2))
+    assert not all(torch.equal(m.running_mean, s) for m, s in zip(norms, stats, strict=True))
+    with pytest.raises(ValueError, match="unknown sub-network"):
+        net.fix_norm_stats("decoder")
+
+
 def test_bad_inputs(make_pme) -> None:
     net = make_pme()
     with pytest.raises(ValueError, match="3×64×64"):

@@ -156,3 +156,25 @@ def test_unknown_sub_network_names_are_refused(make_net) -> None:
 
     with pytest.raises(ValueError, match="unknown train_modules.*'hands'"):
         Stage3(make_net(), train_modules=["heatmap", "hands"])
+
+
+@pytest.mark.parametrize("stage_name", ["Stage2", "Stage3"])
+def test_silhouette_stages_train_the_mesh_with_its_statistics_fixed(stage_name, make_net, make_data) -> None:
+    import tassn.stages as stages
+
+    stage = getattr(stages, stage_name)(make_net(), lr=1e-3)
+    assert stage.fixed_norm_stats == ("mesh",)
+    norms = [m for m in stage.net.mesh.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    stats = [m.running_var.clone() for m in norms]
+    weights = params(stage.net.mesh)
+    one_step(stage, first_batch(make_data("target")))
+    assert all(torch.equal(m.running_var, s) for m, s in zip(norms, stats, strict=True))
+    assert any(not torch.equal(v, weights[k]) for k, v in stage.net.mesh.named_parameters())
+
+    free = getattr(stages, stage_name)(make_net(), lr=1e-3, fixed_norm_stats=[])
+    stats = [m.running_var.clone() for m in free.net.mesh.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    one_step(free, first_batch(make_data("target")))
+    moved = [m.running_var for m in free.net.mesh.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert not all(torch.equal(m, s) for m, s in zip(moved, stats, strict=True))
+    with pytest.raises(ValueError, match="unknown fixed_norm_stats.*'decoder'"):
+        getattr(stages, stage_name)(make_net(), fixed_norm_stats=["decoder"])

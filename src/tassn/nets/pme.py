@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from tassn.hand import template as hand_template
 from tassn.hand.graph import GraphHierarchy, hierarchy_for
@@ -189,6 +190,7 @@ class PME(nn.Module):
         self.teacher_jitter = teacher_jitter
         self.teacher_drop = teacher_drop
         self._frozen: set[str] = set()
+        self._fixed_norm_stats: set[str] = set()
 
         hand = build_hand(template)
         self.hierarchy: GraphHierarchy = hierarchy_for(hand, levels=coarsening_levels, cache_dir=graph_cache_dir)
@@ -250,6 +252,23 @@ class PME(nn.Module):
             self._frozen.discard(name)
         return self
 
+    def fix_norm_stats(self, *names: str) -> PME:
+        """Keep the named sub-networks' BatchNorm statistics as loaded while their weights train: their BatchNorm
+        layers stay in eval mode (normalising by the stored statistics, never updating them).
+
+        Why: a stage without 3D labels fine-tunes the mesh estimator on another domain in small batches of
+        consecutive frames; re-estimating its statistics there moves the 3D it learned with labels before any
+        weight does (docs/results.md, ninth round).
+        """
+        self._check_names(names)
+        self._fixed_norm_stats = set(names)
+        return self.train(self.training)
+
+    @property
+    def fixed_norm_stats(self) -> tuple[str, ...]:
+        """Names of the sub-networks whose BatchNorm statistics do not move in training, in ``SUBNETS`` order."""
+        return tuple(n for n in SUBNETS if n in self._fixed_norm_stats)
+
     @property
     def frozen(self) -> tuple[str, ...]:
         """Names of the frozen sub-networks, in ``SUBNETS`` order."""
@@ -259,6 +278,10 @@ class PME(nn.Module):
         super().train(mode)
         for name in self._frozen:
             getattr(self, name).eval()
+        for name in self._fixed_norm_stats - self._frozen:
+            for module in getattr(self, name).modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
         return self
 
     # ------------------------------------------------------------------------------------------------------------

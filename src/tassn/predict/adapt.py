@@ -22,15 +22,15 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
+from tassn.nets.pme import SUBNETS
 from tassn.stages.checkpoints import STAGE_KEY
 from tassn.stages.stage3 import Stage3
 
@@ -56,16 +56,10 @@ DEFAULT_STEPS = 200
 
 
 class AdaptStage(Stage3):
-    """Stage 3 trained on one video: its losses and ``training_step`` unchanged, batch-norm statistics frozen."""
+    """Stage 3 trained on one video: its losses and ``training_step`` unchanged, every BatchNorm layer's statistics
+    kept as trained (one video's frames would re-estimate them)."""
 
-    def freeze_batchnorm(self) -> None:
-        """Batch-norm layers use (and keep) their trained running statistics."""
-        for module in self.net.modules():
-            if isinstance(module, _BatchNorm):
-                module.eval()
-
-    def on_train_epoch_start(self) -> None:
-        self.freeze_batchnorm()
+    default_fixed_norm_stats: ClassVar[tuple[str, ...]] = SUBNETS
 
 
 class LossHistory(Callback):

@@ -61,9 +61,7 @@ class CollapseGuard(Callback):
             return pose_variance(module.net, self.crops, self.chunk)
         finally:
             if was_training:
-                module.train()
-                if hasattr(module, "freeze_batchnorm"):
-                    module.freeze_batchnorm()
+                module.train()  # the network's own train() keeps any fixed BatchNorm statistics fixed
 
     def _keep(self, module: LightningModule) -> None:
         self._good = {k: v.detach().clone() for k, v in module.net.state_dict().items()}

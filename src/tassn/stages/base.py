@@ -46,6 +46,9 @@ class StageModule(LightningModule):
         lr_schedule: ``constant``, or ``cosine`` decay to 0 over the run's optimiser steps (short CPU runs).
         train_modules: sub-networks that train (among ``flow, heatmap, mesh, pose``); the others are frozen.
             Default: the stage's own (:attr:`default_train_modules`).
+        fixed_norm_stats: training sub-networks whose BatchNorm statistics stay as loaded (their BatchNorm layers
+            normalise by the stored statistics and never update them). Default: the stage's own
+            (:attr:`default_fixed_norm_stats`).
         init_from: a Lightning checkpoint of an earlier stage whose network weights start this one (loaded when
             fitting starts; a resumed run restores its own weights afterwards).
         init_from_stages: stages whose checkpoints ``init_from`` accepts (default: :attr:`default_init_stages`).
@@ -55,6 +58,7 @@ class StageModule(LightningModule):
     #: name stored in every checkpoint this stage writes (:data:`~tassn.stages.checkpoints.STAGE_KEY`).
     stage: ClassVar[str] = "base"
     default_train_modules: ClassVar[tuple[str, ...]] = ("heatmap", "mesh", "pose")
+    default_fixed_norm_stats: ClassVar[tuple[str, ...]] = ()
     default_init_stages: ClassVar[tuple[str, ...]] = ()
     #: whether the training step may read the batch's 3D labels (only the pre-training on the source domain).
     reads_3d_labels: ClassVar[bool] = False
@@ -66,6 +70,7 @@ class StageModule(LightningModule):
         weight_decay: float = 0.0,
         lr_schedule: LRSchedule = "constant",
         train_modules: Sequence[str] | None = None,
+        fixed_norm_stats: Sequence[str] | None = None,
         init_from: str | None = None,
         init_from_stages: Sequence[str] | None = None,
         pck2d_threshold: float = 5.0,
@@ -90,6 +95,13 @@ class StageModule(LightningModule):
         self.init_from_stages = tuple(self.default_init_stages if init_from_stages is None else init_from_stages)
         self.net.unfreeze(*self.train_modules)
         self.net.freeze(*[m for m in SUBNETS if m not in self.train_modules])
+        self.fixed_norm_stats = tuple(self.default_fixed_norm_stats if fixed_norm_stats is None else fixed_norm_stats)
+        unknown = [m for m in self.fixed_norm_stats if m not in SUBNETS]
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}: unknown fixed_norm_stats {unknown}; expected names among {SUBNETS}"
+            )
+        self.net.fix_norm_stats(*self.fixed_norm_stats)
         self.val_metrics = EvaluationMetrics(pck2d_threshold)
         self.test_metrics = EvaluationMetrics(pck2d_threshold)
         self._initialised = False

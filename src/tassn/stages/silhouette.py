@@ -9,7 +9,7 @@ with the GrabCut silhouette area-downsampled to the same size.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,13 @@ class SilhouetteStage(StageModule):
         silhouette_size: side of the silhouettes compared by L_m, a divisor of the crop size (default: the crop
             size). Below it, the mesh is rendered at this size and the GrabCut silhouette is area-downsampled to it.
         net, **kwargs: see :class:`~tassn.stages.base.StageModule`.
+
+    The mesh estimator's BatchNorm statistics stay those it was trained with on 3D labels (``fixed_norm_stats``):
+    re-estimated on the target's small batches of consecutive frames they alone moved the 3D by up to 3 mm, with
+    no weight changing (docs/results.md, ninth round).
     """
+
+    default_fixed_norm_stats: ClassVar[tuple[str, ...]] = ("mesh",)
 
     def __init__(
         self,
