@@ -171,8 +171,10 @@ def build_stage(name: str, size: Size, renderer_backend: str = "soft") -> torch.
         return Stage1(net)
     silhouette_size = size.image_size // STAGE_OPTIONS["silhouette_divisor"]
     renderer = SilhouetteRenderer(silhouette_size, backend=renderer_backend, method=STAGE_OPTIONS["renderer_method"])
-    options = {"renderer": renderer,
-               "silhouette_size": silhouette_size}
+    # a fresh mesh estimator has no BatchNorm statistics worth keeping (at their initial values its meshes miss the
+    # crop and the renderer would time empty silhouettes): it normalises by the batch, as it did before
+    options = {"renderer": renderer, "silhouette_size": silhouette_size,
+               "fixed_norm_stats": None if net_init.path is not None else []}
     if name == "stage2":
         return Stage2(net, **options)
     both = {"batch_directions": STAGE_OPTIONS["batch_directions"]}
