@@ -158,12 +158,12 @@ def test_unknown_sub_network_names_are_refused(make_net) -> None:
         Stage3(make_net(), train_modules=["heatmap", "hands"])
 
 
-@pytest.mark.parametrize("stage_name", ["Stage2", "Stage3"])
-def test_silhouette_stages_train_the_mesh_with_its_statistics_fixed(stage_name, make_net, make_data) -> None:
+@pytest.mark.parametrize(("stage_name", "fixed"), [("Stage2", ("mesh",)), ("Stage3", ("heatmap", "mesh"))])
+def test_silhouette_stages_train_the_mesh_with_its_statistics_fixed(stage_name, fixed, make_net, make_data) -> None:
     import tassn.stages as stages
 
     stage = getattr(stages, stage_name)(make_net(), lr=1e-3)
-    assert stage.fixed_norm_stats == ("mesh",)
+    assert stage.fixed_norm_stats == fixed and stage.net.fixed_norm_stats == fixed
     norms = [m for m in stage.net.mesh.modules() if isinstance(m, torch.nn.BatchNorm1d)]
     stats = [m.running_var.clone() for m in norms]
     weights = params(stage.net.mesh)

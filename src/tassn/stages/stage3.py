@@ -38,6 +38,8 @@ class Stage3(SilhouetteStage):
     stage: ClassVar[str] = "stage3"
     default_train_modules: ClassVar[tuple[str, ...]] = ("heatmap", "mesh", "pose")
     default_init_stages: ClassVar[tuple[str, ...]] = ("stage2", "stage3")
+    #: the hourglass's statistics too: trained on both directions, their re-estimation cost 2D and 3D (ninth round)
+    default_fixed_norm_stats: ClassVar[tuple[str, ...]] = ("heatmap", "mesh")
 
     def __init__(
         self,
