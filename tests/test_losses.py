@@ -112,6 +112,23 @@ def test_total_loss_weights_and_switched_off_terms() -> None:
         LossWeights(heatmap=-1.0)
 
 
+def test_keep_scale_keeps_the_value_and_drops_the_common_shrink() -> None:
+    torch.manual_seed(0)
+    fwd = torch.randn(2, 3, 21, 3, requires_grad=True)
+    rev = (fwd.detach() + 0.3 * torch.randn(2, 3, 21, 3)).requires_grad_(True)
+    plain, kept = consistency_loss(fwd, rev), consistency_loss(fwd, rev, keep_scale=True)
+    assert kept.item() == pytest.approx(plain.item())
+    # d/dα of the loss at (α·fwd, α·rev), α = 1: the plain form shrinks both for free, the kept form does not
+    g_plain = torch.autograd.grad(plain, (fwd, rev))
+    g_kept = torch.autograd.grad(kept, (fwd, rev))
+    along_scale = [sum(float((g * x).sum()) for g, x in zip(grads, (fwd, rev), strict=True)) for grads in (g_plain, g_kept)]
+    assert along_scale[0] == pytest.approx(2 * plain.item(), rel=1e-4)  # homogeneous of degree 2
+    assert abs(along_scale[1]) < 1e-4 * plain.item()
+    assert float(torch.cat([g.flatten() for g in g_kept]).norm()) > 0.1 * float(torch.cat([g.flatten() for g in g_plain]).norm())
+    terms = weighted_sum(temporal_consistency_terms(1.0, 1.0, fwd, rev, fwd, rev, keep_scale=True))
+    assert terms["loss_c_pose"].item() == pytest.approx(plain.item())
+
+
 def test_losses_have_gradients() -> None:
     pose = torch.randn(2, 3, 21, 3, requires_grad=True)
     pose_rev = torch.randn(2, 3, 21, 3, requires_grad=True)

@@ -8,6 +8,9 @@
 - Eq. 3–4  ``L_c^p = 1/n Σ_i ‖p_i − p̃_i‖²_F`` and ``L_c^m`` alike, between the forward and the reversed-order
   predictions of the same frames (both already in the clip's frame order); both directions get gradients, as
   the two orders supervise each other.
+  With ``keep_scale`` the terms' values are unchanged but their gradient loses the component that shrinks both
+  directions' predictions together (:func:`without_common_scale_gradient`): a squared difference falls with the
+  square of the hand's predicted size, and on this project's data L_c otherwise buys agreement by shrinking the hand.
 - Eq. 5  ``L_c = λc^m·L_c^m + λc^p·L_c^p`` (:func:`temporal_consistency_terms`);  Eq. 6
   ``L = λs·L_m + λh·L_h + L_c`` (:func:`total_loss`).
 
@@ -108,15 +111,33 @@ def squared_error(a: Tensor, b: Tensor, weights: Tensor | None = None) -> Tensor
     return _frame_mean((a - b).pow(2).sum(dim=(-1, -2)), weights)
 
 
-def consistency_loss(forward: Tensor, reversed_: Tensor, weights: Tensor | None = None) -> Tensor:
+def without_common_scale_gradient(forward: Tensor, reversed_: Tensor, eps: float = 1e-12) -> tuple[Tensor, Tensor]:
+    """Both point sets ``…×N×C`` times ``sg(s)/s``, ``s`` their joint RMS spread about their own centroids (per
+    leading index, e.g. per frame): the values are unchanged, but a loss of the pair no longer has a gradient along
+    scaling both by one factor, the direction in which any squared difference between them falls for free."""
+    def spread2(x: Tensor) -> Tensor:
+        return (x - x.mean(dim=-2, keepdim=True)).pow(2).sum(dim=(-1, -2))
+
+    s2 = 0.5 * (spread2(forward) + spread2(reversed_))
+    k = (s2.detach() / s2.clamp_min(eps)).sqrt()[..., None, None]
+    return forward * k, reversed_ * k
+
+
+def consistency_loss(
+    forward: Tensor, reversed_: Tensor, weights: Tensor | None = None, keep_scale: bool = False
+) -> Tensor:
     """Eq. 3 / Eq. 4: mean over frames of ``‖x_i − x̃_i‖²_F`` for ``forward``, ``reversed_ …×T×N×3``.
 
     Both must be in the clip's frame order (PME.run returns them so). ``weights …×T`` optional frame weights.
+    ``keep_scale``: the same value, its gradient without the common-scale component
+    (:func:`without_common_scale_gradient`, per frame).
     """
     if forward.shape != reversed_.shape or forward.dim() < 2:
         raise ValueError(
             f"consistency: forward and reversed must match (…×T×N×3); got {tuple(forward.shape)}, {tuple(reversed_.shape)}"
         )
+    if keep_scale:
+        forward, reversed_ = without_common_scale_gradient(forward, reversed_)
     return squared_error(forward, reversed_, weights)
 
 
@@ -131,14 +152,16 @@ def temporal_consistency_terms(
     pose_reversed: TensorOrThunk | None = None,
     mesh: TensorOrThunk | None = None,
     mesh_reversed: TensorOrThunk | None = None,
+    keep_scale: bool = False,
 ) -> LossTerms:
     """Eq. 5, ``L_c = λc^p·L_c^p + λc^m·L_c^m``, as the weighted terms ``loss_c_pose`` and ``loss_c_mesh``
-    (:func:`weighted_sum` adds them, and computes a term only when its weight is > 0)."""
+    (:func:`weighted_sum` adds them, and computes a term only when its weight is > 0); ``keep_scale``: see
+    :func:`consistency_loss`."""
     return {
         "loss_c_pose": (lambda_pose, lambda: pose_consistency_loss(
-            _need("pose", pose, "L_c^p"), _need("pose_reversed", pose_reversed, "L_c^p"))),
+            _need("pose", pose, "L_c^p"), _need("pose_reversed", pose_reversed, "L_c^p"), keep_scale=keep_scale)),
         "loss_c_mesh": (lambda_mesh, lambda: mesh_consistency_loss(
-            _need("mesh", mesh, "L_c^m"), _need("mesh_reversed", mesh_reversed, "L_c^m"))),
+            _need("mesh", mesh, "L_c^m"), _need("mesh_reversed", mesh_reversed, "L_c^m"), keep_scale=keep_scale)),
     }
 
 
@@ -193,9 +216,11 @@ def total_loss_terms(
     mesh_reversed: TensorOrThunk | None = None,
     silhouette_normalization: SilhouetteNorm = "mean",
     heatmap_stack_reduction: StackReduction = "sum",
+    consistency_keeps_scale: bool = False,
 ) -> LossTerms:
     """The weighted terms of Eq. 6, ``λh·L_h + λs·L_m + L_c`` with ``L_c`` from :func:`temporal_consistency_terms`
-    (Eq. 5); :func:`total_loss` is their sum. Each input is a tensor or a zero-argument callable returning one."""
+    (Eq. 5, ``consistency_keeps_scale`` its ``keep_scale``); :func:`total_loss` is their sum. Each input is a
+    tensor or a zero-argument callable returning one."""
     return {
         "loss_h": (weights.heatmap, lambda: heatmap_loss(
             _need("heatmaps", heatmaps, "L_h"), _need("heatmap_targets", heatmap_targets, "L_h"),
@@ -204,7 +229,8 @@ def total_loss_terms(
             _need("silhouettes", silhouettes, "L_m"), _need("silhouette_targets", silhouette_targets, "L_m"),
             silhouette_normalization)),
         **temporal_consistency_terms(
-            weights.pose_consistency, weights.mesh_consistency, pose, pose_reversed, mesh, mesh_reversed
+            weights.pose_consistency, weights.mesh_consistency, pose, pose_reversed, mesh, mesh_reversed,
+            keep_scale=consistency_keeps_scale,
         ),
     }
 

@@ -28,6 +28,8 @@ class Stage3(SilhouetteStage):
     Args:
         lambda_s, lambda_h: weights of L_m and L_h (paper: 0.1 and 1).
         lambda_c_pose, lambda_c_mesh: weights of L_c^p and L_c^m (paper: 10 and 10).
+        consistency_keeps_scale: L_c^p and L_c^m keep their values but lose the gradient component that shrinks
+            both directions' hand together (``tassn.losses.without_common_scale_gradient``); off: Eq. 3–4 as printed.
         batch_directions: run the forward and reversed clip as one PME call over a doubled batch (see the module
             doc: BatchNorm statistics in train mode differ from two passes); default two passes.
         net, **kwargs: see :class:`~tassn.stages.silhouette.SilhouetteStage` (``renderer``) and
@@ -48,11 +50,13 @@ class Stage3(SilhouetteStage):
         lambda_h: float = 1.0,
         lambda_c_pose: float = 10.0,
         lambda_c_mesh: float = 10.0,
+        consistency_keeps_scale: bool = False,
         batch_directions: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(net, lambda_s=lambda_s, lambda_h=lambda_h, **kwargs)
         self.keep_loss_weights(lambda_c_pose=lambda_c_pose, lambda_c_mesh=lambda_c_mesh)
+        self.consistency_keeps_scale = bool(consistency_keeps_scale)
         self.batch_directions = bool(batch_directions)
 
     @property
@@ -92,6 +96,7 @@ class Stage3(SilhouetteStage):
             pose_reversed=reversed_.pose,
             mesh=forward.mesh,
             mesh_reversed=reversed_.mesh,
+            consistency_keeps_scale=self.consistency_keeps_scale,
         )
 
     def variant(self) -> str:
