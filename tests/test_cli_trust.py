@@ -209,7 +209,7 @@ def test_a_stage_s_arguments_include_the_base_s_it_passes_on() -> None:
     from tassn.stages import Stage1, Stage3
 
     assert list(init_parameters(Stage3))[:8] == ["net", "lambda_s", "lambda_h", "lambda_c_pose", "lambda_c_mesh",
-                                                 "batch_directions", "renderer", "silhouette_size"]
+                                                 "consistency_keeps_scale", "batch_directions", "renderer"]
     assert {"lr", "lr_schedule", "init_from", "pck2d_threshold"} <= set(init_parameters(Stage3))
     assert class_arguments("tassn.stages.stage1.Stage1") == list(init_parameters(Stage1))
     assert "kwargs" not in init_parameters(Stage3)

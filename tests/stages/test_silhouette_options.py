@@ -98,3 +98,22 @@ def test_batched_directions_equal_two_passes_in_eval_mode(make_net, make_data, t
     assert set(values_one) == set(values_two) and "loss_m" in values_one
     for name, value in values_two.items():
         torch.testing.assert_close(values_one[name], value, atol=1e-5, rtol=1e-4)
+
+
+def test_stage3_consistency_keeps_scale_changes_the_gradient_not_the_value(make_net, make_data) -> None:
+    from tassn.stages import Stage3
+
+    batch = first_batch(make_data("target"))
+    net = make_net(teacher_jitter=0.0, teacher_drop=0.0)
+    values, grads = [], []
+    for keep in (False, True):
+        stage = Stage3(net, lambda_s=0.0, lambda_h=0.0, consistency_keeps_scale=keep).eval()
+        terms = stage.loss_terms(batch)
+        value = terms["loss_c_mesh"][1]
+        value = value() if callable(value) else value
+        values.append(value)
+        grads.append(torch.autograd.grad(value, list(net.mesh.parameters()), allow_unused=True))
+    torch.testing.assert_close(values[1], values[0])
+    assert values[0] > 0
+    differ = [(a - b).abs().max() for a, b in zip(*grads, strict=True) if a is not None and b is not None]
+    assert differ and max(differ) > 1e-6 * max(float(g.abs().max()) for g in grads[0] if g is not None)
