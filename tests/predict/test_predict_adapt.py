@@ -41,6 +41,7 @@ def test_adapt_writes_predictions_and_a_checkpoint_predict_loads(blob_folder: Pa
         p.name for p in out.iterdir()}
     report = json.loads((out / ADAPT_JSON).read_text())
     assert report["steps"] == 4 and report["frames"] == FRAMES and report["clips"] == FRAMES - 2
+    assert report["settings"]["consistency_keeps_scale"] is True  # stage 3's recipe
     # the adapted checkpoint is plain tensors and values, and differs from the original in trained weights only
     raw = torch.load(out / ADAPTED_CKPT, map_location="cpu", weights_only=True)
     assert raw["tassn_stage"] == "stage3" and raw["tassn_adapted"]["steps"] == 4

@@ -112,6 +112,7 @@ def adapt_video(
     lambda_h: float = 1.0,
     lambda_c_pose: float = 10.0,
     lambda_c_mesh: float = 10.0,
+    consistency_keeps_scale: bool = True,
     collapse_fraction: float = 0.5,
     collapse_check_every: int = 25,
     box: Sequence[float] | None = None,
@@ -138,6 +139,8 @@ def adapt_video(
         agreement_scale, heatmap_sigma: the confidence's ``τ`` and the pseudo-heatmaps' σ (heatmap pixels; default
             the σ of the checkpoint's training targets: L_h then asks for the peaks the network learnt to draw).
         lambda_s, lambda_h, lambda_c_pose, lambda_c_mesh: Stage 3's loss weights (paper: 0.1, 1, 10, 10).
+        consistency_keeps_scale: L_c's gradient without the shrink of both directions' hand, as Stage 3's recipe
+            (``experiments/stage3.yaml``); False: Eq. 3–4's plain gradient.
         collapse_fraction, collapse_check_every: stop (keeping the last weights that passed) when some joint's
             variance across frames falls below this fraction of the un-adapted model's, checked every so many
             steps and at the end (0: no check).
@@ -173,7 +176,7 @@ def adapt_video(
             "--min-confidence or --min-joints, give a --box around the hand, or check that the video shows a hand"
         )
     stage = AdaptStage(model.net, lambda_s=lambda_s, lambda_h=lambda_h, lambda_c_pose=lambda_c_pose,
-                       lambda_c_mesh=lambda_c_mesh, lr=lr)
+                       lambda_c_mesh=lambda_c_mesh, consistency_keeps_scale=consistency_keeps_scale, lr=lr)
     history = LossHistory()
     guard = CollapseGuard(labels.crops, collapse_fraction, collapse_check_every)
     accelerator, devices = _accelerator(model.device)
@@ -219,7 +222,8 @@ def adapt_video(
             "steps": steps, "lr": lr, "batch_size": batch_size, "clip_len": clip_len,
             "min_confidence": min_confidence, "min_joints": min_joints, "agreement_scale": agreement_scale,
             "crop_margin": crop_margin, "heatmap_sigma": heatmap_sigma, "lambda_s": lambda_s, "lambda_h": lambda_h,
-            "lambda_c_pose": lambda_c_pose, "lambda_c_mesh": lambda_c_mesh, "collapse_fraction": collapse_fraction,
+            "lambda_c_pose": lambda_c_pose, "lambda_c_mesh": lambda_c_mesh,
+            "consistency_keeps_scale": consistency_keeps_scale, "collapse_fraction": collapse_fraction,
             "collapse_check_every": collapse_check_every, "crop": crop, "box": list(box) if box
             else None, "left_hand": left_hand, "seed": seed, "max_frames": max_frames,
         },

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, default, term in LOSS_WEIGHTS:
         weights.add_argument(f"--{name.replace('_', '-')}", type=float, default=default,
                              help=f"{term} (default {default:g})")
+    weights.add_argument("--plain-consistency-gradient", dest="consistency_keeps_scale", action="store_false",
+                         help="L_c with Eq. 3–4's plain gradient, which also shrinks the hand (default: Stage 3's "
+                         "recipe, the same values without that gradient component)")
     adapt.add_argument("--collapse-fraction", type=float, default=0.5,
                        help="stop when some joint's variance across frames falls below this fraction of the "
                        "un-adapted model's, keeping the last weights that passed (default 0.5; 0: never)")
@@ -93,7 +96,8 @@ def run_from_args(args: argparse.Namespace) -> Path:
         video=args.video, ckpt=args.ckpt, out_dir=args.out_dir, steps=args.steps, lr=args.lr,
         batch_size=args.batch_size, clip_len=args.clip_len, min_confidence=args.min_confidence,
         min_joints=args.min_joints, agreement_scale=args.agreement_scale, heatmap_sigma=args.heatmap_sigma,
-        **{name: getattr(args, name) for name, _, _ in LOSS_WEIGHTS}, collapse_fraction=args.collapse_fraction,
+        **{name: getattr(args, name) for name, _, _ in LOSS_WEIGHTS},
+        consistency_keeps_scale=args.consistency_keeps_scale, collapse_fraction=args.collapse_fraction,
         collapse_check_every=args.collapse_check_every, box=first_box(args), crop=args.crop,
         crop_margin=args.crop_margin, track_smoothing=args.track_smoothing, left_hand=args.left_hand, fps=args.fps,
         max_frames=args.max_frames, device=args.device, seed=args.seed, allowed_stages=args.stages,
