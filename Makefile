@@ -59,7 +59,7 @@ define fit
 	@touch $(1)/fit.done
 endef
 
-.PHONY: help install test test-slow lint data data-all pretrain train-stage1 train-stage2 train-stage3 eval report sweep \
+.PHONY: help install test test-slow lint data data-all pretrain train-stage1 train-stage2 train-tracker train-stage3 eval report sweep \
 	check-config
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -120,6 +120,11 @@ $(RUN)/stage2/fit.done: $(RUN)/stage1/fit.done $(SOURCE_RUN)/pretrain/fit.done $
 	  --model.init_args.init_heatmap_from=$(call last,$(RUN)/stage1) \
 	  --model.init_args.init_mesh_from=$(call last,$(SOURCE_RUN)/pretrain))
 
+# the tracking crop's locator (tassn predict --tracker-ckpt): stage 1 fine-tuned on jittered crops
+$(RUN)/tracker/fit.done: $(RUN)/stage1/fit.done experiments/tracker.yaml | $(STAMP)
+	$(call fit,$(@D),$(call configs,stage1,$(TARGET_ARGS)) --config experiments/tracker.yaml \
+	  --model.init_args.init_from=$(call last,$(RUN)/stage1))
+
 $(STAGE3_DIR)/fit.done: $(RUN)/stage2/fit.done $(call stage_files,stage3) $(VARIANT_CFG) | $(STAMP)
 	$(call fit,$(@D),$(call configs,stage3,$(TARGET_ARGS) $(addprefix --config ,$(VARIANT_CFG))) \
 	  --model.init_args.init_from=$(call last,$(RUN)/stage2))
@@ -134,6 +139,8 @@ pretrain: $(SOURCE_RUN)/pretrain/fit.done ## pretrain the mesh and pose estimato
 train-stage1: $(RUN)/stage1/fit.done ## stage 1: heatmap estimator with L_h on the target data (from pretrain)
 
 train-stage2: $(RUN)/stage2/fit.done ## stage 2: heatmaps + mesh with L_h + λs·L_m (from stage 1 and pretrain)
+
+train-tracker: $(RUN)/tracker/fit.done ## the tracking crop's locator: stage 1 fine-tuned on jittered crops (predict --tracker-ckpt)
 
 train-stage3: data-all ## the whole recipe through stage 3 (TASSN), then test and print the table
 	@$(MAKE) --no-print-directory $(STAGE3_DIR)/test.done
@@ -274,13 +281,17 @@ peer-mediapipe: $(MEDIAPIPE_VENV)/.installed | $(STAMP) ## MediaPipe Hands on th
 	  $(if $(filter-out synthetic,$(DATA)),--data $(DATA_CFG)) $(if $(DATA_ROOT),--root $(DATA_ROOT)) $(PEER_ARGS)
 
 # `make bench-predict`: video prediction with the tracking crop against the same model on ground-truth crops, on
-# the synthetic target test videos (docs/results.md). CKPT= picks the checkpoint (default: this RUN's stage 3).
+# the synthetic target test videos (docs/results.md). CKPT= picks the checkpoint (default: this RUN's stage 3),
+# TRACKER= the checkpoint that places the tracking crop (default: this RUN's `make train-tracker` one when it exists;
+# TRACKER=none: the checkpoint tracks itself).
 # BENCH_PREDICT_ARGS passes options (e.g. "--split val --refine 1"; settings are chosen on --split val).
 PREDICT_CKPT = $(if $(CKPT),$(CKPT),$(call last,$(STAGE3_DIR)))
+TRACKER ?= $(wildcard $(call last,$(RUN)/tracker))
+PREDICT_TRACKER = $(if $(filter-out none,$(TRACKER)),--tracker-ckpt $(TRACKER))
 BENCH_PREDICT_ARGS ?=
 .PHONY: bench-predict
 bench-predict: | $(STAMP) ## tracked vs ground-truth-crop 2D error/PCK and crop sides on the synthetic test videos (CKPT=…)
-	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PYTHON) benchmarks/bench_predict.py --ckpt $(PREDICT_CKPT) \
+	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PYTHON) benchmarks/bench_predict.py --ckpt $(PREDICT_CKPT) $(PREDICT_TRACKER) \
 	  --data $(if $(DATA_ROOT),$(DATA_ROOT),data/synthetic) --out benchmarks/results/predict.json $(BENCH_PREDICT_ARGS)
 
 # `make bench-confidence`, `make bench-adapt`: the forward/backward confidence against the 3D joint error, and

@@ -79,10 +79,11 @@ def extent(kp: np.ndarray) -> np.ndarray:
 
 
 def run_video(frames: Path, kp2d: np.ndarray, stepper: Any, pck_px: float, track: dict[str, Any],
-              start: str = "full", margin: float = TRAINING_MARGIN) -> dict[str, Any]:
+              start: str = "full", margin: float = TRAINING_MARGIN, locator: Any = None) -> dict[str, Any]:
     """Both crops on one video: scores, tracked crop sides and re-initialisations. ``start``: the tracker's first
     box is the full frame (``full``, the default of ``tassn predict``) or the first frame's ground-truth crop (``gt``,
-    as a user's ``--bbox``), which separates finding the hand from following it."""
+    as a user's ``--bbox``), which separates finding the hand from following it. ``locator``: a second network that
+    places the tracking crop (``tassn predict --tracker-ckpt``); the ground-truth crop never uses it."""
     from tassn.predict.passes import run_forward
     from tassn.predict.tracking import TrackingCrop
     from tassn.predict.video_io import FrameSource
@@ -92,7 +93,8 @@ def run_video(frames: Path, kp2d: np.ndarray, stepper: Any, pck_px: float, track
     initial = truth.boxes[0] if start == "gt" else None
     for name, provider in (("tracked", TrackingCrop(initial=initial, margin=margin, **track)), ("gt_crop", truth)):
         source = FrameSource(frames)
-        result, boxes = run_forward(source, provider, stepper, None, False, None, progress=False)
+        result, boxes = run_forward(source, provider, stepper, None, False, None, progress=False,
+                                    locator=locator if name == "tracked" else None)
         pred = np.stack([b.to_frame(k, stepper.crop_size) for b, k in zip(boxes, result.kp_crop, strict=True)])
         for key, value in score(pred, kp2d[: len(pred)], pck_px).items():
             row[f"{name}_{key}"] = value
@@ -174,17 +176,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop-margin", type=float, default=TRAINING_MARGIN,
                         help=f"crop side / keypoints' extent, for the ground-truth crop and the tracker (default "
                         f"{TRAINING_MARGIN}, the synthetic training margin)")
+    parser.add_argument("--tracker-ckpt",
+                        help="a second checkpoint whose keypoints place the tracking crop (tassn predict "
+                        "--tracker-ckpt; make train-tracker writes one); default: the checkpoint tracks itself")
     parser.add_argument("--stages", nargs="+", default=["stage3", "stage2", "pretrain", "stage1"],
                         help="checkpoint stages accepted (stage 1's heatmaps are enough for 2D; default: all)")
     args = parser.parse_args(argv)
 
-    from tassn.predict.model import load_model
+    from tassn.predict.model import TRACKER_STAGES, load_model
     from tassn.predict.passes import Stepper
     from tassn.stages.checkpoints import CheckpointMismatchError
 
     try:
         folder = find_test_folder(Path(args.data), args.split)
         model = load_model(args.ckpt, allowed_stages=args.stages, device=args.device)
+        tracker = None if args.tracker_ckpt is None else load_model(args.tracker_ckpt, allowed_stages=TRACKER_STAGES,
+                                                                    device=args.device)
     except (FileNotFoundError, CheckpointMismatchError) as err:
         print(f"bench_predict: error: {err}", file=sys.stderr)
         return 2
@@ -193,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_videos is not None:
         names, kp2d = names[: args.max_videos], kp2d[: args.max_videos]
     stepper = Stepper(model)
+    locator = None if tracker is None else Stepper(tracker)
     from tassn.predict.tracking import (
         DEFAULT_COMPARE_QUANTILE,
         DEFAULT_REFINE,
@@ -207,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
                              "compare_quantile": DEFAULT_COMPARE_QUANTILE if args.compare_quantile is None
                              else args.compare_quantile}
     started = time.perf_counter()
-    rows = [run_video(folder / "videos" / str(name), kp, stepper, args.pck_px, track, args.start, args.crop_margin)
+    rows = [run_video(folder / "videos" / str(name), kp, stepper, args.pck_px, track, args.start, args.crop_margin,
+                      locator)
             for name, kp in zip(names, kp2d, strict=True)]
     summary = summarise(rows)
     print(table(rows, summary, args.pck_px))
@@ -216,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"goal (tracked ≤ 1.2 × GT-crop error, no collapse): {'met' if summary['goal_met'] else 'NOT met'}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"checkpoint": str(Path(args.ckpt)), "stage": model.stage, "data": str(folder), "pck_px": args.pck_px,
+    report = {"checkpoint": str(Path(args.ckpt)), "stage": model.stage,
+              "tracker_checkpoint": None if args.tracker_ckpt is None else str(Path(args.tracker_ckpt)),
+              "data": str(folder), "pck_px": args.pck_px,
               "crop_size": stepper.crop_size, "crop_margin": args.crop_margin,
               "tracker": f"TrackingCrop defaults, refine={refine}, search={search}, extent_scale={args.extent_scale}, "
                          f"scale_smoothing={track['scale_smoothing']}, compare_quantile={track['compare_quantile']}, "

@@ -277,3 +277,22 @@ def test_an_output_folder_that_cannot_be_written_is_one_line_and_status_2(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and f"{read_only} is not writable" in err
     assert list(read_only.iterdir()) == [] and under_a_file.read_text() == "a file"  # nothing half-written
+
+
+def test_a_tracker_checkpoint_places_the_crops(blob_video: Path, tiny_ckpt: Path, tiny_net_config: dict,
+                                               tmp_path: Path) -> None:
+    # a stage-1 checkpoint (heatmaps only) is refused as the model but accepted as the tracker
+    stage1 = stage_checkpoint(tmp_path / "stage1.ckpt", tiny_net_config, stage="stage1", seed=3)
+    trust_all = {"min_confidence": -1e9, "reinit_confidence": -1e9, "refine": 0, "search": 0}
+    common = dict(box=BOX, mesh_format="none", overlay=False, progress=False, confidence=False,
+                  track_options=trust_all, max_frames=4)
+    alone = predict_video(blob_video, tiny_ckpt, tmp_path / "alone", **common)
+    located = predict_video(blob_video, tiny_ckpt, tmp_path / "located", tracker_ckpt=stage1, **common)
+    run = json.loads((located / "run.json").read_text())
+    assert run["tracker_checkpoint"] == str(stage1.resolve())
+    assert json.loads((alone / "run.json").read_text())["tracker_checkpoint"] is None
+    boxes = [PredictionArrays.load_npz(p / "predictions.npz").crop_boxes for p in (alone, located)]
+    assert not np.allclose(boxes[0], boxes[1])  # another network's keypoints placed the crops
+    with pytest.raises(ValueError, match="tracker-ckpt.*'box'"):
+        predict_video(blob_video, tiny_ckpt, tmp_path / "r1", crop="box", tracker_ckpt=stage1, **common)
+    assert not (tmp_path / "r1").exists()

@@ -108,3 +108,44 @@ def test_trial_boxes_are_compared_by_a_quantile_of_the_joints_peaks() -> None:
     assert TrackingCrop().trial_score(np.full(21, np.nan)) == 0.0
     with pytest.raises(ValueError, match="compare_quantile"):
         TrackingCrop(compare_quantile=1.5)
+
+
+class Recorder(SquareNetwork):
+    """A :class:`SquareNetwork` that records the side of every crop it predicts on (its committed steps)."""
+
+    def __init__(self, bias: float = 0.5, scale: float = 1.0) -> None:
+        super().__init__(bias, scale)
+        self.calls = 0
+
+    def __call__(self, crop: np.ndarray, commit: bool = True):
+        self.calls += 1
+        return super().__call__(crop, commit)
+
+
+def test_a_locator_network_places_the_crop_the_main_network_predicts_on() -> None:
+    # The main network draws the hand at the size it was trained on (bias 0.9): tracking itself from the full frame,
+    # its box stays far too large. A locator that reads the hand's place and size (bias 0, as a network trained on
+    # jittered crops) gives every frame, the first included, the training crop of the hand.
+    main_alone = SquareNetwork(bias=0.9)
+    tracker = TrackingCrop(margin=MARGIN, search=0, refine=0)
+    _, alone = run_forward(Frames(), tracker, main_alone, None, False, None, progress=False)
+    assert alone[0].size == FRAME and alone[-1].size > 1.5 * MARGIN * HAND
+
+    main, locator = Recorder(bias=0.9), SquareNetwork(bias=0.0)
+    tracker = TrackingCrop(margin=MARGIN, search=0, refine=0)
+    result, boxes = run_forward(Frames(), tracker, main, None, False, None, progress=False, locator=locator)
+    for box in boxes:  # (the first frame's hand is read on the full frame: 4 frame pixels per crop pixel)
+        assert box.size == pytest.approx(MARGIN * HAND, rel=0.1)
+        assert np.hypot(box.cx - CENTRE[0], box.cy - CENTRE[1]) < 0.1 * HAND
+    assert main.calls == len(boxes) == 3 and locator.adopted == 3  # one step of each network per frame
+    # the results are the main network's, on the located box: its keypoints span the hand it saw there
+    drawn = np.ptp(result.kp_crop[-1], axis=0).max()
+    assert drawn == pytest.approx(0.1 * HAND * main.crop_size / (MARGIN * HAND) + 0.9 * main.crop_size / MARGIN, rel=0.1)
+
+
+def test_a_locator_needs_a_tracking_crop() -> None:
+    from tassn.predict.hand_crop import FixedBoxCrop
+
+    with pytest.raises(ValueError, match="locator"):
+        run_forward(Frames(), FixedBoxCrop(CropBox(*CENTRE, 40.0)), SquareNetwork(), None, False, None,
+                    progress=False, locator=SquareNetwork())

@@ -60,6 +60,10 @@ def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     crop.add_argument("--track-scale-smoothing", type=float, default=DEFAULT_SCALE_SMOOTHING,
                       help="tracking: weight of the previous side in each side update and re-fit, in [0, 1) "
                       f"(default {DEFAULT_SCALE_SMOOTHING}; the centre uses --track-smoothing)")
+    crop.add_argument("--tracker-ckpt", metavar="CKPT",
+                      help="tracking: a second checkpoint whose keypoints place the crop (make train-tracker's, "
+                      "trained on jittered crops: it reads where the hand is in an off-centre crop); --ckpt then "
+                      "predicts each frame on the box they give (default: --ckpt tracks itself)")
     crop.add_argument("--left-hand", action="store_true", help="the video shows a left hand")
     model = parser.add_argument_group("model")
     model.add_argument("--fuse-reverse", action="store_true",
@@ -125,7 +129,7 @@ def run_from_args(args: argparse.Namespace) -> Path:
     return predict_video(
         video=args.video, ckpt=args.ckpt, out_dir=args.out_dir, box=first_box(args),
         keypoints_file=args.keypoints_file, crop=args.crop, crop_margin=args.crop_margin,
-        track_smoothing=args.track_smoothing, track_options=track_options(args),
+        track_smoothing=args.track_smoothing, track_options=track_options(args), tracker_ckpt=args.tracker_ckpt,
         left_hand=args.left_hand, fuse_reverse=args.fuse_reverse, confidence=args.confidence,
         agreement_scale=args.agreement_scale, chain_decay=args.chain_decay, mm_scale=args.mm_scale,
         clip_length=args.clip_length, mesh_format=args.mesh_format, overlay=args.overlay, fps=args.fps,

@@ -30,6 +30,9 @@ from tassn.stages.checkpoints import (
 #: Stages whose checkpoints hold a PME with trained heatmap, mesh and pose networks. A stage-1 checkpoint is not
 #: among them: it trains the heatmaps alone, so its mesh and pose networks are still untrained.
 PREDICT_STAGES: tuple[str, ...] = ("stage3", "stage2", "pretrain")
+#: Stages whose checkpoints can place a tracking crop (``tassn predict --tracker-ckpt``): only the heatmaps are read,
+#: so stage 1's are enough (``make train-tracker`` fine-tunes a stage-1 checkpoint on jittered crops).
+TRACKER_STAGES: tuple[str, ...] = ("stage1", *PREDICT_STAGES)
 #: ``class_path`` values that name the network.
 PME_CLASS_PATHS: tuple[str, ...] = ("tassn.nets.PME", "tassn.nets.pme.PME")
 #: The crop margin of STB, MHP and the paper, for checkpoints that do not record their own.

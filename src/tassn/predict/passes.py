@@ -156,6 +156,36 @@ def _trial_keypoints(stepper: Stepper, frame: np.ndarray, box: CropBox, mirror: 
     return crop_to_frame(box, kp_crop, stepper.crop_size, mirror), conf
 
 
+def _locate(
+    frame: np.ndarray,
+    index: int,
+    provider: CropProvider,
+    stepper: Stepper,
+    width: int,
+    height: int,
+    mirror: bool,
+) -> tuple[CropBox, np.ndarray, StepOutputs, RecurrentState]:
+    """Frame ``index``'s box and ``stepper``'s step on it: the provider's box, searched for the hand on a first frame
+    and re-fit to the frame's own prediction where the provider does so (:func:`run_forward`)."""
+    s = stepper.crop_size
+    box = provider.box(index, width, height)
+    if getattr(provider, "needs_search", None) is not None and provider.needs_search(index):
+        box = provider.search_box(index, partial(_trial_keypoints, stepper, frame, mirror=mirror))
+    crop = cut_crop(frame, box, s, mirror)
+    outputs, state = stepper.trial(crop)
+    for _ in range(getattr(provider, "refine", 0)):
+        refit = provider.refit(index, crop_to_frame(box, outputs[0], s, mirror), outputs[1])
+        if refit is None:
+            break
+        refit_crop = cut_crop(frame, refit, s, mirror)
+        refit_outputs, refit_state = stepper.trial(refit_crop)
+        if provider.frame_confidence(refit_outputs[1]) < provider.frame_confidence(outputs[1]):
+            provider.keep(index, box)  # the re-fit box reads the hand less surely: the frame stays put
+            break
+        box, crop, outputs, state = refit, refit_crop, refit_outputs, refit_state
+    return box, crop, outputs, state
+
+
 def run_forward(
     source: FrameSource,
     provider: CropProvider,
@@ -164,6 +194,7 @@ def run_forward(
     mirror: bool,
     store: CropStore | None,
     progress: bool,
+    locator: Stepper | None = None,
 ) -> tuple[PassResult, list[CropBox]]:
     """The forward pass over the video; crops come from ``provider``, which sees each frame's prediction.
 
@@ -174,32 +205,33 @@ def run_forward(
     prediction is at least as confident; a provider that searches a first frame for the hand
     (:meth:`~tassn.predict.tracking.TrackingCrop.search_box`) does so before. Trial predictions leave the recurrence
     untouched; the chosen box's trial becomes the frame's step.
+
+    ``locator`` (a second network, e.g. one trained on jittered crops, which reads where the hand is in an off-centre
+    crop): the search, the re-fits and the tracking all run on its keypoints, with its own recurrence, and
+    ``stepper`` predicts each frame on the box those keypoints give (the provider's ``settle``: the training crop's
+    rule, within the floor and the frame) — the returned results and boxes are ``stepper``'s.
     """
+    if locator is not None and getattr(provider, "settle", None) is None:
+        raise ValueError(f"a locator network places a tracking crop; the {provider.name!r} crop has none to place")
     result, boxes = PassResult(), []
     width, height, s = source.info.width, source.info.height, stepper.crop_size
+    finder = stepper if locator is None else locator
     bar = tqdm(total=len(source), unit="frame", desc="forward", disable=not progress, dynamic_ncols=True)
     try:
         for index, frame in enumerate(source):
             if index == 0 or (clip_length is not None and index % clip_length == 0):
                 stepper.restart()
-            box = provider.box(index, width, height)
-            if getattr(provider, "needs_search", None) is not None and provider.needs_search(index):
-                box = provider.search_box(index, partial(_trial_keypoints, stepper, frame, mirror=mirror))
-            crop = cut_crop(frame, box, s, mirror)
-            outputs, state = stepper.trial(crop)
-            for _ in range(getattr(provider, "refine", 0)):
-                refit = provider.refit(index, crop_to_frame(box, outputs[0], s, mirror), outputs[1])
-                if refit is None:
-                    break
-                refit_crop = cut_crop(frame, refit, s, mirror)
-                refit_outputs, refit_state = stepper.trial(refit_crop)
-                if provider.frame_confidence(refit_outputs[1]) < provider.frame_confidence(outputs[1]):
-                    provider.keep(index, box)  # the re-fit box reads the hand less surely: the frame stays put
-                    break
-                box, crop, outputs, state = refit, refit_crop, refit_outputs, refit_state
-            stepper.adopt(state)
+                if locator is not None:
+                    locator.restart()
+            box, crop, outputs, state = _locate(frame, index, provider, finder, width, height, mirror)
+            finder.adopt(state)
+            found = crop_to_frame(box, outputs[0], finder.crop_size, mirror)
+            provider.update(index, found, outputs[1])
+            if locator is not None:
+                box = provider.settle(box, found, outputs[1]) or box  # type: ignore[attr-defined]  # checked above
+                crop = cut_crop(frame, box, s, mirror)
+                outputs = stepper(crop)
             kp_crop, conf, pose, mesh = outputs
-            provider.update(index, crop_to_frame(box, kp_crop, s, mirror), conf)
             result.append(kp_crop, conf, pose, mesh)
             boxes.append(box)
             if store is not None:

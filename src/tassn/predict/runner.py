@@ -34,7 +34,7 @@ from .confidence import (
 from .crop_box import CropBox
 from .decode import KEYPOINT_METHODS
 from .hand_crop import make_crop_provider
-from .model import PREDICT_STAGES, load_model
+from .model import PREDICT_STAGES, TRACKER_STAGES, load_model
 from .overlay import OverlayStyle, render_overlay_video
 from .passes import (
     CropStore,
@@ -162,6 +162,7 @@ def predict_video(
     crop_margin: float | None = None,
     track_smoothing: float = 0.5,
     track_options: dict[str, Any] | None = None,
+    tracker_ckpt: str | Path | None = None,
     left_hand: bool = False,
     fuse_reverse: bool = False,
     confidence: bool = True,
@@ -196,6 +197,9 @@ def predict_video(
         track_smoothing: weight of the previous box when tracking (0 = follow each prediction at once).
         track_options: further :class:`~tassn.predict.tracking.TrackingCrop` arguments (``max_scale_step``,
             ``floor_fraction``, ``reinit_confidence``, ``patience``).
+        tracker_ckpt: a second checkpoint whose heatmaps place the tracking crop (``make train-tracker``'s, trained
+            on jittered crops so that it reads where the hand is in an off-centre crop): the tracking follows its
+            keypoints and ``ckpt`` predicts each frame on the box they give (:func:`~tassn.predict.passes.run_forward`).
         left_hand: the video shows a left hand; frames are mirrored for the right-hand network and results mirrored
             back.
         fuse_reverse: average the forward and the backward pass (otherwise the forward pass is the answer).
@@ -236,11 +240,17 @@ def predict_video(
     crop_margin = model.crop_margin if crop_margin is None else crop_margin
     provider = make_crop_provider(crop, box=tuple(box) if box is not None else None, keypoints_file=keypoints_file,
                                   margin=crop_margin, smoothing=track_smoothing, track_options=track_options)
+    locator = None
+    if tracker_ckpt is not None:
+        if getattr(provider, "settle", None) is None:
+            raise ValueError(f"--tracker-ckpt places a tracking crop; it does not apply to the {provider.name!r} crop")
+        tracker = load_model(tracker_ckpt, allowed_stages=TRACKER_STAGES, device=device)
+        locator = Stepper(tracker, keypoint_method, heatmap_temperature)
     loaded = time.perf_counter()
     stepper = Stepper(model, keypoint_method, heatmap_temperature)
     store = CropStore(model.net.image_size) if fuse_reverse or confidence else None
     try:
-        forward, boxes = run_forward(source, provider, stepper, clip_length, left_hand, store, progress)
+        forward, boxes = run_forward(source, provider, stepper, clip_length, left_hand, store, progress, locator)
         passes = [forward.stacked()]
         if store is not None:
             passes.append(run_reverse(store, stepper, clip_length, progress).stacked())
@@ -269,6 +279,7 @@ def predict_video(
         run = {
             "video": str(Path(video).resolve()),
             "checkpoint": str(model.path.resolve()),
+            "tracker_checkpoint": str(Path(tracker_ckpt).resolve()) if tracker_ckpt is not None else None,
             "stage": model.stage,
             "frames": frames,
             "fps": source.info.fps,
