@@ -55,6 +55,19 @@ def make_compositions(data: str, size: str) -> dict[str, list[Path]]:
     return compositions
 
 
+@functools.cache
+def tracker_composition(data: str, size: str) -> list[Path]:
+    """The ``--config`` files of ``make train-tracker DATA=data CONFIG=size``'s ``tassn fit``, read from ``make -n``."""
+    with tempfile.TemporaryDirectory() as runs:
+        out = subprocess.run(
+            ["make", "-n", "-B", "--no-print-directory", "train-tracker", f"DATA={data}", f"CONFIG={size}",
+             f"RUNS={runs}", f"DATA_ROOT={runs}"],
+            cwd=EXPERIMENTS.parent, capture_output=True, text=True, check=True,
+        ).stdout
+    words = shlex.split([line for line in out.splitlines() if "/tracker" in line and " -m tassn fit " in line][0])
+    return [EXPERIMENTS.parent / words[i + 1] for i, w in enumerate(words[:-1]) if w == "--config"]
+
+
 def composition(stage: str, data: str, size: str | None) -> list[Path]:
     """The files a stage is composed of: as `make` composes them for a size overlay; stage and data alone without
     one (the plain ``tassn fit --config <stage> --config <data>`` of the docs)."""
@@ -67,8 +80,22 @@ def composition(stage: str, data: str, size: str | None) -> list[Path]:
 def test_every_yaml_file_is_used_by_a_composition() -> None:
     used = {p for s, d, z in itertools.product(STAGES, TARGET_DATA, (*SIZES, None)) for p in composition(s, d, z)}
     used |= set((EXPERIMENTS / "ablations").glob("*.yaml"))
+    used |= {p for d, z in itertools.product(TARGET_DATA, SIZES) for p in tracker_composition(d, z)}
     on_disk = {p for p in EXPERIMENTS.rglob("*.yaml") if "sweeps" not in p.parts}
     assert on_disk - used == set()
+
+
+@pytest.mark.parametrize("data", TARGET_DATA)
+@pytest.mark.parametrize("size", SIZES)
+def test_the_tracker_is_stage_one_on_jittered_crops(data: str, size: str) -> None:
+    files = tracker_composition(data, size)
+    assert files[: len(composition("stage1", data, size))] == composition("stage1", data, size)
+    assert files[-1] == EXPERIMENTS / "tracker.yaml"  # last: its step and jitter win over stage 1's
+    config = parse(*files)
+    assert config["model"]["class_path"] == "tassn.stages.Stage1"
+    jitter = config["data"]["init_args"]
+    assert jitter["crop_jitter"] == 0.25 and jitter["crop_scale_jitter"] == 0.4
+    assert config["model"]["init_args"]["lr"] == pytest.approx(1e-3)
 
 
 @pytest.mark.parametrize("stage", STAGES)
