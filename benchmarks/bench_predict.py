@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, kp in zip(names, kp2d, strict=True)]
     summary = summarise(rows)
     print(table(rows, summary, args.pck_px))
+    print(f"tracking crop placed by: {args.tracker_ckpt or 'the checkpoint itself'}; first box: {args.start}")
     print(f"median predicted / true hand extent on the ground-truth crops: {summary['extent_scale']:.3f} "
           "(--extent-scale)")
     print(f"goal (tracked ≤ 1.2 × GT-crop error, no collapse): {'met' if summary['goal_met'] else 'NOT met'}")
