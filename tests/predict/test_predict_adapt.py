@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from predict_testdata import FRAMES
+from predict_testdata import FRAMES, stage_checkpoint
 
 from tassn.predict.adapt import ADAPT_JSON, ADAPTED_CKPT, AdaptStage, adapt_video
 from tassn.predict.adapt_main import main as adapt_main
@@ -127,6 +127,17 @@ def test_clear_errors(blob_folder: Path, tiny_ckpt: Path, tmp_path: Path, capsys
                        str(tmp_path / "r4")]) == 2
     assert "none.ckpt" in capsys.readouterr().err
     assert not any((tmp_path / f"r{i}").exists() for i in range(1, 5))
+
+
+def test_a_tracker_checkpoint_places_the_adapted_runs_crops(blob_folder: Path, tiny_ckpt: Path, tiny_net_config: dict,
+                                                             tmp_path: Path) -> None:
+    tracker = stage_checkpoint(tmp_path / "tracker.ckpt", tiny_net_config, stage="stage1", seed=5)
+    tracking = {**TINY, "crop": "track", "min_confidence": 0.0}
+    out = adapt_video(blob_folder, tiny_ckpt, tmp_path / "adapted", **tracking, tracker_ckpt=tracker)
+    assert json.loads((out / "run.json").read_text())["tracker_checkpoint"] == str(tracker.resolve())
+    with pytest.raises(ValueError, match="tracker-ckpt.*'box'"):
+        adapt_video(blob_folder, tiny_ckpt, tmp_path / "r1", **TINY, tracker_ckpt=tracker)
+    assert not (tmp_path / "r1").exists()
 
 
 def test_listed_in_tassn_help(capsys: pytest.CaptureFixture) -> None:

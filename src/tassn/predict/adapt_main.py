@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="crop side / keypoints' extent (default: the checkpoint's training margin, else 1.5)")
     crop.add_argument("--track-smoothing", type=float, default=0.5,
                       help="weight of the previous box when tracking, in [0, 1) (default 0.5)")
+    crop.add_argument("--tracker-ckpt", metavar="CKPT",
+                      help="a second checkpoint whose keypoints place the tracking crops (make train-tracker's), "
+                      "for the pseudo-labels and the final prediction (default: --ckpt tracks itself)")
     crop.add_argument("--left-hand", action="store_true", help="the video shows a left hand")
     adapt = parser.add_argument_group("adaptation")
     adapt.add_argument("--steps", type=int, default=DEFAULT_STEPS,
@@ -99,7 +102,8 @@ def run_from_args(args: argparse.Namespace) -> Path:
         **{name: getattr(args, name) for name, _, _ in LOSS_WEIGHTS},
         consistency_keeps_scale=args.consistency_keeps_scale, collapse_fraction=args.collapse_fraction,
         collapse_check_every=args.collapse_check_every, box=first_box(args), crop=args.crop,
-        crop_margin=args.crop_margin, track_smoothing=args.track_smoothing, left_hand=args.left_hand, fps=args.fps,
+        crop_margin=args.crop_margin, track_smoothing=args.track_smoothing, tracker_ckpt=args.tracker_ckpt,
+        left_hand=args.left_hand, fps=args.fps,
         max_frames=args.max_frames, device=args.device, seed=args.seed, allowed_stages=args.stages,
         overwrite=args.overwrite, progress=not args.quiet, mm_scale=args.mm_scale, mesh_format=args.mesh_format,
         overlay=args.overlay, fuse_reverse=args.fuse_reverse,

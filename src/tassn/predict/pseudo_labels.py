@@ -52,14 +52,17 @@ def collect_pseudo_labels(
     agreement_scale: float = AGREEMENT_SCALE,
     grabcut: GrabCutConfig | None = None,
     progress: bool = True,
+    tracker: LoadedModel | None = None,
 ) -> PseudoLabels:
-    """Run the un-adapted ``model`` over the video forwards and backwards and derive the targets (module doc)."""
+    """Run the un-adapted ``model`` over the video forwards and backwards and derive the targets (module doc);
+    ``tracker``: a second network that places the tracking crops (:func:`~tassn.predict.passes.run_forward`)."""
     if not 0.0 <= min_confidence <= 1.0:
         raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
     stepper = Stepper(model)
     store = CropStore(model.net.image_size)
     try:
-        forward, _ = run_forward(source, provider, stepper, None, left_hand, store, progress)
+        forward, _ = run_forward(source, provider, stepper, None, left_hand, store, progress,
+                                 locator=None if tracker is None else Stepper(tracker))
         reverse = run_reverse(store, stepper, None, progress)
         crops = np.array(store.read())
     finally:
