@@ -34,16 +34,21 @@ def parse(*files: str | Path, extra: tuple[str, ...] = ()) -> dict:
     return ParseOnly(args=args, run=False).config.as_dict()
 
 
+def make_dry_run(target: str, data: str, size: str) -> str:
+    """What ``make -n -B <target> DATA=data CONFIG=size`` would run, into a throw-away runs folder."""
+    with tempfile.TemporaryDirectory() as runs:
+        return subprocess.run(
+            ["make", "-n", "-B", "--no-print-directory", target, f"DATA={data}", f"CONFIG={size}", f"RUNS={runs}",
+             f"DATA_ROOT={runs}"],
+            cwd=EXPERIMENTS.parent, capture_output=True, text=True, check=True,
+        ).stdout
+
+
 @functools.cache
 def make_compositions(data: str, size: str) -> dict[str, list[Path]]:
     """The ``--config`` files of each stage's ``tassn fit`` in ``make train-stage3 DATA=data CONFIG=size``, read from
     ``make -n`` (the Makefile's own composition and order, not a copy of it)."""
-    with tempfile.TemporaryDirectory() as runs:
-        out = subprocess.run(
-            ["make", "-n", "-B", "--no-print-directory", "train-stage3", f"DATA={data}", f"CONFIG={size}",
-             f"RUNS={runs}", f"DATA_ROOT={runs}"],
-            cwd=EXPERIMENTS.parent, capture_output=True, text=True, check=True,
-        ).stdout
+    out = make_dry_run("train-stage3", data, size)
     compositions = {}
     for line in out.splitlines():
         if " -m tassn fit " not in line:
@@ -58,12 +63,7 @@ def make_compositions(data: str, size: str) -> dict[str, list[Path]]:
 @functools.cache
 def tracker_composition(data: str, size: str) -> list[Path]:
     """The ``--config`` files of ``make train-tracker DATA=data CONFIG=size``'s ``tassn fit``, read from ``make -n``."""
-    with tempfile.TemporaryDirectory() as runs:
-        out = subprocess.run(
-            ["make", "-n", "-B", "--no-print-directory", "train-tracker", f"DATA={data}", f"CONFIG={size}",
-             f"RUNS={runs}", f"DATA_ROOT={runs}"],
-            cwd=EXPERIMENTS.parent, capture_output=True, text=True, check=True,
-        ).stdout
+    out = make_dry_run("train-tracker", data, size)
     words = shlex.split([line for line in out.splitlines() if "/tracker" in line and " -m tassn fit " in line][0])
     return [EXPERIMENTS.parent / words[i + 1] for i, w in enumerate(words[:-1]) if w == "--config"]
 
