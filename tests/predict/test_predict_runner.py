@@ -295,4 +295,8 @@ def test_a_tracker_checkpoint_places_the_crops(blob_video: Path, tiny_ckpt: Path
     assert not np.allclose(boxes[0], boxes[1])  # another network's keypoints placed the crops
     with pytest.raises(ValueError, match="tracker-ckpt.*'box'"):
         predict_video(blob_video, tiny_ckpt, tmp_path / "r1", crop="box", tracker_ckpt=stage1, **common)
-    assert not (tmp_path / "r1").exists()
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(stage1.read_bytes()[:4096])
+    with pytest.raises(CheckpointMismatchError, match=r"truncated\.ckpt is not a readable checkpoint"):
+        predict_video(blob_video, tiny_ckpt, tmp_path / "r2", tracker_ckpt=truncated, **common)
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
