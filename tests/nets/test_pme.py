@@ -114,6 +114,22 @@ def test_reverse_equals_flipped_forward(make_pme) -> None:
     assert not rev.flow[:, -1].any()
 
 
+def test_a_pass_without_3d_skips_the_mesh_and_pose_and_keeps_the_heatmaps(make_pme) -> None:
+    net = make_pme(DifferenceFlow()).eval()
+    clip = _clip(b=2, t=3)
+    calls = []
+    net.mesh.register_forward_hook(lambda *_: calls.append("mesh"))
+    net.pose.register_forward_hook(lambda *_: calls.append("pose"))
+    with torch.no_grad():
+        full = net.run(clip, reverse=True)
+        assert calls
+        calls.clear()
+        heat_only = net.run(clip, reverse=True, with_3d=False)
+    assert not calls and heat_only.mesh is None and heat_only.pose is None
+    for name in ("heatmaps", "features", "flow"):
+        assert torch.equal(getattr(full, name), getattr(heat_only, name)), name
+
+
 def test_first_frame_rule_and_recurrence(make_pme) -> None:
     flow = CountingZeroFlow()
     net = make_pme(flow, feedback_min_peak=0.0).eval()  # every joint fed back, however faint

@@ -77,6 +77,28 @@ def test_stage1_trains_the_heatmaps_only(make_net, make_data) -> None:
     assert not stage.net.mesh.training and stage.net.heatmap.training
 
 
+def test_stage1_training_pass_skips_the_frozen_mesh_and_pose(make_net, make_data) -> None:
+    """L_h reads the heatmaps alone: the training pass does not run the 3D estimators (half of a step's cost)
+    and trains exactly as a pass that runs them."""
+    from tassn.stages import Stage1
+
+    batch = first_batch(make_data("target"))
+    results = []
+    for with_3d in (False, True):
+        torch.manual_seed(0)
+        stage = Stage1(make_net(), lr=1e-2)
+        stage.trains_on_3d_outputs = with_3d
+        calls = []
+        stage.net.mesh.register_forward_hook(lambda *_, c=calls: c.append("mesh"))
+        loss = one_step(stage, batch)
+        assert bool(calls) == with_3d
+        results.append((loss, params(stage.net)))
+    (skip_loss, skip_params), (full_loss, full_params) = results
+    torch.testing.assert_close(skip_loss, full_loss)
+    for k in skip_params:
+        torch.testing.assert_close(skip_params[k], full_params[k], msg=k)
+
+
 def test_pretrain_fits_3d_and_refuses_batches_without_it(make_net, make_data) -> None:
     from tassn.stages import Pretrain
 

@@ -35,13 +35,14 @@ class PMEOutput(NamedTuple):
 
     ``heatmaps B×[T×]S×21×h×w`` (every hourglass stack, ``h = H/4``); ``features B×[T×]C×h×w`` (the last stack's
     encoding); ``mesh B×[T×]V×3`` and ``pose B×[T×]21×3`` (root-relative, scale-normalised, template vertex order);
-    ``flow B×[T×]2×H×W`` (pixels) from the frame's predecessor in the processing direction to the frame.
+    ``flow B×[T×]2×H×W`` (pixels) from the frame's predecessor in the processing direction to the frame. ``mesh`` and
+    ``pose`` are None from a pass run with ``with_3d=False`` (a loss on the heatmaps alone).
     """
 
     heatmaps: torch.Tensor
     features: torch.Tensor
-    mesh: torch.Tensor
-    pose: torch.Tensor
+    mesh: torch.Tensor | None
+    pose: torch.Tensor | None
     flow: torch.Tensor
 
 
@@ -306,8 +307,11 @@ class PME(nn.Module):
             raise RuntimeError(f"PME: the flow estimator returned shape {tuple(flow.shape)}, expected B×2×H×W")
         return flow
 
-    def _estimate(self, image: torch.Tensor, flow: torch.Tensor, prev_heatmap: torch.Tensor) -> PMEOutput:
+    def _estimate(self, image: torch.Tensor, flow: torch.Tensor, prev_heatmap: torch.Tensor,
+                  with_3d: bool = True) -> PMEOutput:
         hg = self.heatmap(image, flow, prev_heatmap)
+        if not with_3d:
+            return PMEOutput(hg.heatmaps, hg.features, None, None, flow)
         inputs = (hg.heatmaps[:, -1], hg.features, hg.previous_features)
         mesh = self.mesh(*(scale_grad(x, self.mesh_grad_to_heatmap) for x in inputs))
         return PMEOutput(hg.heatmaps, hg.features, mesh, self.pose(mesh), flow)
@@ -342,7 +346,8 @@ class PME(nn.Module):
         return teacher_heatmaps(to_heatmap_coords(kp2d, stride), visible, self.heatmap_size, self.feedback_sigma,
                                 self.teacher_jitter, self.teacher_drop, self.confidence_feedback)
 
-    def run(self, clip: torch.Tensor, reverse: bool = False, teacher: torch.Tensor | None = None) -> PMEOutput:
+    def run(self, clip: torch.Tensor, reverse: bool = False, teacher: torch.Tensor | None = None,
+            with_3d: bool = True) -> PMEOutput:
         """A clip ``B×T×3×H×W`` in [0, 1], processed forward (``reverse=False``) or backward; outputs carry a ``T``
         axis in the clip's frame order. With ``reverse=True``, ``flow[:, t]`` maps ``I_{t+1} → I_t``.
 
@@ -350,6 +355,9 @@ class PME(nn.Module):
         ``H``). ``H`` of each frame is its predecessor's (in the processing direction) ``teacher`` maps when given
         (``B×T×21×h×w`` in clip order, e.g. :meth:`teacher`), else that predecessor's last-stack heatmaps fed back
         as ``heatmap_feedback`` says.
+
+        ``with_3d=False`` skips the mesh and pose estimators (``mesh``/``pose`` None): the heatmaps, the features and
+        the recurrence are unchanged, and a step whose loss reads the heatmaps alone (stage 1) costs half as much.
         """
         if clip.dim() != 5:
             raise ValueError(f"PME.run: expected a clip B×T×3×H×W, got shape {tuple(clip.shape)}")
@@ -368,15 +376,15 @@ class PME(nn.Module):
         heat = seq.new_zeros(b, NUM_JOINTS, self.heatmap_size, self.heatmap_size)
         outputs = []
         for i in range(t):
-            out = self._estimate(seq[:, i], flows[:, i], heat)
+            out = self._estimate(seq[:, i], flows[:, i], heat, with_3d)
             outputs.append(out)
             if teacher is not None:
                 heat = teacher[:, i]
             else:
                 heat = self.feedback(out.heatmaps[:, -1])
-        stacked = [torch.stack(parts, dim=1) for parts in zip(*outputs, strict=True)]
+        stacked = [None if parts[0] is None else torch.stack(parts, dim=1) for parts in zip(*outputs, strict=True)]
         if reverse:
-            stacked = [x.flip(1) for x in stacked]
+            stacked = [None if x is None else x.flip(1) for x in stacked]
         return PMEOutput(*stacked)
 
     def forward(self, clip: torch.Tensor, reverse: bool = False) -> PMEOutput:

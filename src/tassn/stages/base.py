@@ -62,6 +62,8 @@ class StageModule(LightningModule):
     default_init_stages: ClassVar[tuple[str, ...]] = ()
     #: whether the training step may read the batch's 3D labels (only the pre-training on the source domain).
     reads_3d_labels: ClassVar[bool] = False
+    #: whether the training loss reads the mesh or the pose; without them the training pass skips both estimators.
+    trains_on_3d_outputs: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -172,7 +174,7 @@ class StageModule(LightningModule):
         """The clip through the network for a training step: with the PME's teacher-forced ``H_t`` (noised 2D
         labels of the previous frame) when ``net.teacher_forcing``, else with its fed-back predictions."""
         teacher = self.net.teacher(batch["kp2d"], batch["visible"]) if self.net.teacher_forcing else None
-        return self.net.run(batch["frames"], reverse=reverse, teacher=teacher)
+        return self.net.run(batch["frames"], reverse=reverse, teacher=teacher, with_3d=self.trains_on_3d_outputs)
 
     # -------------------------------------------------------------------------------------------- evaluation
     def forward(self, clip: torch.Tensor, reverse: bool = False) -> PMEOutput:

@@ -25,6 +25,7 @@ class Stage1(StageModule):
     stage: ClassVar[str] = "stage1"
     default_train_modules: ClassVar[tuple[str, ...]] = ("heatmap",)
     default_init_stages: ClassVar[tuple[str, ...]] = ("pretrain", "stage1")
+    trains_on_3d_outputs: ClassVar[bool] = False  # L_h alone: the frozen mesh and pose are not run in training
 
     def loss_terms(self, batch: Mapping[str, Any]) -> LossTerms:
         out = self.run_training(batch)
