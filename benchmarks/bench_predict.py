@@ -173,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-quantile", type=float, default=None,
                         help="tracking: quantile of a candidate's joint peaks that compares the first-frame search's "
                         "boxes (TrackingCrop compare_quantile; default: tassn predict's, the median)")
+    parser.add_argument("--search-scales", type=float, nargs="+", default=None,
+                        help="tracking: sides of the first-frame search's candidate squares, fractions of the frame's "
+                        "shorter side (TrackingCrop search_scales; default: tassn predict's)")
+    parser.add_argument("--settle", type=int, default=None,
+                        help="tracking with --tracker-ckpt: locator readings of each settled box, each settled again "
+                        "(TrackingCrop settle_passes; default: tassn predict's)")
     parser.add_argument("--crop-margin", type=float, default=TRAINING_MARGIN,
                         help=f"crop side / keypoints' extent, for the ground-truth crop and the tracker (default "
                         f"{TRAINING_MARGIN}, the synthetic training margin)")
@@ -206,11 +212,17 @@ def main(argv: list[str] | None = None) -> int:
         DEFAULT_REFINE,
         DEFAULT_SCALE_SMOOTHING,
         DEFAULT_SEARCH,
+        DEFAULT_SEARCH_SCALES,
+        DEFAULT_SETTLE,
     )
 
     refine = DEFAULT_REFINE if args.refine is None else args.refine
     search = DEFAULT_SEARCH if args.search is None else args.search
+    settle = DEFAULT_SETTLE if args.settle is None else args.settle
     track: dict[str, Any] = {"refine": refine, "search": search, "extent_scale": args.extent_scale,
+                             "settle_passes": settle,
+                             "search_scales": DEFAULT_SEARCH_SCALES if args.search_scales is None
+                             else tuple(args.search_scales),
                              "scale_smoothing": scale_smoothing(args.scale_smoothing, DEFAULT_SCALE_SMOOTHING),
                              "compare_quantile": DEFAULT_COMPARE_QUANTILE if args.compare_quantile is None
                              else args.compare_quantile}
@@ -230,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
               "tracker_checkpoint": None if args.tracker_ckpt is None else str(Path(args.tracker_ckpt)),
               "data": str(folder), "pck_px": args.pck_px,
               "crop_size": stepper.crop_size, "crop_margin": args.crop_margin,
-              "tracker": f"TrackingCrop defaults, refine={refine}, search={search}, extent_scale={args.extent_scale}, "
+              "tracker": f"TrackingCrop defaults, refine={refine}, search={search}, "
+                         f"search_scales={list(track['search_scales'])}, settle={settle}, "
+                         f"extent_scale={args.extent_scale}, "
                          f"scale_smoothing={track['scale_smoothing']}, compare_quantile={track['compare_quantile']}, "
                          f"first box: {args.start}",
               "seconds": time.perf_counter() - started, "summary": summary, "videos": rows}

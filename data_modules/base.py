@@ -75,6 +75,9 @@ class HandClipDataModule(L.LightningDataModule):
             up to ``crop_jitter`` × the crop side and scale them by up to ``1 + crop_scale_jitter`` (either way),
             so that the network learns where the hand is in a crop that is not centred on it (see
             :class:`~data_modules.clips.ClipDataset`). Val/test crops stay centred.
+        crop_rotation, colour_jitter: training clips only, off by default: turn each clip's crops by up to
+            ``crop_rotation`` degrees (2D-label training only) and change its colours once per clip
+            (:class:`~data_modules.clips.ClipDataset`).
     """
 
     def __init__(
@@ -96,6 +99,8 @@ class HandClipDataModule(L.LightningDataModule):
         seed: int = 0,
         crop_jitter: float = 0.0,
         crop_scale_jitter: float = 0.0,
+        crop_rotation: float = 0.0,
+        colour_jitter: float = 0.0,
     ):
         super().__init__()
         if clip_len < 1 or clip_stride < 1 or frame_step < 1:
@@ -120,6 +125,8 @@ class HandClipDataModule(L.LightningDataModule):
         self.seed = seed
         self.crop_jitter = crop_jitter
         self.crop_scale_jitter = crop_scale_jitter
+        self.crop_rotation = crop_rotation
+        self.colour_jitter = colour_jitter
         self.datasets: dict[str, ClipDataset] = {}
         # Recorded in every checkpoint (``datamodule_hyper_parameters``): ``tassn predict`` and ``tassn adapt`` crop
         # and draw targets the way the network was trained unless told otherwise.
@@ -202,6 +209,8 @@ class HandClipDataModule(L.LightningDataModule):
             silhouettes=CachedSilhouettes(self.grabcut_cache()) if self.use_silhouettes else None,
             crop_jitter=self.crop_jitter if train else 0.0,
             crop_scale_jitter=self.crop_scale_jitter if train else 0.0,
+            crop_rotation=self.crop_rotation if train else 0.0,
+            colour_jitter=self.colour_jitter if train else 0.0,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -234,15 +234,31 @@ def crop_frame(
     return out
 
 
-def jitter_matrix(crop_size: int, shift: tuple[float, float], scale: float) -> np.ndarray:
+def jitter_matrix(crop_size: int, shift: tuple[float, float], scale: float, angle: float = 0.0) -> np.ndarray:
     """3×3 map from a crop to the crop of the same frame whose box is moved by ``shift`` (fractions of the box's
-    side, x and y) and whose side is ``scale`` × the box's: the hand lands off-centre and larger or smaller."""
+    side, x and y), whose side is ``scale`` × the box's and which is turned by ``angle`` (radians, about the moved
+    box's centre; positive turns the image content clockwise on screen, y pointing down): the hand lands
+    off-centre, larger or smaller, at another roll."""
     c = (crop_size - 1) / 2.0
     k = 1.0 / scale
+    cos, sin = k * np.cos(angle), k * np.sin(angle)
+    ox, oy = c + shift[0] * crop_size, c + shift[1] * crop_size
     return np.array(
-        [[k, 0.0, c - k * (c + shift[0] * crop_size)], [0.0, k, c - k * (c + shift[1] * crop_size)],
-         [0.0, 0.0, 1.0]], dtype=np.float64,
+        [[cos, -sin, c - cos * ox + sin * oy], [sin, cos, c - sin * ox - cos * oy], [0.0, 0.0, 1.0]],
+        dtype=np.float64,
     )
+
+
+def colour_jittered(frames: torch.Tensor, strength: float) -> torch.Tensor:
+    """``T×3×H×W`` frames in [0, 1] with one clip-wide photometric change drawn from torch's random state: contrast
+    and per-channel gains in ``[1 − strength, 1 + strength]``, a brightness offset in ``±strength / 2`` — skin tone,
+    white balance and exposure vary from video to video, not from frame to frame."""
+    u = torch.rand(5, dtype=torch.float64) * 2.0 - 1.0
+    contrast = 1.0 + strength * float(u[0])
+    gains = (1.0 + strength * u[1:4]).to(frames.dtype).view(1, 3, 1, 1)
+    brightness = 0.5 * strength * float(u[4])
+    mean = frames.mean(dim=(1, 2, 3), keepdim=True)
+    return ((frames - mean) * contrast + mean + brightness).mul(gains).clamp_(0.0, 1.0)
 
 
 def jitter_cropped(cropped: CroppedFrame, image: np.ndarray, J: np.ndarray, size: int) -> CroppedFrame:
@@ -306,6 +322,11 @@ class ClipDataset(Dataset):
     ``[1/(1 + crop_scale_jitter), 1 + crop_scale_jitter]``, one draw per clip (a tracking crop's error lasts several
     frames), from torch's random state (``seed_everything`` and the loader's worker seeding). Labels and the
     crop camera move with the crop; silhouettes are the cached ones of the centred crop warped the same way.
+
+    crop_rotation (degrees, 0: off): each clip's crops are also turned by an angle drawn uniformly in
+    ``±crop_rotation`` about their centre, the 2D labels with them. Only for training on 2D labels: a turned image
+    needs its 3D labels turned about the camera ray through the crop, which this pipeline does not do, so serving 3D
+    with it is an error. colour_jitter (0: off): one photometric change per clip (:func:`colour_jittered`).
     """
 
     def __init__(
@@ -321,13 +342,24 @@ class ClipDataset(Dataset):
         max_skips: int = 32,
         crop_jitter: float = 0.0,
         crop_scale_jitter: float = 0.0,
+        crop_rotation: float = 0.0,
+        colour_jitter: float = 0.0,
     ):
         if not 0.0 <= crop_jitter < 0.5:
             raise ValueError(f"crop_jitter (shift, fraction of the crop side) must be in [0, 0.5), got {crop_jitter}")
         if not 0.0 <= crop_scale_jitter < 1.0:
             raise ValueError(f"crop_scale_jitter must be in [0, 1), got {crop_scale_jitter}")
+        if not 0.0 <= crop_rotation <= 180.0:
+            raise ValueError(f"crop_rotation (largest roll, degrees) must be in [0, 180], got {crop_rotation}")
+        if crop_rotation > 0.0 and serve_3d:
+            raise ValueError("crop_rotation turns the 2D labels only: it is for training on 2D labels (stage 1, the "
+                             "tracker), not with 3D labels served (serve_3d / the pre-training's serve_3d_in_train)")
+        if not 0.0 <= colour_jitter < 1.0:
+            raise ValueError(f"colour_jitter must be in [0, 1), got {colour_jitter}")
         self.crop_jitter = crop_jitter
         self.crop_scale_jitter = crop_scale_jitter
+        self.crop_rotation = crop_rotation
+        self.colour_jitter = colour_jitter
         self.videos = list(videos)
         self.clip_len = clip_len
         self.frame_step = frame_step
@@ -376,11 +408,15 @@ class ClipDataset(Dataset):
 
     def draw_jitter(self) -> np.ndarray | None:
         """One clip's crop jitter (:func:`jitter_matrix`), or None when jitter is off."""
-        if self.crop_jitter == 0.0 and self.crop_scale_jitter == 0.0:
+        if self.crop_jitter == 0.0 and self.crop_scale_jitter == 0.0 and self.crop_rotation == 0.0:
             return None
         u = torch.rand(3, dtype=torch.float64).numpy() * 2.0 - 1.0  # uniform in [-1, 1)
         shift = (float(u[0] * self.crop_jitter), float(u[1] * self.crop_jitter))
-        return jitter_matrix(self.crop.size, shift, float(np.exp(u[2] * np.log1p(self.crop_scale_jitter))))
+        scale = float(np.exp(u[2] * np.log1p(self.crop_scale_jitter)))
+        if self.crop_rotation == 0.0:  # the draws of jitter without rotation stay what they were
+            return jitter_matrix(self.crop.size, shift, scale)
+        angle = float(np.deg2rad(self.crop_rotation) * (torch.rand(1, dtype=torch.float64).item() * 2.0 - 1.0))
+        return jitter_matrix(self.crop.size, shift, scale, angle)
 
     def load_clip(self, i: int) -> dict:
         """The clip at ``i`` as a dict of tensors ``T×…`` (raises :class:`CorruptFrameError`)."""
@@ -395,8 +431,9 @@ class ClipDataset(Dataset):
         kp2d = torch.from_numpy(np.stack([c.kp2d for c in cropped])).float()
         visible = torch.from_numpy(np.stack([c.visible for c in cropped])).float()
         hm_size = self.crop.size // HEATMAP_STRIDE
+        frames_t = torch.from_numpy(np.stack([c.image for c in cropped])).permute(0, 3, 1, 2).float() / 255.0
         item: dict = {
-            "frames": torch.from_numpy(np.stack([c.image for c in cropped])).permute(0, 3, 1, 2).float() / 255.0,
+            "frames": colour_jittered(frames_t, self.colour_jitter) if self.colour_jitter > 0.0 else frames_t,
             "kp2d": kp2d,
             "heatmaps": gaussian_heatmaps(to_heatmap_coords(kp2d), hm_size, self.heatmap_sigma, visible),
             "K": torch.from_numpy(np.stack([c.K for c in cropped])).float(),

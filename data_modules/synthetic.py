@@ -88,13 +88,16 @@ class SyntheticDataModule(HandClipDataModule):
         seed: int = 0,
         crop_jitter: float = 0.0,
         crop_scale_jitter: float = 0.0,
+        crop_rotation: float = 0.0,
+        colour_jitter: float = 0.0,
     ):
         super().__init__(
             clip_len=clip_len, clip_stride=clip_stride, eval_clip_stride=eval_clip_stride, frame_step=frame_step,
             crop_size=crop_size, crop_margin=crop_margin, heatmap_sigma=heatmap_sigma, batch_size=batch_size,
             num_workers=num_workers, pin_memory=pin_memory, serve_3d_in_train=serve_3d_in_train,
             silhouettes=silhouettes, grabcut_iterations=grabcut_iterations, grabcut_dir=grabcut_dir, seed=seed,
-            crop_jitter=crop_jitter, crop_scale_jitter=crop_scale_jitter,
+            crop_jitter=crop_jitter, crop_scale_jitter=crop_scale_jitter, crop_rotation=crop_rotation,
+            colour_jitter=colour_jitter,
         )
         domain_style(domain)
         self.root = Path(root)

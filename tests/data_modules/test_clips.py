@@ -204,3 +204,56 @@ def test_crop_jitter_is_a_training_option_only(tiny_video, tmp_path):
     assert (train.crop_jitter, train.crop_scale_jitter) == (0.1, 0.2)
     assert (val.crop_jitter, val.crop_scale_jitter) == (0.0, 0.0)
     assert SyntheticDataModule(root=str(tmp_path)).crop_jitter == 0.0  # off by default
+
+
+def test_crop_rotation_turns_the_image_and_its_keypoints_together(tiny_video):
+    kwargs = dict(clip_len=2, clip_stride=1, crop=CropConfig(size=32))
+    plain = ClipDataset([tiny_video], **kwargs)[0]
+    turned = ClipDataset([tiny_video], **kwargs, crop_rotation=90.0)
+    torch.manual_seed(0)
+    centre = torch.tensor([15.5, 15.5], dtype=torch.float64)
+    radius = (plain["kp2d"][0].double() - centre).norm(dim=1)
+    angles = []
+    for _ in range(8):
+        item = turned[0]
+        kp = item["kp2d"].double()
+        # a turn about the crop's centre keeps every keypoint's distance to it
+        torch.testing.assert_close((kp[0] - centre).norm(dim=1), radius, atol=1e-3, rtol=0)
+        # the image turned with them: the keypoints still sit on the skin
+        ij = kp[0].round().long().flip(-1)
+        inside = ((ij >= 0) & (ij < 32)).all(dim=1)
+        pixels = item["frames"][0].permute(1, 2, 0)[ij[inside, 0], ij[inside, 1]] * 255
+        assert ((pixels - torch.tensor([205.0, 150.0, 120.0])).abs().amax(dim=1) < 40).float().mean() > 0.7
+        before, after = plain["kp2d"][0, 9].double() - centre, kp[0, 9] - centre
+        angles.append(float(torch.atan2(after[1], after[0]) - torch.atan2(before[1], before[0])))
+    angles = [(a + np.pi) % (2 * np.pi) - np.pi for a in angles]
+    assert max(abs(a) for a in angles) > np.deg2rad(20) and max(abs(a) for a in angles) <= np.deg2rad(90) + 1e-3
+    with pytest.raises(ValueError, match="2D labels"):
+        ClipDataset([tiny_video], **kwargs, serve_3d=True, crop_rotation=10.0)
+
+
+def test_colour_jitter_changes_a_clip_once_and_keeps_its_labels(tiny_video):
+    kwargs = dict(clip_len=2, clip_stride=1, crop=CropConfig(size=32))
+    plain = ClipDataset([tiny_video], **kwargs)[0]
+    torch.manual_seed(0)
+    item = ClipDataset([tiny_video], **kwargs, colour_jitter=0.3)[0]
+    assert torch.equal(item["kp2d"], plain["kp2d"]) and torch.equal(item["heatmaps"], plain["heatmaps"])
+    assert not torch.allclose(item["frames"], plain["frames"])
+    assert item["frames"].min() >= 0 and item["frames"].max() <= 1
+    # one change for the whole clip: a pixel's colour maps the same way in both frames
+    from data_modules.clips import colour_jittered
+
+    torch.manual_seed(1)
+    frames = torch.full((2, 3, 4, 4), 0.5)
+    out = colour_jittered(frames, 0.3)
+    assert torch.equal(out[0], out[1])
+
+
+def test_rotation_and_colour_jitter_are_training_options_only(tiny_video, tmp_path):
+    from data_modules.synthetic import SyntheticDataModule
+
+    module = SyntheticDataModule(root=str(tmp_path), silhouettes=False, crop_rotation=30.0, colour_jitter=0.2)
+    module.load_videos = lambda split: [tiny_video]
+    train, val = module.make_dataset("train"), module.make_dataset("val")
+    assert (train.crop_rotation, train.colour_jitter) == (30.0, 0.2)
+    assert (val.crop_rotation, val.colour_jitter) == (0.0, 0.0)

@@ -17,7 +17,7 @@ from .confidence import AGREEMENT_SCALE, CHAIN_DECAY
 from .decode import KEYPOINT_METHODS
 from .hand_crop import CROP_MODES, parse_bbox
 from .model import PREDICT_STAGES
-from .tracking import DEFAULT_REFINE, DEFAULT_SCALE_SMOOTHING, DEFAULT_SEARCH
+from .tracking import DEFAULT_REFINE, DEFAULT_SCALE_SMOOTHING, DEFAULT_SEARCH, DEFAULT_SETTLE
 from .writers import MESH_FORMATS
 
 
@@ -60,6 +60,9 @@ def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     crop.add_argument("--track-scale-smoothing", type=float, default=DEFAULT_SCALE_SMOOTHING,
                       help="tracking: weight of the previous side in each side update and re-fit, in [0, 1) "
                       f"(default {DEFAULT_SCALE_SMOOTHING}; the centre uses --track-smoothing)")
+    crop.add_argument("--track-settle", type=int, default=DEFAULT_SETTLE,
+                      help="with --tracker-ckpt: the tracker reads each frame's settled box again and the box is "
+                      f"settled on that reading, this many times (one tracker step each; default {DEFAULT_SETTLE})")
     crop.add_argument("--tracker-ckpt", metavar="CKPT",
                       help="tracking: a second checkpoint whose keypoints place the crop (make train-tracker's, "
                       "trained on jittered crops: it reads where the hand is in an off-centre crop); --ckpt then "
@@ -115,11 +118,11 @@ def first_box(args: argparse.Namespace) -> tuple[float, ...] | None:
 
 def track_options(args: argparse.Namespace) -> dict[str, float]:
     """The tracking options ``--track-max-step``, ``--track-floor``, ``--reinit-confidence``, ``--track-patience``,
-    ``--refine``, ``--search``, ``--track-extent-scale``, ``--track-scale-smoothing``."""
+    ``--refine``, ``--search``, ``--track-extent-scale``, ``--track-scale-smoothing``, ``--track-settle``."""
     return {"max_scale_step": args.track_max_step, "floor_fraction": args.track_floor,
             "reinit_confidence": args.reinit_confidence, "patience": args.track_patience, "refine": args.refine,
             "search": args.search, "extent_scale": args.track_extent_scale,
-            "scale_smoothing": args.track_scale_smoothing}
+            "scale_smoothing": args.track_scale_smoothing, "settle_passes": args.track_settle}
 
 
 def run_from_args(args: argparse.Namespace) -> Path:

@@ -186,6 +186,22 @@ def _locate(
     return box, crop, outputs, state
 
 
+def _settled_box(
+    provider: CropProvider, locator: Stepper, frame: np.ndarray, box: CropBox, found: np.ndarray,
+    confidence: np.ndarray, mirror: bool,
+) -> CropBox:
+    """The box the model predicts on: ``box`` settled on the locator's keypoints ``found`` (frame pixels), then read
+    again by the locator and settled again ``provider.settle_passes`` times (trials: its recurrence is untouched); a
+    lost reading keeps the last box."""
+    settled = provider.settle(box, found, confidence) or box  # type: ignore[attr-defined]  # run_forward checks it
+    for _ in range(getattr(provider, "settle_passes", 0)):
+        again = provider.settle(settled, *_trial_keypoints(locator, frame, settled, mirror))  # type: ignore[attr-defined]
+        if again is None:
+            break
+        settled = again
+    return settled
+
+
 def run_forward(
     source: FrameSource,
     provider: CropProvider,
@@ -209,7 +225,8 @@ def run_forward(
     ``locator`` (a second network, e.g. one trained on jittered crops, which reads where the hand is in an off-centre
     crop): the search, the re-fits and the tracking all run on its keypoints, with its own recurrence, and
     ``stepper`` predicts each frame on the box those keypoints give (the provider's ``settle``: the training crop's
-    rule, within the floor and the frame) — the returned results and boxes are ``stepper``'s.
+    rule, within the floor and the frame; then ``settle_passes`` more readings of the settled box by the locator,
+    each settled again) — the returned results and boxes are ``stepper``'s.
     """
     if locator is not None and getattr(provider, "settle", None) is None:
         raise ValueError(f"a locator network places a tracking crop; the {provider.name!r} crop has none to place")
@@ -228,7 +245,7 @@ def run_forward(
             found = crop_to_frame(box, outputs[0], finder.crop_size, mirror)
             provider.update(index, found, outputs[1])
             if locator is not None:
-                box = provider.settle(box, found, outputs[1]) or box  # type: ignore[attr-defined]  # checked above
+                box = _settled_box(provider, locator, frame, box, found, outputs[1], mirror)
                 crop = cut_crop(frame, box, s, mirror)
                 outputs = stepper(crop)
             kp_crop, conf, pose, mesh = outputs

@@ -46,6 +46,11 @@ DEFAULT_SEARCH_SCALES = (0.5, 0.75)
 #: network draws the hand at nearly one size in every crop, so a side read from its keypoints carries little scale
 #: signal and much noise, and a box that takes it at face value drifts to the floor; chosen the same way.
 DEFAULT_SCALE_SMOOTHING = 0.8
+#: With a locator network (``--tracker-ckpt``): after the box is settled on the locator's keypoints, the locator
+#: reads the settled box again and the box is settled on that reading, this many times, before the model predicts
+#: on it. The locator is most accurate on a crop centred on the hand, so one more reading places the box better;
+#: chosen the same way (docs/results.md, "Video prediction": 1 against 0 and 2, every seed's validation videos).
+DEFAULT_SETTLE = 1
 #: Which quantile of a trial's joint peaks compares the search's candidate boxes: the median of the 21. The minimum
 #: (0: a box that cuts part of the hand off leaves some joints faint) picked better first boxes for one checkpoint on
 #: validation and worse for others, and once settled on the full frame (docs/results.md); the median stays.
@@ -84,6 +89,7 @@ class TrackingCrop:
         search_scales: Sequence[float] = DEFAULT_SEARCH_SCALES,
         scale_smoothing: float | None = DEFAULT_SCALE_SMOOTHING,
         compare_quantile: float = DEFAULT_COMPARE_QUANTILE,
+        settle_passes: int = DEFAULT_SETTLE,
     ) -> None:
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"track smoothing must be in [0, 1), got {smoothing}")
@@ -101,6 +107,8 @@ class TrackingCrop:
             raise ValueError(f"extent_scale (predicted / true hand extent) must be positive, got {extent_scale}")
         if not 0.0 <= compare_quantile <= 1.0:
             raise ValueError(f"compare_quantile (of the joints' peaks) must be in [0, 1], got {compare_quantile}")
+        if settle_passes < 0:
+            raise ValueError(f"settle_passes (locator readings of a settled box) must be ≥ 0, got {settle_passes}")
         if refine < 0:
             raise ValueError(f"refine (re-fits of a frame's box to its own prediction) must be ≥ 0, got {refine}")
         self.initial = initial
@@ -117,6 +125,7 @@ class TrackingCrop:
         if not all(0.0 < f <= 1.0 for f in search_scales):
             raise ValueError(f"search_scales are fractions of the frame's shorter side in (0, 1], got {search_scales}")
         self.refine = refine
+        self.settle_passes = settle_passes
         self.compare_quantile = compare_quantile
         self.extent_scale = extent_scale
         self.search = search
@@ -279,5 +288,5 @@ class TrackingCrop:
                 "patience": self.patience, "refine": self.refine, "search": self.search,
                 "search_scales": list(self.search_scales), "searched_at": list(self.searches),
                 "extent_scale": self.extent_scale, "scale_smoothing": self.scale_smoothing,
-                "compare_quantile": self.compare_quantile,
+                "compare_quantile": self.compare_quantile, "settle_passes": self.settle_passes,
                 "reinitialised_at": list(self.reinitialised)}
