@@ -40,6 +40,7 @@ Prints tables and writes JSON (default ``benchmarks/results/train.json``)::
     python benchmarks/bench_train.py [--device cpu|cuda] [--sizes cpu paper] [--rounds 5] [--autocast none|bf16]
                                      [--threads 2] [--profile] [--compare] [--silhouette-divisor 2]
                                      [--batch-directions] [--init-from CKPT] [--data-batch]
+                                     [--layout channels-last|contiguous]
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ STAGES: tuple[str, ...] = ("pretrain", "stage1", "stage2", "stage3", "stage3 w/o
 #: ``--silhouette-divisor``, ``--batch-directions``: options of the silhouette stages (stage 2 and 3); the renderer's
 #: ``method`` (``auto``; ``op_counts.py --method`` sets it)
 STAGE_OPTIONS: dict[str, Any] = {"silhouette_divisor": 1, "batch_directions": False, "renderer_method": "auto"}
+#: ``--layout``: the memory layout of the PME's convolutions (``PME(channels_last=…)``; the default is the PME's)
+NET_OPTIONS: dict[str, Any] = {}
 #: ``--init-from``: the weights every PME the benchmark builds starts from (fresh by default)
 net_init: NetInit = NetInit()
 
@@ -154,7 +157,7 @@ def hand_batch(size: Size, device: torch.device, seed: int = 0) -> dict[str, tor
 def build_net(size: Size, flow: str = "none", init: NetInit | None = None) -> PME:
     """A seeded PME of ``size`` with the weights of ``init`` (default ``net_init``, i.e. ``--init-from``)."""
     torch.manual_seed(0)
-    net = PME(flow=flow, image_size=size.image_size, **size.net)
+    net = PME(flow=flow, image_size=size.image_size, **{**size.net, **NET_OPTIONS})
     return apply_init(net, net_init if init is None else init, f" at size {size.name}")
 
 
@@ -375,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-batch", action="store_true", help="time each stage on its first batch of the synthetic "
                         "training data it trains on (data/synthetic, as make builds it; --sizes cpu only), not noise")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--layout", choices=("channels-last", "contiguous"), default=None,
+                        help="memory layout of the PME's convolutions (PME channels_last; default: the PME's own, "
+                        "channels-last)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train.json")
     parser.add_argument("--check-args", action="store_true",
                         help="check the arguments, print them as JSON and exit (no device needed)")
@@ -401,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench_train_report import batches_label, init_label, report, temporal_price
 
     STAGE_OPTIONS.update(silhouette_divisor=args.silhouette_divisor, batch_directions=args.batch_directions)
+    if args.layout is not None:
+        NET_OPTIONS["channels_last"] = args.layout == "channels-last"
     global autocast_dtype, net_init
     autocast_dtype = AUTOCAST[args.autocast]
     if args.init_from is not None:
@@ -418,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     info["load_average_1_5_15_min_at_start"] = list(os.getloadavg())
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-    result: dict[str, Any] = {"device": str(device), "autocast": args.autocast, **net_init.describe(),
+    result: dict[str, Any] = {"device": str(device), "autocast": args.autocast, "layout": args.layout or "default",
+                              **net_init.describe(),
                               **bench_train_data.describe(), "machine": info, "train": [], "render": [], "infer": []}
     for key in args.sizes:
         size = SIZES[key]

@@ -269,3 +269,27 @@ def test_a_template_and_a_flow_module_are_taken_as_given_or_built_by_name(sphere
         PME(**{**TINY, "graph_cache_dir": str(tmp_path), "template": sphere_template, "flow_module": "dis"})
     with pytest.raises(TypeError, match="template"):
         PME(**{**TINY, "graph_cache_dir": str(tmp_path), "template": 3})
+
+
+def test_channels_last_is_a_layout_not_another_network(make_pme) -> None:
+    cl, plain = make_pme(channels_last=True), make_pme(channels_last=False)
+    convs = [m.weight for m in cl.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs
+                         if w.shape[-1] > 1 or w.shape[-2] > 1)
+    # one state dict for both: each loads the other's weights, and they compute the same outputs up to rounding
+    plain.load_state_dict(cl.state_dict())
+    assert cl.state_dict().keys() == plain.state_dict().keys()
+    assert all(cl.state_dict()[k].shape == v.shape for k, v in plain.state_dict().items())
+    cl.eval(), plain.eval()
+    with torch.no_grad():
+        a, b = cl.run(_clip()), plain.run(_clip())
+    for x, y in ((a.heatmaps, b.heatmaps), (a.mesh, b.mesh), (a.pose, b.pose)):
+        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
+    # the weights stay channels-last through a load and an optimiser step
+    cl.train()
+    cl.load_state_dict(plain.state_dict())
+    opt = torch.optim.Adam(cl.parameters(), 1e-3)
+    out = cl.run(_clip())
+    (out.heatmaps.square().mean() + out.mesh.square().mean()).backward()
+    opt.step()
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs if w.shape[-1] > 1)

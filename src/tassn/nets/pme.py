@@ -130,6 +130,10 @@ class PME(nn.Module):
         graph_cache_dir: where the coarsened graph is cached (default ``~/.cache/tassn/graphs``).
         flow_module: a flow network to use instead of building ``flow`` by name (``flow_checkpoint`` is then
             unused); it maps two ``B×3×H×W`` images to ``B×2×H×W`` flow and is frozen unless ``flow_trainable``.
+        channels_last: keep the heatmap and mesh estimators' convolution weights, and so their activations, in
+            channels-last memory layout: the same network and state dict, with the CPU's oneDNN convolutions spared
+            a layout conversion around every call (stage-1 steps about a fifth faster; docs/results.md, "Speed and
+            memory"). Only the float rounding differs from the default layout.
     """
 
     def __init__(
@@ -167,6 +171,7 @@ class PME(nn.Module):
         mesh_grad_to_heatmap: float = 1.0,
         graph_cache_dir: str | None = None,
         flow_module: nn.Module | None = None,
+        channels_last: bool = True,
     ):
         super().__init__()
         multiple = 4 * 2**hourglass_depth
@@ -227,6 +232,9 @@ class PME(nn.Module):
         )
         if not flow_trainable:
             self.freeze("flow")
+        if channels_last:
+            self.heatmap.to(memory_format=torch.channels_last)
+            self.mesh.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------------------------------------------------
     # freezing
