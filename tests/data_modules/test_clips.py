@@ -195,15 +195,18 @@ def test_crop_jitter_moves_the_crop_and_its_labels_together(tiny_video):
         ClipDataset([tiny_video], **kwargs, crop_jitter=0.6)
 
 
-def test_crop_jitter_is_a_training_option_only(tiny_video, tmp_path):
+@pytest.mark.parametrize("options", [{"crop_jitter": 0.1, "crop_scale_jitter": 0.2},
+                                     {"crop_rotation": 30.0, "colour_jitter": 0.2}])
+def test_augmentations_are_training_options_only(tiny_video, tmp_path, options):
     from data_modules.synthetic import SyntheticDataModule
 
-    module = SyntheticDataModule(root=str(tmp_path), silhouettes=False, crop_jitter=0.1, crop_scale_jitter=0.2)
+    module = SyntheticDataModule(root=str(tmp_path), silhouettes=False, **options)
     module.load_videos = lambda split: [tiny_video]
     train, val = module.make_dataset("train"), module.make_dataset("val")
-    assert (train.crop_jitter, train.crop_scale_jitter) == (0.1, 0.2)
-    assert (val.crop_jitter, val.crop_scale_jitter) == (0.0, 0.0)
-    assert SyntheticDataModule(root=str(tmp_path)).crop_jitter == 0.0  # off by default
+    assert {k: getattr(train, k) for k in options} == options
+    assert all(getattr(val, k) == 0.0 for k in options)
+    default = SyntheticDataModule(root=str(tmp_path))
+    assert all(getattr(default, k) == 0.0 for k in options)  # off by default
 
 
 def test_crop_rotation_turns_the_image_and_its_keypoints_together(tiny_video):
@@ -247,13 +250,3 @@ def test_colour_jitter_changes_a_clip_once_and_keeps_its_labels(tiny_video):
     frames = torch.full((2, 3, 4, 4), 0.5)
     out = colour_jittered(frames, 0.3)
     assert torch.equal(out[0], out[1])
-
-
-def test_rotation_and_colour_jitter_are_training_options_only(tiny_video, tmp_path):
-    from data_modules.synthetic import SyntheticDataModule
-
-    module = SyntheticDataModule(root=str(tmp_path), silhouettes=False, crop_rotation=30.0, colour_jitter=0.2)
-    module.load_videos = lambda split: [tiny_video]
-    train, val = module.make_dataset("train"), module.make_dataset("val")
-    assert (train.crop_rotation, train.colour_jitter) == (30.0, 0.2)
-    assert (val.crop_rotation, val.colour_jitter) == (0.0, 0.0)
