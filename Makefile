@@ -5,7 +5,9 @@
 #   target data ─┴→ stage 1 (heatmaps, L_h; starts from pretrain) ──────────┴→ stage 2 (heatmaps + mesh, L_h + λs·L_m)
 #                                                                  → stage 3 (TASSN, Eq. 6) → test → table
 # Each stage trains in runs/<DATA>-<CONFIG>/<stage>/ (pretrain in runs/source-<CONFIG>/pretrain/) and is done
-# when its fit.done exists; a run that was stopped resumes from its checkpoints/last.ckpt.
+# when its fit.done exists; a run that was stopped resumes from its checkpoints/last.ckpt. A finished stage trains
+# again when a config value or an argument it was trained with changes (not for an edited comment; its
+# inputs.sha256), and the previous run's checkpoints are moved to checkpoints.<n>/ first.
 #   make train-stage3                            CPU sizes on the synthetic videos (its time: README, first section)
 #   make train-stage3 DATA=stb DATA_ROOT=… CONFIG=paper      the paper's settings on STB (GPUs)
 #   make train-stage3 VARIANT=no_lc                          an ablation of experiments/ablations/
@@ -43,8 +45,8 @@ SOURCE_ARGS := --config $(SOURCE_CFG)
 last = $(1)/checkpoints/last.ckpt
 # the stage's own file and schedule overlay (experiments/<CONFIG>/<stage>.yaml, when there is one)
 stage_files = experiments/$(1).yaml $(wildcard experiments/$(CONFIG)/$(1).yaml)
-# TRAIN_ARGS: extra `tassn` arguments for every stage (e.g. "--data.init_args.crop_jitter=0.15"); a finished stage
-# does not notice them, so give such a run its own RUNS=… folder
+# TRAIN_ARGS: extra `tassn` arguments for every stage (e.g. "--data.init_args.crop_jitter=0.15"); like a changed config
+# value, they make a finished stage train again (its checkpoints set aside), so give such a run its own RUNS=… folder
 TRAIN_ARGS ?=
 # $(call configs,STAGE): the config files of a stage, in composition order (stage, data, sizes, schedule), then
 # the seed and TRAIN_ARGS
@@ -52,12 +54,24 @@ configs = --config experiments/$(1).yaml $(2) --config $(OVERLAY) \
 	$(addprefix --config ,$(wildcard experiments/$(CONFIG)/$(1).yaml)) --seed_everything=$(SEED) $(TRAIN_ARGS)
 
 # $(call fit,RUN_DIR,ARGS): train into RUN_DIR; resume from its last.ckpt when there is one, unless the stage had
-# finished before (then its inputs changed and it starts over). fit.done marks a finished stage.
+# finished before: then its inputs changed, its checkpoints are moved to RUN_DIR/checkpoints.<n> (never overwritten)
+# and it starts over. fit.done marks a finished stage and holds the digest of the inputs it was trained with.
 define fit
+	@if [ -f $(1)/fit.done ] && [ -d $(1)/checkpoints ]; then n=1; while [ -e $(1)/checkpoints.$$n ]; do n=$$((n+1)); done; \
+	  mv $(1)/checkpoints $(1)/checkpoints.$$n && rm -f $(1)/fit.done && \
+	  echo "make: $(1) trains again with its new inputs; the previous run's checkpoints are kept in $(1)/checkpoints.$$n" >&2; fi
 	$(TASSN) fit $(2) --trainer.default_root_dir=$(1) \
 	  $(if $(wildcard $(1)/fit.done),,$(if $(wildcard $(call last,$(1))),--ckpt_path=last))
-	@touch $(1)/fit.done
+	@cp $(1)/inputs.sha256 $(1)/fit.done
 endef
+
+# $(call digest,DONE,FILES,ARGS): the rule of DONE's digest file, $(@) — FILES by their parsed content and ARGS,
+# rewritten only when they change (src/tassn/config_digest.py). A target that depends on it is made again when a
+# config value, the seed or TRAIN_ARGS change, not when a file is only touched or a comment edited. The `+` runs it
+# under `make -n` too, so a dry run lists only what would really run.
+digest = +@PYTHONPATH=src$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m tassn.config_digest $@ --done $(1) $(2) -- $(3)
+.PHONY: FORCE
+FORCE:
 
 .PHONY: help install test test-slow lint data data-all pretrain train-stage1 train-stage2 train-tracker train-stage3 eval report sweep \
 	check-config
@@ -90,13 +104,17 @@ check-config:
 	  echo "make: DATA_ROOT=$(DATA_ROOT) is not a folder; point it at the $(DATA) dataset (docs/datasets.md)" >&2; exit 2; fi
 
 # ------------------------------------------------------------------------------------------------------- data
-$(RUN)/data.done: $(DATA_CFG) $(OVERLAY) | $(STAMP) check-config
+$(RUN)/data.done: $(RUN)/data.inputs.sha256 | $(STAMP) check-config
 	$(TASSN) prepare $(call configs,stage1,$(TARGET_ARGS))
-	@mkdir -p $(@D) && touch $@
+	@mkdir -p $(@D) && cp $(RUN)/data.inputs.sha256 $@
+$(RUN)/data.inputs.sha256: FORCE | $(STAMP)
+	$(call digest,$(RUN)/data.done,$(DATA_CFG) $(OVERLAY),$(TARGET_ARGS))
 
-$(SOURCE_RUN)/data.done: $(SOURCE_CFG) $(OVERLAY) $(call stage_files,pretrain) | $(STAMP) check-config
+$(SOURCE_RUN)/data.done: $(SOURCE_RUN)/data.inputs.sha256 | $(STAMP) check-config
 	$(TASSN) prepare $(call configs,pretrain,$(SOURCE_ARGS))
-	@mkdir -p $(@D) && touch $@
+	@mkdir -p $(@D) && cp $(SOURCE_RUN)/data.inputs.sha256 $@
+$(SOURCE_RUN)/data.inputs.sha256: FORCE | $(STAMP)
+	$(call digest,$(SOURCE_RUN)/data.done,$(SOURCE_CFG) $(OVERLAY) $(call stage_files,pretrain),$(SOURCE_ARGS))
 
 data: $(RUN)/data.done ## generate/check the target data (DATA=synthetic|stb|mhp, DATA_ROOT=…) and its GrabCut silhouettes
 
@@ -106,28 +124,41 @@ data-all: | $(STAMP) check-config ## generate/check the source and the target da
 	@$(MAKE) --no-print-directory -j2 $(SOURCE_RUN)/data.done $(RUN)/data.done
 
 # ----------------------------------------------------------------------------------------------------- stages
-$(SOURCE_RUN)/pretrain/fit.done: $(SOURCE_RUN)/data.done $(call stage_files,pretrain) $(SOURCE_CFG) $(OVERLAY) \
-	  | $(STAMP)
-	$(call fit,$(@D),$(call configs,pretrain,$(SOURCE_ARGS)))
+# Each stage's arguments; its inputs.sha256 (the digest of its config files and these) is what it depends on.
+PRETRAIN_ARGS = $(call configs,pretrain,$(SOURCE_ARGS))
+STAGE1_ARGS = $(call configs,stage1,$(TARGET_ARGS)) --model.init_args.init_from=$(call last,$(SOURCE_RUN)/pretrain)
+STAGE2_ARGS = $(call configs,stage2,$(TARGET_ARGS)) --model.init_args.init_heatmap_from=$(call last,$(RUN)/stage1) \
+	  --model.init_args.init_mesh_from=$(call last,$(SOURCE_RUN)/pretrain)
+TRACKER_ARGS = $(call configs,stage1,$(TARGET_ARGS)) --config experiments/tracker.yaml \
+	  --model.init_args.init_from=$(call last,$(RUN)/stage1)
+STAGE3_ARGS = $(call configs,stage3,$(TARGET_ARGS) $(addprefix --config ,$(VARIANT_CFG))) \
+	  --model.init_args.init_from=$(call last,$(RUN)/stage2)
 
-$(RUN)/stage1/fit.done: $(RUN)/data.done $(SOURCE_RUN)/pretrain/fit.done $(call stage_files,stage1) $(DATA_CFG) \
-	  $(OVERLAY) | $(STAMP)
-	$(call fit,$(@D),$(call configs,stage1,$(TARGET_ARGS)) \
-	  --model.init_args.init_from=$(call last,$(SOURCE_RUN)/pretrain))
+$(SOURCE_RUN)/pretrain/fit.done: $(SOURCE_RUN)/data.done $(SOURCE_RUN)/pretrain/inputs.sha256 | $(STAMP)
+	$(call fit,$(@D),$(PRETRAIN_ARGS))
+$(SOURCE_RUN)/pretrain/inputs.sha256: FORCE | $(STAMP)
+	$(call digest,$(@D)/fit.done,$(call stage_files,pretrain) $(SOURCE_CFG) $(OVERLAY),$(PRETRAIN_ARGS))
 
-$(RUN)/stage2/fit.done: $(RUN)/stage1/fit.done $(SOURCE_RUN)/pretrain/fit.done $(call stage_files,stage2) | $(STAMP)
-	$(call fit,$(@D),$(call configs,stage2,$(TARGET_ARGS)) \
-	  --model.init_args.init_heatmap_from=$(call last,$(RUN)/stage1) \
-	  --model.init_args.init_mesh_from=$(call last,$(SOURCE_RUN)/pretrain))
+$(RUN)/stage1/fit.done: $(RUN)/data.done $(SOURCE_RUN)/pretrain/fit.done $(RUN)/stage1/inputs.sha256 | $(STAMP)
+	$(call fit,$(@D),$(STAGE1_ARGS))
+$(RUN)/stage1/inputs.sha256: FORCE | $(STAMP)
+	$(call digest,$(@D)/fit.done,$(call stage_files,stage1) $(DATA_CFG) $(OVERLAY),$(STAGE1_ARGS))
+
+$(RUN)/stage2/fit.done: $(RUN)/stage1/fit.done $(SOURCE_RUN)/pretrain/fit.done $(RUN)/stage2/inputs.sha256 | $(STAMP)
+	$(call fit,$(@D),$(STAGE2_ARGS))
+$(RUN)/stage2/inputs.sha256: FORCE | $(STAMP)
+	$(call digest,$(@D)/fit.done,$(call stage_files,stage2) $(DATA_CFG) $(OVERLAY),$(STAGE2_ARGS))
 
 # the tracking crop's locator (tassn predict --tracker-ckpt): stage 1 fine-tuned on jittered crops
-$(RUN)/tracker/fit.done: $(RUN)/stage1/fit.done experiments/tracker.yaml | $(STAMP)
-	$(call fit,$(@D),$(call configs,stage1,$(TARGET_ARGS)) --config experiments/tracker.yaml \
-	  --model.init_args.init_from=$(call last,$(RUN)/stage1))
+$(RUN)/tracker/fit.done: $(RUN)/stage1/fit.done $(RUN)/tracker/inputs.sha256 | $(STAMP)
+	$(call fit,$(@D),$(TRACKER_ARGS))
+$(RUN)/tracker/inputs.sha256: FORCE | $(STAMP)
+	$(call digest,$(@D)/fit.done,$(call stage_files,stage1) experiments/tracker.yaml $(DATA_CFG) $(OVERLAY),$(TRACKER_ARGS))
 
-$(STAGE3_DIR)/fit.done: $(RUN)/stage2/fit.done $(call stage_files,stage3) $(VARIANT_CFG) | $(STAMP)
-	$(call fit,$(@D),$(call configs,stage3,$(TARGET_ARGS) $(addprefix --config ,$(VARIANT_CFG))) \
-	  --model.init_args.init_from=$(call last,$(RUN)/stage2))
+$(STAGE3_DIR)/fit.done: $(RUN)/stage2/fit.done $(STAGE3_DIR)/inputs.sha256 | $(STAMP)
+	$(call fit,$(@D),$(STAGE3_ARGS))
+$(STAGE3_DIR)/inputs.sha256: FORCE | $(STAMP)
+	$(call digest,$(@D)/fit.done,$(call stage_files,stage3) $(VARIANT_CFG) $(DATA_CFG) $(OVERLAY),$(STAGE3_ARGS))
 
 $(STAGE3_DIR)/test.done: $(STAGE3_DIR)/fit.done
 	$(TASSN) test $(call configs,stage3,$(TARGET_ARGS)) \
@@ -227,10 +258,12 @@ $(RUN)/eval-stage1/test.done: $(RUN)/stage1/fit.done
 $(RUN)/eval-stage2/test.done: $(RUN)/stage2/fit.done
 	$(call ablation_test,$(@D),$(call last,$(RUN)/stage2))
 
-$(RUN)/upper_bound/fit.done: $(RUN)/data.done $(SOURCE_RUN)/pretrain/fit.done $(ABLATION_UPPER_CFG) \
-	  $(call stage_files,pretrain) | $(STAMP)
-	$(call fit,$(@D),$(call configs,pretrain,$(TARGET_ARGS)) --config $(ABLATION_UPPER_CFG) \
-	  --model.init_args.init_from=$(call last,$(SOURCE_RUN)/pretrain))
+UPPER_ARGS = $(call configs,pretrain,$(TARGET_ARGS)) --config $(ABLATION_UPPER_CFG) \
+	  --model.init_args.init_from=$(call last,$(SOURCE_RUN)/pretrain)
+$(RUN)/upper_bound/fit.done: $(RUN)/data.done $(SOURCE_RUN)/pretrain/fit.done $(RUN)/upper_bound/inputs.sha256 | $(STAMP)
+	$(call fit,$(@D),$(UPPER_ARGS))
+$(RUN)/upper_bound/inputs.sha256: FORCE | $(STAMP)
+	$(call digest,$(@D)/fit.done,$(call stage_files,pretrain) $(ABLATION_UPPER_CFG) $(DATA_CFG) $(OVERLAY),$(UPPER_ARGS))
 
 $(RUN)/upper_bound/test.done: $(RUN)/upper_bound/fit.done
 	$(call ablation_test,$(@D),$(call last,$(@D)))

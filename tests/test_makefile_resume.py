@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,3 +26,50 @@ def test_ckpt_path_last_only_when_a_last_checkpoint_exists(tmp_path) -> None:
     last.parent.mkdir(parents=True)
     last.touch()
     assert _fit_line(tmp_path).endswith("--ckpt_path=last")  # a stopped stage resumes
+
+
+FAKE_TASSN = """#!/bin/sh
+# stands in for `python -m tassn`: a fit writes a checkpoint naming its run, counted in calls.log
+for arg in "$@"; do case "$arg" in --trainer.default_root_dir=*) root="${arg#*=}";; esac; done
+echo "$1" >> "$CALLS"
+if [ "$1" = fit ]; then mkdir -p "$root/checkpoints"; echo "$*" > "$root/checkpoints/last.ckpt"; fi
+"""
+
+
+def _make_pretrain(runs: Path, fake: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", "pretrain", f"RUNS={runs}", f"TASSN={fake}", *extra],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CALLS": str(runs / "calls.log")})
+
+
+@pytest.mark.skipif(shutil.which("make") is None or not (REPO / ".install.stamp").exists(),
+                    reason="needs make and an installed checkout")
+def test_a_finished_stage_trains_again_only_when_its_inputs_change_and_keeps_its_checkpoints(tmp_path) -> None:
+    fake = tmp_path / "fake_tassn"
+    fake.write_text(FAKE_TASSN)
+    fake.chmod(0o755)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    calls = runs / "calls.log"
+    stage = runs / "source-cpu" / "pretrain"
+
+    first = _make_pretrain(runs, fake)
+    assert first.returncode == 0, first.stderr
+    assert calls.read_text().split() == ["prepare", "fit"]
+    assert (stage / "fit.done").read_text() == (stage / "inputs.sha256").read_text()
+
+    again = _make_pretrain(runs, fake)  # nothing changed: nothing runs
+    assert again.returncode == 0 and calls.read_text().split() == ["prepare", "fit"]
+
+    changed = _make_pretrain(runs, fake, "TRAIN_ARGS=--trainer.max_steps=5")
+    assert changed.returncode == 0, changed.stderr
+    assert calls.read_text().split() == ["prepare", "fit", "fit"]
+    assert "checkpoints.1" in changed.stderr
+    kept = (stage / "checkpoints.1" / "last.ckpt").read_text()
+    assert "max_steps" not in kept and "max_steps" in (stage / "checkpoints" / "last.ckpt").read_text()
+
+    back = _make_pretrain(runs, fake, "TRAIN_ARGS=--trainer.max_steps=5")
+    assert back.returncode == 0 and calls.read_text().split() == ["prepare", "fit", "fit"]
+    dry = subprocess.run(["make", "-n", "pretrain", f"RUNS={runs}", f"TASSN={fake}"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert f"{fake} fit" in dry and "checkpoints.$n" in dry  # the original inputs again: a new run, set aside first
