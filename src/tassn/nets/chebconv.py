@@ -1,9 +1,10 @@
 """Chebyshev spectral graph convolution (Defferrard et al. 2016), batched, with a fixed sparse Laplacian.
 
 ``y = Σ_k T_k(L̂) x θ_k`` with ``T_0 = I``, ``T_1 = L̂``, ``T_k = 2 L̂ T_{k−1} − T_{k−2}``. The ``K`` terms are
-mixed by one ``Linear(K·Fin → Fout)`` whose input index is ``fin·K + k`` (the layout of Ge et al.'s hand-graph-cnn; the
-forward applies it order by order, without building the concatenation). The layout is theirs so that their weights could be mapped onto ours, but no converter
-exists: our networks train from scratch or from our own checkpoints.
+mixed by one ``Linear(K·Fin → Fout)`` whose input index is ``fin·K + k`` (the layout of Ge et al.'s hand-graph-cnn;
+the forward applies it order by order, without building the concatenation). The layout is theirs so that their
+weights could be mapped onto ours, but no converter exists: our networks train from scratch or from our own
+checkpoints.
 """
 
 from __future__ import annotations
