@@ -56,6 +56,19 @@ def test_fit_writes_run_folders_and_resumes_from_last(write_configs, tmp_path) -
             "val/accel_mm", "val/jitter_mm", "val/jitter_gt_mm"} <= set(rows[0])
 
 
+def test_a_new_fit_sets_an_earlier_runs_checkpoints_aside(write_configs, tmp_path) -> None:
+    configs = write_configs("Stage1", trainer={"max_steps": 2, "max_epochs": 5})
+    run_cli(["fit", *configs])
+    root = tmp_path / "run"
+    finished = (root / "checkpoints" / "last.ckpt").read_bytes()
+    run_cli(["fit", *configs, "--trainer.max_steps=1"])  # no --ckpt_path: a new training, not a resume
+    kept = root / "checkpoints.1" / "last.ckpt"
+    assert kept.read_bytes() == finished and (root / "checkpoints.1" / "best.ckpt").is_file()
+    assert torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 1
+    run_cli(["fit", *configs, "--trainer.max_steps=1"])
+    assert (root / "checkpoints.2" / "last.ckpt").is_file() and kept.read_bytes() == finished
+
+
 def test_test_subcommand_writes_results_and_report_prints_them(write_configs, tmp_path, capsys) -> None:
     configs = write_configs("Stage3", trainer={"max_steps": 1})
     run_cli(["fit", *configs])

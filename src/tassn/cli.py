@@ -5,7 +5,8 @@ Configs compose: a stage file, a data file and a size overlay, later files overr
     tassn fit --config experiments/stage3.yaml --config experiments/data/synthetic.yaml --config experiments/cpu.yaml
 
 Every run writes into ``trainer.default_root_dir``:
-``checkpoints/{best,last}.ckpt`` (shared by the runs of that folder, so ``--ckpt_path last`` resumes) and a new
+``checkpoints/{best,last}.ckpt`` (``--ckpt_path last`` resumes from them; a new run without it first moves an
+earlier run's to ``checkpoints.<n>/``) and a new
 ``version_<n>/`` per run with its ``config.yaml``, ``metrics.csv``, PCK curves and test results; a previous run's
 config is never overwritten. W&B logs too (offline when not logged in; ``WANDB_MODE=disabled`` turns it off).
 
@@ -41,6 +42,7 @@ from tassn.config_trust import (
     merged,
 )
 from tassn.quiet import configure_logging, install_filters, quiet_wandb, wandb_run_line
+from tassn.run_folder import is_first_process, set_aside_checkpoints
 from tassn.safe_load import UntrustedFileError
 from tassn.stages.checkpoints import (
     CheckpointMismatchError,
@@ -211,6 +213,11 @@ class TassnCLI(LightningCLI):
             config.trainer.default_root_dir = str(root)
             config.checkpoint.dirpath = checkpoint_dir(str(root))
             config.step_checkpoint.dirpath = checkpoint_dir(str(root))
+        # a new training in a folder with a finished run's checkpoints sets those aside instead of writing over them
+        if self.subcommand == "fit":
+            config = self.config.fit
+            if not config.get("ckpt_path") and is_first_process():
+                set_aside_checkpoints(config.checkpoint.dirpath or checkpoint_dir(config.trainer.default_root_dir))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
