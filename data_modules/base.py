@@ -78,6 +78,9 @@ class HandClipDataModule(L.LightningDataModule):
         crop_rotation, colour_jitter: training clips only, off by default: turn each clip's crops by up to
             ``crop_rotation`` degrees (2D-label training only) and change its colours once per clip
             (:class:`~data_modules.clips.ClipDataset`).
+        distractors: training clips only, off (0) by default: up to this many skin-coloured sticks drawn beside the
+            hand per clip, hard negatives for a network that reads the backdrop's sticks as fingers
+            (:mod:`data_modules.distractors`; the tracker's training, ``experiments/tracker.yaml``).
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class HandClipDataModule(L.LightningDataModule):
         crop_scale_jitter: float = 0.0,
         crop_rotation: float = 0.0,
         colour_jitter: float = 0.0,
+        distractors: int = 0,
     ):
         super().__init__()
         if clip_len < 1 or clip_stride < 1 or frame_step < 1:
@@ -127,6 +131,7 @@ class HandClipDataModule(L.LightningDataModule):
         self.crop_scale_jitter = crop_scale_jitter
         self.crop_rotation = crop_rotation
         self.colour_jitter = colour_jitter
+        self.distractors = distractors
         self.datasets: dict[str, ClipDataset] = {}
         # Recorded in every checkpoint (``datamodule_hyper_parameters``): ``tassn predict`` and ``tassn adapt`` crop
         # and draw targets the way the network was trained unless told otherwise.
@@ -211,6 +216,7 @@ class HandClipDataModule(L.LightningDataModule):
             crop_scale_jitter=self.crop_scale_jitter if train else 0.0,
             crop_rotation=self.crop_rotation if train else 0.0,
             colour_jitter=self.colour_jitter if train else 0.0,
+            distractors=self.distractors if train else 0,
         )
 
     def setup(self, stage: str | None = None) -> None:

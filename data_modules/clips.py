@@ -21,6 +21,7 @@ Conventions
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from torch.utils.data import Dataset
 
 from tassn.heatmaps import HEATMAP_STRIDE, gaussian_heatmaps, to_heatmap_coords
 
+from .distractors import draw_distractors
 from .records import FrameRecord, VideoRecord
 
 log = logging.getLogger(__name__)
@@ -327,6 +329,10 @@ class ClipDataset(Dataset):
     ``±crop_rotation`` about their centre, the 2D labels with them. Only for training on 2D labels: a turned image
     needs its 3D labels turned about the camera ray through the crop, which this pipeline does not do, so serving 3D
     with it is an error. colour_jitter (0: off): one photometric change per clip (:func:`colour_jittered`).
+
+    distractors (0: off): up to this many skin-coloured sticks drawn beside the hand in each clip's crops, the count
+    drawn uniformly from 0 to it per clip (:func:`~data_modules.distractors.draw_distractors`): hard negatives for a
+    network that reads a stick of the backdrop as a finger. The labels do not move.
     """
 
     def __init__(
@@ -344,6 +350,7 @@ class ClipDataset(Dataset):
         crop_scale_jitter: float = 0.0,
         crop_rotation: float = 0.0,
         colour_jitter: float = 0.0,
+        distractors: int = 0,
     ):
         if not 0.0 <= crop_jitter < 0.5:
             raise ValueError(f"crop_jitter (shift, fraction of the crop side) must be in [0, 0.5), got {crop_jitter}")
@@ -356,10 +363,13 @@ class ClipDataset(Dataset):
                              "tracker), not with 3D labels served (serve_3d / the pre-training's serve_3d_in_train)")
         if not 0.0 <= colour_jitter < 1.0:
             raise ValueError(f"colour_jitter must be in [0, 1), got {colour_jitter}")
+        if distractors < 0:
+            raise ValueError(f"distractors (most sticks drawn per clip) must be ≥ 0, got {distractors}")
         self.crop_jitter = crop_jitter
         self.crop_scale_jitter = crop_scale_jitter
         self.crop_rotation = crop_rotation
         self.colour_jitter = colour_jitter
+        self.distractors = distractors
         self.videos = list(videos)
         self.clip_len = clip_len
         self.frame_step = frame_step
@@ -418,6 +428,14 @@ class ClipDataset(Dataset):
         angle = float(np.deg2rad(self.crop_rotation) * (torch.rand(1, dtype=torch.float64).item() * 2.0 - 1.0))
         return jitter_matrix(self.crop.size, shift, scale, angle)
 
+    def with_distractors(self, cropped: list[CroppedFrame]) -> list[CroppedFrame]:
+        """``cropped`` with one clip's draw of :attr:`distractors` sticks, from torch's random state."""
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+        count = int(rng.integers(0, self.distractors + 1))
+        images = draw_distractors([c.image for c in cropped], [c.kp2d for c in cropped],
+                                  [c.visible for c in cropped], count, rng)
+        return [dataclasses.replace(c, image=im) for c, im in zip(cropped, images, strict=True)]
+
     def load_clip(self, i: int) -> dict:
         """The clip at ``i`` as a dict of tensors ``T×…`` (raises :class:`CorruptFrameError`)."""
         video, frames = self.clip_frames(i)
@@ -428,6 +446,8 @@ class ClipDataset(Dataset):
                    for f, im in zip(frames, images, strict=True)]
         cropped = centred if J is None else [jitter_cropped(c, im, J, self.crop.size)
                                              for c, im in zip(centred, images, strict=True)]
+        if self.distractors > 0:
+            cropped = self.with_distractors(cropped)
         kp2d = torch.from_numpy(np.stack([c.kp2d for c in cropped])).float()
         visible = torch.from_numpy(np.stack([c.visible for c in cropped])).float()
         hm_size = self.crop.size // HEATMAP_STRIDE

@@ -196,7 +196,7 @@ def test_crop_jitter_moves_the_crop_and_its_labels_together(tiny_video):
 
 
 @pytest.mark.parametrize("options", [{"crop_jitter": 0.1, "crop_scale_jitter": 0.2},
-                                     {"crop_rotation": 30.0, "colour_jitter": 0.2}])
+                                     {"crop_rotation": 30.0, "colour_jitter": 0.2, "distractors": 3}])
 def test_augmentations_are_training_options_only(tiny_video, tmp_path, options):
     from data_modules.synthetic import SyntheticDataModule
 
