@@ -26,24 +26,24 @@ FINGER_HALF_WIDTH = 0.06
 TRIES_PER_STICK = 20
 
 
-def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def _point_segment_distances(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distances from points ``p`` to segments ``ab`` (all ``N×2``, or ``2`` broadcast against ``N×2``)."""
     ab = b - a
-    u = float(np.clip((p - a) @ ab / max(float(ab @ ab), 1e-12), 0.0, 1.0))
-    return float(np.linalg.norm(p - (a + u * ab)))
+    u = np.clip(np.sum((p - a) * ab, axis=-1) / np.maximum(np.sum(ab * ab, axis=-1), 1e-12), 0.0, 1.0)
+    return np.linalg.norm(p - (a + u[..., None] * ab), axis=-1)
 
 
-def _cross(u: np.ndarray, v: np.ndarray) -> float:
-    return float(u[0] * v[1] - u[1] * v[0])
+def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
 
 
-def _segment_distance(p: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    """Smallest distance between the segments ``pq`` and ``ab`` (px): 0 where they cross."""
-    d1, d2 = _cross(q - p, a - p), _cross(q - p, b - p)
-    d3, d4 = _cross(b - a, p - a), _cross(b - a, q - a)
-    if d1 * d2 < 0 and d3 * d4 < 0:
-        return 0.0
-    return min(_point_segment_distance(p, a, b), _point_segment_distance(q, a, b),
-               _point_segment_distance(a, p, q), _point_segment_distance(b, p, q))
+def segment_distances(p: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Smallest distance (px) between the segment ``pq`` and each segment ``a[i] b[i]`` (``N×2``): 0 where they cross."""
+    crossing = ((_cross(q - p, a - p) * _cross(q - p, b - p) < 0)
+                & (_cross(b - a, p - a) * _cross(b - a, q - a) < 0))
+    ends = np.minimum.reduce([_point_segment_distances(p, a, b), _point_segment_distances(q, a, b),
+                              _point_segment_distances(a, p, q), _point_segment_distances(b, p, q)])
+    return np.where(crossing, 0.0, ends)
 
 
 def _bones(kp2d: np.ndarray, visible: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -76,7 +76,9 @@ def draw_distractors(
     bones = [_bones(k, v) for k, v in zip(kp2d, visible, strict=True)]
     if colour is None or count <= 0 or not bones[0]:
         return out
-    points = np.concatenate([np.stack([p for bone in frame for p in bone]) for frame in bones if frame])
+    starts = np.stack([p for frame in bones for p, _ in frame])  # every frame's bones, for one test per stick
+    ends = np.stack([q for frame in bones for _, q in frame])
+    points = np.concatenate([starts, ends])
     extent = float(max(np.ptp(points[:, 0]), np.ptp(points[:, 1]), 1.0))
     size = images[0].shape[0]
     for _ in range(count):
@@ -90,18 +92,21 @@ def draw_distractors(
             near = anchor + direction * (clearance + rng.uniform(*GAP_RANGE) * extent)
             heading = rng.uniform(-np.pi / 2, np.pi / 2) + np.arctan2(direction[1], direction[0])
             far = near + np.array([np.cos(heading), np.sin(heading)]) * rng.uniform(*LENGTH_RANGE) * extent
-            if all(_segment_distance(near, far, p, q) >= clearance for frame in bones for p, q in frame):
+            if segment_distances(near, far, starts, ends).min() >= clearance:
                 break
         else:
             continue
-        tint = colour * rng.uniform(0.75, 1.25) + rng.normal(scale=8.0, size=3)
-        thickness = max(1, int(round(width)))
+        tint = (colour * rng.uniform(0.75, 1.25) + rng.normal(scale=8.0, size=3)).astype(np.float32)
+        stick = np.zeros((size, size), np.uint8)
+        cv2.line(stick, tuple(int(v) for v in np.rint(near)), tuple(int(v) for v in np.rint(far)), 255,
+                 max(1, int(round(width))), lineType=cv2.LINE_AA)
+        rows, cols = np.nonzero(stick)
+        if not len(rows):
+            continue
+        box = np.s_[rows.min():rows.max() + 1, cols.min():cols.max() + 1]  # blend where the stick is, not everywhere
+        alpha = stick[box].astype(np.float32)[..., None] / 255.0
         for im in out:
-            stick = np.zeros((size, size), np.uint8)
-            cv2.line(stick, tuple(int(v) for v in np.rint(near)), tuple(int(v) for v in np.rint(far)), 255,
-                     thickness, lineType=cv2.LINE_AA)
-            alpha = stick.astype(np.float32)[..., None] / 255.0
-            grain = rng.normal(scale=6.0, size=im.shape).astype(np.float32)
-            blended = im.astype(np.float32) * (1.0 - alpha) + (tint.astype(np.float32) + grain) * alpha
-            im[...] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+            grain = rng.normal(scale=6.0, size=alpha.shape[:2] + (3,)).astype(np.float32)
+            blended = im[box].astype(np.float32) * (1.0 - alpha) + (tint + grain) * alpha
+            im[box] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return out

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 from data_modules.clips import ClipDataset, CropConfig
-from data_modules.distractors import _segment_distance, draw_distractors, skin_colour
+from data_modules.distractors import draw_distractors, segment_distances, skin_colour
 
 from tassn.hand.skeleton import BONES
 
@@ -57,11 +57,12 @@ def test_no_sticks_and_no_hand_leave_the_clip_as_it_was():
     assert np.array_equal(draw_distractors([image], [kp], [np.zeros(21)], 3, np.random.default_rng(0))[0], image)
 
 
-def test_segment_distance():
+def test_segment_distances():
     p, q = np.array([0.0, 0.0]), np.array([10.0, 0.0])
-    assert abs(_segment_distance(p, q, np.array([5.0, 3.0]), np.array([5.0, 9.0])) - 3.0) < 1e-9
-    assert _segment_distance(p, q, np.array([-1.0, -1.0]), np.array([11.0, 1.0])) == 0.0  # crossing
-    assert abs(_segment_distance(p, q, np.array([13.0, 4.0]), np.array([20.0, 4.0])) - 5.0) < 1e-9  # end to end
+    a = np.array([[5.0, 3.0], [-1.0, -1.0], [13.0, 4.0]])
+    b = np.array([[5.0, 9.0], [11.0, 1.0], [20.0, 4.0]])
+    # above the middle, crossing, end to end
+    np.testing.assert_allclose(segment_distances(p, q, a, b), [3.0, 0.0, 5.0], atol=1e-9)
 
 
 def test_clip_dataset_draws_sticks_per_clip_and_keeps_the_labels(tiny_video):
