@@ -650,8 +650,9 @@ torch::Tensor backward_impl(const torch::Tensor& grad_alpha, const torch::Tensor
 
 // The truncation to the k nearest faces per pixel (soft_rasterizer._beyond_nearest_k, same order): every pair that
 // is not among the k nearest in z at its pixel gets x = +inf. Only pixels covered by more than k faces are sorted,
-// each on its own by the same key as the PyTorch path's one global sort — z as an order-preserving integer with its
-// lowest bits dropped where the global key (crowded pixel, z, edge) would not fit in 63 bits, then the edge index —
+// each on its own by the same key as the PyTorch path's one global sort — z as an order-preserving integer rounded
+// to drop its 4 lowest bits (more where the global key (crowded pixel, z, edge) would not fit in 63 bits), then the
+// edge index —
 // so the same pairs are dropped; sorting each pixel's few pairs instead of all crowded pairs at once is what is
 // saved. Returns the number of pairs dropped.
 inline int64_t sortable_z(float z, int zbits) {
@@ -659,7 +660,8 @@ inline int64_t sortable_z(float z, int zbits) {
   std::memcpy(&raw, &z, sizeof raw);
   const int64_t bits = static_cast<int64_t>(raw) & 0xFFFFFFFFLL;
   const int64_t key = bits >= (int64_t(1) << 31) ? 0xFFFFFFFFLL - bits : bits + (int64_t(1) << 31);
-  return key >> (32 - zbits);
+  const int shift = 32 - zbits;  // rounded to the nearest bucket, as the PyTorch path does
+  return std::min((key + (int64_t(1) << (shift - 1))) >> shift, (int64_t(1) << zbits) - 1);
 }
 
 inline int bit_length(int64_t v) {
@@ -692,7 +694,7 @@ int64_t drop_beyond_nearest_k_impl(const torch::Tensor& pix, const torch::Tensor
   if (crowded.empty()) return 0;
   const int pbits = std::max(1, bit_length(static_cast<int64_t>(crowded.size()) - 1));
   const int fbits = std::max(1, bit_length(num_edges - 1));
-  const int zbits = std::min(32, 63 - pbits - fbits);
+  const int zbits = std::min(32 - 4, 63 - pbits - fbits);  // soft_rasterizer.Z_ROUNDED_BITS
   TORCH_CHECK(zbits >= 16, "too many pixels x faces to rank by depth (", pbits, " + ", fbits, " key bits)");
   std::vector<std::pair<int64_t, int64_t>> keyed(slots);  // (z key << fbits | edge, pair index)
   std::vector<int64_t> fill(start);

@@ -114,6 +114,10 @@ def resolve_method(method: Method, vertices_px: Tensor) -> Method:
     return method
 
 
+#: lowest bits of the float32 depth key always rounded away (2⁴ ulp ≈ 2e-6 relative): see :func:`_beyond_nearest_k`.
+Z_ROUNDED_BITS = 4
+
+
 def _sortable(z: Tensor) -> Tensor:
     """float32 → int64 in [0, 2³²) with the same order (IEEE bit trick), for integer sort keys."""
     bits = z.float().contiguous().view(torch.int32).long() & 0xFFFFFFFF
@@ -129,8 +133,9 @@ def _beyond_nearest_k(
 
     Only pixels covered by more than ``k`` faces are sorted, by one int64 key (pixel, z, face edge): ties in z keep
     the lower face index, as PyTorch3D does (it visits faces in order and a face must be strictly nearer to
-    displace one). Where the key has too few bits z's lowest mantissa bits are dropped, merging depths equal to
-    ~1e-6 relative, which then order by face.
+    displace one). z is rounded to drop its :data:`Z_ROUNDED_BITS` lowest bits (more where the key has too few
+    bits), merging depths equal to float rounding (~1e-6 relative), which then order by face: two faces clipped to
+    one shared vertex have that vertex's depth, and which of them is nearer must not depend on the CPU's rounding.
     """
     ones = torch.ones(1, dtype=torch.int32, device=pix.device).expand(pix.numel())
     counts = torch.zeros(num_pixels, dtype=torch.int32, device=pix.device).index_add_(0, pix, ones)  # no min/max scan
@@ -142,10 +147,11 @@ def _beyond_nearest_k(
     f = edge.index_select(0, crowded).long()
     pbits = max(1, int(crowded_pix.sum() - 1).bit_length())
     fbits = max(1, (num_edges - 1).bit_length())
-    zbits = min(32, 63 - pbits - fbits)
+    zbits = min(32 - Z_ROUNDED_BITS, 63 - pbits - fbits)
     if zbits < 16:
         raise ValueError(f"too many pixels × faces to rank by depth ({pbits} + {fbits} key bits)")
-    zq = _sortable(depth(crowded)) >> (32 - zbits)
+    shift = 32 - zbits  # rounded, not floored: a depth exactly on a round float stays in its bucket's middle
+    zq = ((_sortable(depth(crowded)) + (1 << (shift - 1))) >> shift).clamp_max_((1 << zbits) - 1)
     key = (pix_rank << (zbits + fbits)) | (zq << fbits) | f
     key, order = torch.sort(key)
     group = key >> (zbits + fbits)
