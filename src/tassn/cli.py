@@ -6,9 +6,8 @@ Configs compose: a stage file, a data file and a size overlay, later files overr
 
 Every run writes into ``trainer.default_root_dir``:
 ``checkpoints/{best,last}.ckpt`` (``--ckpt_path last`` resumes from them; a new run without it first moves an
-earlier run's to ``checkpoints.<n>/``) and a new
-``version_<n>/`` per run with its ``config.yaml``, ``metrics.csv``, PCK curves and test results; a previous run's
-config is never overwritten. W&B logs too (offline when not logged in; ``WANDB_MODE=disabled`` turns it off).
+earlier run's to ``checkpoints.<n>/``) and a new ``version_<n>/`` per run with its ``config.yaml``, ``metrics.csv``,
+PCK curves and test results; a previous run's config is never overwritten. W&B logs too (offline when not logged in; ``WANDB_MODE=disabled`` turns it off).
 
 Configs and checkpoints are data (see SECURITY.md): a config may instantiate only classes of tassn, data_modules,
 Lightning and torch.optim; ``--ckpt_path`` is read weights-only (a URL or ``--weights_only false`` is refused),
