@@ -3,8 +3,8 @@
 Clones the repository's committed HEAD into a new folder, makes a virtual environment there that sees this
 Python's installed packages (so the clone's editable install does not replace the current one, and no package is
 downloaded twice), and runs the Make targets that `make train-stage3` chains, one at a time, each timed:
-install, the source and target data (made side by side), pre-training, stage 1, stage 2, stage 3 (fit, test and the table). The sum is
-the figure README quotes. Prints a table and writes JSON.
+install, the source data and then the pre-training beside the target data, stage 1, stage 2, stage 3 (fit, test
+and the table). The sum is the figure README quotes. Prints a table and writes JSON.
 
     python benchmarks/fresh_clone_time.py --out benchmarks/results/fresh_clone_time.json
 
@@ -29,8 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 # (name, make target) in the order `make train-stage3` runs them; each target's prerequisites are done by then
 STEPS: tuple[tuple[str, str], ...] = (
     ("install", "install"),
-    ("source and target data, side by side", "data-all"),
-    ("pre-training", "pretrain"),
+    ("source data, then the pre-training beside the target data", "data-and-pretrain"),
     ("stage 1", "train-stage1"),
     ("stage 2", "train-stage2"),
     ("stage 3 + test + table", "train-stage3"),

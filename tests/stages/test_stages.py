@@ -112,6 +112,26 @@ def test_pretrain_fits_3d_and_refuses_batches_without_it(make_net, make_data) ->
         stage.training_step({k: v for k, v in batch.items() if k != "kp3d"}, 0)
 
 
+def test_pretrain_lifts_every_nth_step_and_trains_the_heatmaps_on_every_step(make_net, make_data) -> None:
+    from tassn.stages import Pretrain
+
+    stage = Pretrain(make_net(), lr=1e-3, lifting_every=2)
+    batch = first_batch(make_data("source"))
+    logged: dict[str, torch.Tensor] = {}
+    stage.log_losses = lambda losses, batch_size: logged.update(losses)  # type: ignore[method-assign]
+    for step, lifts in enumerate((True, False, True, False)):
+        before = params(stage.net)
+        logged.clear()
+        one_step(stage, batch)
+        after = params(stage.net)
+        moved = {k for k in after if not torch.equal(after[k], before[k])}
+        assert any(k.startswith("heatmap.") for k in moved), step  # L_h on every step
+        assert any(k.startswith(("mesh.", "pose.")) for k in moved) == lifts, step
+        assert ({"loss_pose3d", "loss_mesh3d"} <= set(logged)) == lifts, step
+    with pytest.raises(ValueError, match="lifting_every"):
+        Pretrain(make_net(), lifting_every=0)
+
+
 def test_stage3_losses_and_variants(make_net, make_data) -> None:
     from tassn.stages import Stage3
 

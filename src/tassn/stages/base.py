@@ -170,11 +170,13 @@ class StageModule(LightningModule):
             self.log(f"train/{name}", value.detach(), prog_bar=name == "loss", on_step=True, on_epoch=False,
                      batch_size=batch_size)
 
-    def run_training(self, batch: Mapping[str, Any], reverse: bool = False) -> PMEOutput:
+    def run_training(self, batch: Mapping[str, Any], reverse: bool = False, with_3d: bool | None = None) -> PMEOutput:
         """The clip through the network for a training step: with the PME's teacher-forced ``H_t`` (noised 2D
-        labels of the previous frame) when ``net.teacher_forcing``, else with its fed-back predictions."""
+        labels of the previous frame) when ``net.teacher_forcing``, else with its fed-back predictions. ``with_3d``:
+        run the mesh and pose estimators (default: :attr:`trains_on_3d_outputs`)."""
         teacher = self.net.teacher(batch["kp2d"], batch["visible"]) if self.net.teacher_forcing else None
-        return self.net.run(batch["frames"], reverse=reverse, teacher=teacher, with_3d=self.trains_on_3d_outputs)
+        with_3d = self.trains_on_3d_outputs if with_3d is None else with_3d
+        return self.net.run(batch["frames"], reverse=reverse, teacher=teacher, with_3d=with_3d)
 
     # -------------------------------------------------------------------------------------------- evaluation
     def forward(self, clip: torch.Tensor, reverse: bool = False) -> PMEOutput:
