@@ -125,7 +125,7 @@ data-all: | $(STAMP) check-config ## generate/check the source and the target da
 
 # The pre-training reads the source data only, and the source is made sooner than the target (whose GrabCut
 # silhouettes come last): as two one-thread jobs, the pre-training starts beside the rest of the target data.
-data-and-pretrain: | $(STAMP) check-config
+data-and-pretrain: | $(STAMP) check-config ## the source data, then the pre-training beside the rest of the target data
 	@$(MAKE) --no-print-directory -j2 $(SOURCE_RUN)/pretrain/fit.done $(RUN)/data.done
 
 # ----------------------------------------------------------------------------------------------------- stages
