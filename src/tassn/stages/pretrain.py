@@ -27,7 +27,7 @@ class Pretrain(StageModule):
             50 times as many points as the pose term, hence its smaller default weight).
         lifting_every: run (and train) the mesh and pose estimators on every n-th optimiser step only; the steps
             between train the heatmaps alone with L_h. With ``net.mesh_grad_to_heatmap = 0`` (the recipe) the 3D
-            terms never reach the hourglass, so the heatmaps learn the same either way, the 3D estimators take one
+            terms never reach the hourglass, so L_h and its gradient are the same either way, the 3D estimators take one
             step in n (over the whole learning-rate schedule), and a heatmaps-only step costs about a stage-1 step:
             the hourglass can be given more steps than the 3D estimators need for the same time.
         net, **kwargs: see :class:`~tassn.stages.base.StageModule` (by default heatmap, mesh and pose train).
@@ -69,14 +69,14 @@ class Pretrain(StageModule):
                 f"Pretrain needs 3D labels in training batches, missing {missing}: train on the synthetic source "
                 "domain with data.init_args.serve_3d_in_train: true (experiments/data/synthetic_source.yaml)"
             )
-        if not self.lifts_this_step():
-            out = self.run_training(batch, with_3d=False)
-            return {"loss_h": (self.lambda_h, lambda: heatmap_loss(out.heatmaps, batch["heatmaps"], batch["visible"]))}
-        out = self.run_training(batch)
-        pose_gt, _, _ = normalize_3d(batch["kp3d"])
-        mesh_gt, _, _ = normalize_3d(batch["mesh3d"], batch["kp3d"])
-        return {
+        lifts = self.lifts_this_step()
+        out = self.run_training(batch, with_3d=lifts)
+        terms: LossTerms = {
             "loss_h": (self.lambda_h, lambda: heatmap_loss(out.heatmaps, batch["heatmaps"], batch["visible"])),
-            "loss_pose3d": (self.lambda_pose, lambda: squared_error(out.pose, pose_gt)),
-            "loss_mesh3d": (self.lambda_mesh, lambda: squared_error(out.mesh, mesh_gt)),
         }
+        if lifts:
+            pose_gt, _, _ = normalize_3d(batch["kp3d"])
+            mesh_gt, _, _ = normalize_3d(batch["mesh3d"], batch["kp3d"])
+            terms["loss_pose3d"] = (self.lambda_pose, lambda: squared_error(out.pose, pose_gt))
+            terms["loss_mesh3d"] = (self.lambda_mesh, lambda: squared_error(out.mesh, mesh_gt))
+        return terms
