@@ -1,4 +1,5 @@
-"""The Makefile resumes a stage only when it has a last.ckpt (Lightning warns on `--ckpt_path=last` without one)."""
+"""The Makefile resumes a stage only when it has a last.ckpt (Lightning warns on `--ckpt_path=last` without one),
+retrains a stage only when its inputs change, and starts the pre-training beside the target data."""
 
 from __future__ import annotations
 
@@ -73,3 +74,28 @@ def test_a_finished_stage_trains_again_only_when_its_inputs_change_and_keeps_its
     dry = subprocess.run(["make", "-n", "pretrain", f"RUNS={runs}", f"TASSN={fake}"], cwd=REPO,
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert f"{fake} fit" in dry and "checkpoints.$n" in dry  # the original inputs again: a new run, set aside first
+
+
+OVERLAP_TASSN = """#!/bin/sh
+# as FAKE_TASSN, but the target's data take a second longer and log when they end
+for arg in "$@"; do case "$arg" in --trainer.default_root_dir=*) root="${arg#*=}";; esac; done
+case "$*" in *prepare*stage1.yaml*) sleep 1; echo "prepare-target-done" >> "$CALLS"; exit 0;; esac
+echo "$1" >> "$CALLS"
+if [ "$1" = fit ]; then mkdir -p "$root/checkpoints"; echo "$*" > "$root/checkpoints/last.ckpt"; fi
+"""
+
+
+@pytest.mark.skipif(shutil.which("make") is None or not (REPO / ".install.stamp").exists(),
+                    reason="needs make and an installed checkout")
+def test_the_pretraining_starts_before_the_target_data_are_done(tmp_path) -> None:
+    fake = tmp_path / "fake_tassn"
+    fake.write_text(OVERLAP_TASSN)
+    fake.chmod(0o755)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    calls = runs / "calls.log"
+    done = subprocess.run(["make", "--no-print-directory", "data-and-pretrain", f"RUNS={runs}", f"TASSN={fake}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "CALLS": str(calls)})
+    assert done.returncode == 0, done.stderr
+    assert calls.read_text().split() == ["prepare", "fit", "prepare-target-done"]
+    assert (runs / "synthetic-cpu" / "data.done").is_file() and (runs / "source-cpu" / "pretrain" / "fit.done").is_file()
