@@ -37,20 +37,29 @@ if [ "$1" = fit ]; then mkdir -p "$root/checkpoints"; echo "$*" > "$root/checkpo
 """
 
 
+NEEDS_INSTALLED_MAKE = pytest.mark.skipif(shutil.which("make") is None or not (REPO / ".install.stamp").exists(),
+                                          reason="needs make and an installed checkout")
+
+
+def _fake_runs(tmp_path: Path, script: str) -> tuple[Path, Path]:
+    """An executable stand-in for `python -m tassn` running ``script``, and an empty runs folder for it."""
+    fake = tmp_path / "fake_tassn"
+    fake.write_text(script)
+    fake.chmod(0o755)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    return fake, runs
+
+
 def _make_pretrain(runs: Path, fake: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(["make", "--no-print-directory", "pretrain", f"RUNS={runs}", f"TASSN={fake}", *extra],
                           cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "CALLS": str(runs / "calls.log")})
 
 
-@pytest.mark.skipif(shutil.which("make") is None or not (REPO / ".install.stamp").exists(),
-                    reason="needs make and an installed checkout")
+@NEEDS_INSTALLED_MAKE
 def test_a_finished_stage_trains_again_only_when_its_inputs_change_and_keeps_its_checkpoints(tmp_path) -> None:
-    fake = tmp_path / "fake_tassn"
-    fake.write_text(FAKE_TASSN)
-    fake.chmod(0o755)
-    runs = tmp_path / "runs"
-    runs.mkdir()
+    fake, runs = _fake_runs(tmp_path, FAKE_TASSN)
     calls = runs / "calls.log"
     stage = runs / "source-cpu" / "pretrain"
 
@@ -85,14 +94,9 @@ if [ "$1" = fit ]; then mkdir -p "$root/checkpoints"; echo "$*" > "$root/checkpo
 """
 
 
-@pytest.mark.skipif(shutil.which("make") is None or not (REPO / ".install.stamp").exists(),
-                    reason="needs make and an installed checkout")
+@NEEDS_INSTALLED_MAKE
 def test_the_pretraining_starts_before_the_target_data_are_done(tmp_path) -> None:
-    fake = tmp_path / "fake_tassn"
-    fake.write_text(OVERLAP_TASSN)
-    fake.chmod(0o755)
-    runs = tmp_path / "runs"
-    runs.mkdir()
+    fake, runs = _fake_runs(tmp_path, OVERLAP_TASSN)
     calls = runs / "calls.log"
     done = subprocess.run(["make", "--no-print-directory", "data-and-pretrain", f"RUNS={runs}", f"TASSN={fake}"],
                           cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "CALLS": str(calls)})
