@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=int, default=None,
                         help="tracking with --tracker-ckpt: locator readings of each settled box, each settled again "
                         "(TrackingCrop settle_passes; default: tassn predict's)")
+    parser.add_argument("--palm-cap", type=float, default=None,
+                        help="tracking: largest box side / the palm joints' square (TrackingCrop palm_cap; 0: no cap; "
+                        "default: tassn predict's)")
     parser.add_argument("--crop-margin", type=float, default=TRAINING_MARGIN,
                         help=f"crop side / keypoints' extent, for the ground-truth crop and the tracker (default "
                         f"{TRAINING_MARGIN}, the synthetic training margin)")
@@ -209,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     locator = None if tracker is None else Stepper(tracker)
     from tassn.predict.tracking import (
         DEFAULT_COMPARE_QUANTILE,
+        DEFAULT_PALM_CAP,
         DEFAULT_REFINE,
         DEFAULT_SCALE_SMOOTHING,
         DEFAULT_SEARCH,
@@ -219,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     refine = DEFAULT_REFINE if args.refine is None else args.refine
     search = DEFAULT_SEARCH if args.search is None else args.search
     settle = DEFAULT_SETTLE if args.settle is None else args.settle
+    palm_cap = DEFAULT_PALM_CAP if args.palm_cap is None else (args.palm_cap or None)
     track: dict[str, Any] = {"refine": refine, "search": search, "extent_scale": args.extent_scale,
-                             "settle_passes": settle,
+                             "settle_passes": settle, "palm_cap": palm_cap,
                              "search_scales": DEFAULT_SEARCH_SCALES if args.search_scales is None
                              else tuple(args.search_scales),
                              "scale_smoothing": scale_smoothing(args.scale_smoothing, DEFAULT_SCALE_SMOOTHING),
@@ -244,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
               "crop_size": stepper.crop_size, "crop_margin": args.crop_margin,
               "tracker": f"TrackingCrop defaults, refine={refine}, search={search}, "
                          f"search_scales={list(track['search_scales'])}, settle={settle}, "
-                         f"extent_scale={args.extent_scale}, "
+                         f"extent_scale={args.extent_scale}, palm_cap={palm_cap}, "
                          f"scale_smoothing={track['scale_smoothing']}, compare_quantile={track['compare_quantile']}, "
                          f"first box: {args.start}",
               "seconds": time.perf_counter() - started, "summary": summary, "videos": rows}

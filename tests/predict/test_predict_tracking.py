@@ -7,6 +7,7 @@ import pytest
 import torch
 from data_modules.synthetic_video import domain_style, intrinsics, sample_motion, video_rng
 
+from tassn.hand import PALM_JOINTS
 from tassn.hand.kinematics import forward_kinematics
 from tassn.predict.crop_box import CropBox
 from tassn.predict.tracking import TrackingCrop
@@ -54,7 +55,10 @@ def test_tracker_follows_a_moving_scaling_hand_through_noise_and_dropped_frames(
         x0, y0, x1, y1 = box.corners()
         inside = (hand[:, 0] >= x0) & (hand[:, 0] <= x1) & (hand[:, 1] >= y0) & (hand[:, 1] <= y1)
         assert inside.mean() >= 0.95, f"frame {t}: the box {box} lost the hand"
-        assert 0.7 < box.size / (1.5 * extent(hand)) < 1.75, f"frame {t}: box {box.size:.1f} px for a hand of " \
+        # the measured side: the keypoints' square × margin, at most the palm cap × the palm joints' square
+        measured = min(1.5 * extent(hand), tracker.palm_cap * 1.5 * extent(hand[list(PALM_JOINTS)]))
+        # the smoothed side lags this hand, which grows ×1.8 while it opens and closes, by up to a third
+        assert 0.65 < box.size / measured < 1.75, f"frame {t}: box {box.size:.1f} px for a hand of " \
             f"{extent(hand):.1f} px"
         middle = (hand.min(axis=0) + hand.max(axis=0)) / 2
         offset = np.hypot(box.cx - middle[0], box.cy - middle[1])
@@ -88,6 +92,26 @@ def test_the_floor_follows_a_user_box() -> None:
     assert tracker.box(1, 200, 100).size >= 20.0
     tracker.update(1, np.full((21, 2), 40.0), np.zeros(21))
     assert tracker.box(2, 200, 100) == user and tracker.reinitialised == [2]
+
+
+def test_a_fingertip_read_on_clutter_does_not_stretch_the_box_past_the_palm_cap() -> None:
+    hand = generated_hand_track()[0]
+    stray = hand.copy()
+    stray[8] = hand[0] + 3.0 * (hand[8] - hand[0])  # the index tip read on a stick far beside the hand
+    palm = hand[list(PALM_JOINTS)]
+    palm_side = 1.5 * float((palm.max(axis=0) - palm.min(axis=0)).max())
+    capped, uncapped = TrackingCrop(palm_cap=2.0), TrackingCrop(palm_cap=None)
+    for tracker in (capped, uncapped):
+        tracker.box(0, SIZE, SIZE)
+    confident = np.full(21, 0.8)
+    assert uncapped.settle(uncapped.first, stray, confident).size > 2.0 * palm_side
+    assert capped.settle(capped.first, stray, confident).size == pytest.approx(2.0 * palm_side)
+    # a hand within the cap keeps its keypoints' box; the cap needs every palm joint
+    assert capped.settle(capped.first, hand, confident) == uncapped.settle(uncapped.first, hand, confident)
+    confident[PALM_JOINTS[2]] = 0.0
+    assert capped.settle(capped.first, stray, confident) == uncapped.settle(uncapped.first, stray, confident)
+    with pytest.raises(ValueError, match="palm_cap"):
+        TrackingCrop(palm_cap=0.5)
 
 
 def centred_network(truth: np.ndarray, box: CropBox, pull: float) -> np.ndarray:

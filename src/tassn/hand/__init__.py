@@ -13,7 +13,7 @@ from .kinematics import (
     forward_kinematics,
     random_pose,
 )
-from .skeleton import BONES, FINGERS, JOINT_NAMES, NUM_JOINTS, PARENTS, REF_BONE, ROOT
+from .skeleton import BONES, FINGERS, JOINT_NAMES, NUM_JOINTS, PALM_JOINTS, PARENTS, REF_BONE, ROOT
 from .template import HandTemplate, load_template
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "HandShape",
     "HandTemplate",
     "JOINT_NAMES",
+    "PALM_JOINTS",
     "NUM_JOINTS",
     "PARENTS",
     "PoseRanges",

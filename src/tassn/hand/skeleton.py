@@ -22,6 +22,10 @@ PARENTS: tuple[int, ...] = (-1,) + tuple(
 #: (parent, child) pairs, one per bone, in joint order.
 BONES: tuple[tuple[int, int], ...] = tuple((PARENTS[j], j) for j in range(1, NUM_JOINTS))
 
+#: The palm's joints (the wrist and every finger's base): the hand's rigid part, which a finger-like shape beside
+#: the hand does not stretch (the video tracker caps its box by their extent).
+PALM_JOINTS: tuple[int, ...] = (ROOT,) + tuple(1 + 4 * f for f in range(len(FINGERS)))
+
 #: The reference bone whose length normalises 3D scale (middle MCP → PIP, Ge et al. / Zimmermann & Brox).
 REF_BONE: tuple[int, int] = (JOINT_NAMES.index("middle_mcp"), JOINT_NAMES.index("middle_pip"))
 

@@ -17,7 +17,13 @@ from .confidence import AGREEMENT_SCALE, CHAIN_DECAY
 from .decode import KEYPOINT_METHODS
 from .hand_crop import CROP_MODES, parse_bbox
 from .model import PREDICT_STAGES
-from .tracking import DEFAULT_REFINE, DEFAULT_SCALE_SMOOTHING, DEFAULT_SEARCH, DEFAULT_SETTLE
+from .tracking import (
+    DEFAULT_PALM_CAP,
+    DEFAULT_REFINE,
+    DEFAULT_SCALE_SMOOTHING,
+    DEFAULT_SEARCH,
+    DEFAULT_SETTLE,
+)
 from .writers import MESH_FORMATS
 
 
@@ -63,6 +69,9 @@ def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     crop.add_argument("--track-settle", type=int, default=DEFAULT_SETTLE,
                       help="with --tracker-ckpt: the tracker reads each frame's settled box again and the box is "
                       f"settled on that reading, this many times (one tracker step each; default {DEFAULT_SETTLE})")
+    crop.add_argument("--track-palm-cap", type=float, default=DEFAULT_PALM_CAP,
+                      help="tracking: a box measured from keypoints is at most this × the palm joints' square, so a "
+                      f"fingertip read on clutter beside the hand does not stretch it (0: no cap; default {DEFAULT_PALM_CAP})")
     crop.add_argument("--tracker-ckpt", metavar="CKPT",
                       help="tracking: a second checkpoint whose keypoints place the crop (make train-tracker's, "
                       "trained on jittered crops: it reads where the hand is in an off-centre crop); --ckpt then "
@@ -116,13 +125,15 @@ def first_box(args: argparse.Namespace) -> tuple[float, ...] | None:
     return tuple(args.box) if args.box is not None else None
 
 
-def track_options(args: argparse.Namespace) -> dict[str, float]:
+def track_options(args: argparse.Namespace) -> dict[str, float | None]:
     """The tracking options ``--track-max-step``, ``--track-floor``, ``--reinit-confidence``, ``--track-patience``,
-    ``--refine``, ``--search``, ``--track-extent-scale``, ``--track-scale-smoothing``, ``--track-settle``."""
+    ``--refine``, ``--search``, ``--track-extent-scale``, ``--track-scale-smoothing``, ``--track-settle``,
+    ``--track-palm-cap``."""
     return {"max_scale_step": args.track_max_step, "floor_fraction": args.track_floor,
             "reinit_confidence": args.reinit_confidence, "patience": args.track_patience, "refine": args.refine,
             "search": args.search, "extent_scale": args.track_extent_scale,
-            "scale_smoothing": args.track_scale_smoothing, "settle_passes": args.track_settle}
+            "scale_smoothing": args.track_scale_smoothing, "settle_passes": args.track_settle,
+            "palm_cap": args.track_palm_cap or None}
 
 
 def run_from_args(args: argparse.Namespace) -> Path:

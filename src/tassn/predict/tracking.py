@@ -10,6 +10,10 @@ went from 128 px to 16 px in 31 frames. Four rules break that loop:
 - **a smoothed centre and log-side** (exponential, ``smoothing`` = weight of the old box for the centre,
   ``scale_smoothing`` for the side, in updates and re-fits alike; None: ``smoothing`` in updates, none in re-fits),
   so one bad frame moves the box only part way;
+- **a palm cap**: a box measured from keypoints is at most ``palm_cap`` × the palm joints' square (the wrist and
+  the fingers' bases, with the same margin), so a fingertip drawn on a finger-like shape beside the hand (the
+  target videos' skin-coloured clutter) does not stretch the box to take in more of it — a loop that held the box
+  at up to twice the hand's side on the worst videos (docs/results.md, "Video prediction");
 - **re-initialisation**: a frame is *lost* when its confidence (the median heatmap peak of its joints) is under
   ``reinit_confidence`` or fewer than ``MIN_KEYPOINTS`` joints are confident; a lost frame keeps the box, and
   ``patience`` lost frames in a row put the first box back, from which the hand is found again.
@@ -30,6 +34,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..hand.skeleton import NUM_JOINTS, PALM_JOINTS
 from .crop_box import MIN_KEYPOINTS, CropBox
 
 #: A trial prediction on a box of the current frame: keypoints ``K×2`` in frame pixels and their confidence ``K``.
@@ -55,6 +60,11 @@ DEFAULT_SETTLE = 1
 #: (0: a box that cuts part of the hand off leaves some joints faint) picked better first boxes for one checkpoint on
 #: validation and worse for others, and once settled on the full frame (docs/results.md); the median stays.
 DEFAULT_COMPARE_QUANTILE = 0.5
+#: The largest ratio of a measured box's side to its palm joints' square (both with the margin). On the target
+#: training labels the keypoints' square is 1.41 / 1.84 / 2.00 / 2.26 × the palm's at the 5th / 50th / 75th / 95th
+#: percentile, so the cap binds on stretched readings and on the most open hands, whose box the side smoothing
+#: then follows part way; chosen with ``benchmarks/bench_predict.py --split val`` (docs/results.md).
+DEFAULT_PALM_CAP = 2.0
 
 
 def _peak_quantile(confidence: np.ndarray, quantile: float) -> float:
@@ -90,6 +100,7 @@ class TrackingCrop:
         scale_smoothing: float | None = DEFAULT_SCALE_SMOOTHING,
         compare_quantile: float = DEFAULT_COMPARE_QUANTILE,
         settle_passes: int = DEFAULT_SETTLE,
+        palm_cap: float | None = DEFAULT_PALM_CAP,
     ) -> None:
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"track smoothing must be in [0, 1), got {smoothing}")
@@ -109,6 +120,8 @@ class TrackingCrop:
             raise ValueError(f"compare_quantile (of the joints' peaks) must be in [0, 1], got {compare_quantile}")
         if settle_passes < 0:
             raise ValueError(f"settle_passes (locator readings of a settled box) must be ≥ 0, got {settle_passes}")
+        if palm_cap is not None and not palm_cap >= 1.0:
+            raise ValueError(f"palm_cap (largest box side / palm square side) must be ≥ 1 or None, got {palm_cap}")
         if refine < 0:
             raise ValueError(f"refine (re-fits of a frame's box to its own prediction) must be ≥ 0, got {refine}")
         self.initial = initial
@@ -128,6 +141,7 @@ class TrackingCrop:
         self.settle_passes = settle_passes
         self.compare_quantile = compare_quantile
         self.extent_scale = extent_scale
+        self.palm_cap = palm_cap
         self.search = search
         self.search_scales = tuple(float(f) for f in search_scales)
         self.first: CropBox | None = None
@@ -186,7 +200,7 @@ class TrackingCrop:
         frame still hold), or None when the prediction is lost."""
         kp2d, confidence = np.asarray(kp2d, np.float64), np.asarray(confidence, np.float64)
         good = self._confident(kp2d, confidence)
-        return None if good is None else self._bounded(self._measure(kp2d[good]))
+        return None if good is None else self._bounded(self._measure(kp2d, good))
 
     def search_box(self, index: int, predict: TrialPredictor) -> CropBox:
         """Search frame ``index`` for the hand (module doc) with trial predictions; the found box becomes the
@@ -229,9 +243,16 @@ class TrackingCrop:
             return None
         return good
 
-    def _measure(self, kp2d: np.ndarray) -> CropBox:
-        """The box of confident keypoints ``K×2``: their square, ``margin / extent_scale`` × the longer side."""
-        return CropBox.from_keypoints(kp2d, self.margin / self.extent_scale, min_size=self.floor)
+    def _measure(self, kp2d: np.ndarray, good: np.ndarray) -> CropBox:
+        """The box of the confident keypoints (``good`` of ``K×2``): their square, ``margin / extent_scale`` × the
+        longer side, at most ``palm_cap`` × the palm joints' square where all of them are confident."""
+        scale = self.margin / self.extent_scale
+        box = CropBox.from_keypoints(kp2d[good], scale, min_size=self.floor)
+        palm = list(PALM_JOINTS)
+        if self.palm_cap is None or len(kp2d) != NUM_JOINTS or not good[palm].all():
+            return box
+        cap = self.palm_cap * float((kp2d[palm].max(axis=0) - kp2d[palm].min(axis=0)).max()) * scale
+        return box if box.size <= cap else CropBox(box.cx, box.cy, max(cap, self.floor))
 
     def refit(self, index: int, kp2d: np.ndarray, confidence: np.ndarray) -> CropBox | None:
         """Re-fit frame ``index``'s box to the keypoints (frame pixels) just predicted on it; returns the new box,
@@ -248,7 +269,7 @@ class TrackingCrop:
         if good is None:
             return None
         anchor = self._previous if self._previous is not None else self._current
-        measured = self._measure(kp2d[good])
+        measured = self._measure(kp2d, good)
         size = self._blend_side(anchor.size, measured.size, 0.0 if self.scale_smoothing is None else self.scale_smoothing)
         self._current = self._bounded(CropBox(measured.cx, measured.cy, size))
         return self._current
@@ -270,7 +291,7 @@ class TrackingCrop:
             return
         self._lost = 0
         self._searching = False
-        measured = self._measure(kp2d[good])
+        measured = self._measure(kp2d, good)
         old, a = self._current, self.smoothing
         size = self._blend_side(old.size, measured.size, a if self.scale_smoothing is None else self.scale_smoothing)
         self._current = self._bounded(CropBox(a * old.cx + (1 - a) * measured.cx, a * old.cy + (1 - a) * measured.cy, size))
@@ -289,4 +310,5 @@ class TrackingCrop:
                 "search_scales": list(self.search_scales), "searched_at": list(self.searches),
                 "extent_scale": self.extent_scale, "scale_smoothing": self.scale_smoothing,
                 "compare_quantile": self.compare_quantile, "settle_passes": self.settle_passes,
+                "palm_cap": self.palm_cap,
                 "reinitialised_at": list(self.reinitialised)}
