@@ -69,9 +69,10 @@ def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
     crop.add_argument("--track-settle", type=int, default=DEFAULT_SETTLE,
                       help="with --tracker-ckpt: the tracker reads each frame's settled box again and the box is "
                       f"settled on that reading, this many times (one tracker step each; default {DEFAULT_SETTLE})")
-    crop.add_argument("--track-palm-cap", type=float, default=DEFAULT_PALM_CAP,
+    crop.add_argument("--track-palm-cap", type=float, default=DEFAULT_PALM_CAP or 0.0,
                       help="tracking: a box measured from keypoints is at most this × the palm joints' square, so a "
-                      f"fingertip read on clutter beside the hand does not stretch it (0: no cap; default {DEFAULT_PALM_CAP})")
+                      "fingertip read on clutter beside the hand does not stretch it, nor a wide-open hand's "
+                      f"(e.g. 2; 0: no cap; default {DEFAULT_PALM_CAP or 0})")
     crop.add_argument("--tracker-ckpt", metavar="CKPT",
                       help="tracking: a second checkpoint whose keypoints place the crop (make train-tracker's, "
                       "trained on jittered crops: it reads where the hand is in an off-centre crop); --ckpt then "
