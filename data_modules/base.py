@@ -80,7 +80,8 @@ class HandClipDataModule(L.LightningDataModule):
             (:class:`~data_modules.clips.ClipDataset`).
         distractors: training clips only, off (0) by default: up to this many skin-coloured sticks drawn beside the
             hand per clip, hard negatives for a network that reads the backdrop's sticks as fingers
-            (:mod:`data_modules.distractors`; the tracker's training, ``experiments/tracker.yaml``).
+            (:mod:`data_modules.distractors`; the tracker's training, ``experiments/tracker.yaml``);
+            ``distractor_shapes`` says which shapes (``stick``, ``disc``), each drawn at random among them.
     """
 
     def __init__(
@@ -105,6 +106,7 @@ class HandClipDataModule(L.LightningDataModule):
         crop_rotation: float = 0.0,
         colour_jitter: float = 0.0,
         distractors: int = 0,
+        distractor_shapes: Sequence[str] = ("stick",),
     ):
         super().__init__()
         if clip_len < 1 or clip_stride < 1 or frame_step < 1:
@@ -132,6 +134,7 @@ class HandClipDataModule(L.LightningDataModule):
         self.crop_rotation = crop_rotation
         self.colour_jitter = colour_jitter
         self.distractors = distractors
+        self.distractor_shapes = tuple(distractor_shapes)
         self.datasets: dict[str, ClipDataset] = {}
         # Recorded in every checkpoint (``datamodule_hyper_parameters``): ``tassn predict`` and ``tassn adapt`` crop
         # and draw targets the way the network was trained unless told otherwise.
@@ -217,6 +220,7 @@ class HandClipDataModule(L.LightningDataModule):
             crop_rotation=self.crop_rotation if train else 0.0,
             colour_jitter=self.colour_jitter if train else 0.0,
             distractors=self.distractors if train else 0,
+            distractor_shapes=self.distractor_shapes,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from tassn.heatmaps import HEATMAP_STRIDE, gaussian_heatmaps, to_heatmap_coords
 
+from .distractors import SHAPES as DISTRACTOR_SHAPES
 from .distractors import draw_distractors
 from .records import FrameRecord, VideoRecord
 
@@ -332,7 +333,8 @@ class ClipDataset(Dataset):
 
     distractors (0: off): up to this many skin-coloured sticks drawn beside the hand in each clip's crops, the count
     drawn uniformly from 0 to it per clip (:func:`~data_modules.distractors.draw_distractors`): hard negatives for a
-    network that reads a stick of the backdrop as a finger. The labels do not move.
+    network that reads a stick of the backdrop as a finger. The labels do not move. distractor_shapes: which shapes
+    they are, each drawn at random among them (``stick``, ``disc``: a skin-coloured blob beside the hand).
     """
 
     def __init__(
@@ -351,6 +353,7 @@ class ClipDataset(Dataset):
         crop_rotation: float = 0.0,
         colour_jitter: float = 0.0,
         distractors: int = 0,
+        distractor_shapes: Sequence[str] = ("stick",),
     ):
         if not 0.0 <= crop_jitter < 0.5:
             raise ValueError(f"crop_jitter (shift, fraction of the crop side) must be in [0, 0.5), got {crop_jitter}")
@@ -369,7 +372,11 @@ class ClipDataset(Dataset):
         self.crop_scale_jitter = crop_scale_jitter
         self.crop_rotation = crop_rotation
         self.colour_jitter = colour_jitter
+        unknown = [s for s in distractor_shapes if s not in DISTRACTOR_SHAPES]
+        if unknown or not distractor_shapes:
+            raise ValueError(f"distractor_shapes must be among {DISTRACTOR_SHAPES}, got {list(distractor_shapes)}")
         self.distractors = distractors
+        self.distractor_shapes = tuple(distractor_shapes)
         self.videos = list(videos)
         self.clip_len = clip_len
         self.frame_step = frame_step
@@ -433,7 +440,7 @@ class ClipDataset(Dataset):
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item()))
         count = int(rng.integers(0, self.distractors + 1))
         images = draw_distractors([c.image for c in cropped], [c.kp2d for c in cropped],
-                                  [c.visible for c in cropped], count, rng)
+                                  [c.visible for c in cropped], count, rng, self.distractor_shapes)
         return [dataclasses.replace(c, image=im) for c, im in zip(cropped, images, strict=True)]
 
     def load_clip(self, i: int) -> dict:

@@ -1,11 +1,14 @@
-"""Skin-coloured sticks drawn beside the hand: hard negatives for a heatmap network that confuses them with fingers.
+"""Skin-coloured sticks and discs drawn beside the hand: hard negatives for a heatmap network that confuses them with
+the hand.
 
 The target domain's backdrops carry thin sticks of every colour; where one is skin-coloured and lies next to the
 hand, a heatmap network trained on tight crops puts fingertip joints on it (docs/results.md, "Video prediction").
 Such frames are rare in the training crops, so the network seldom pays for the mistake. Drawing a few sticks of the
 hand's own colour, finger-wide, ending near the fingers but never crossing the hand, makes every training clip show
 the confusion with its answer: the labels do not move, so a heatmap on a stick is penalised by L_h like any other
-false peak.
+false peak. Discs stand for the backdrop's skin-coloured blobs, against which the hand's outline is lost and a
+tracker reads the hand as larger than it is (docs/results.md, "Video prediction": test_012); like the sticks they
+stay clear of the hand.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ LENGTH_RANGE = (0.3, 1.2)
 GAP_RANGE = (0.03, 0.3)  # from the stick's near end to the nearest bone, beyond the finger's half-width
 FINGER_HALF_WIDTH = 0.06
 TRIES_PER_STICK = 20
+DISC_RADIUS_RANGE = (0.15, 0.45)  # relative to the hand's extent: from a knuckle's size to half the hand
+#: The shapes :func:`draw_distractors` draws.
+SHAPES = ("stick", "disc")
 
 
 def _point_segment_distances(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -61,50 +67,86 @@ def skin_colour(image: np.ndarray, kp2d: np.ndarray, visible: np.ndarray) -> np.
     return np.median(np.stack(samples), axis=0) if samples else None
 
 
+def _stick_mask(bones: list[tuple[np.ndarray, np.ndarray]], starts: np.ndarray, ends: np.ndarray, extent: float,
+                size: int, rng: np.random.Generator) -> np.ndarray | None:
+    """A finger-wide stick's mask, its near end close to a bone of the first frame and clear of every bone; None
+    when no clear place is found."""
+    for _ in range(TRIES_PER_STICK):
+        width = rng.uniform(*WIDTH_RANGE) * extent
+        clearance = width / 2.0 + FINGER_HALF_WIDTH * extent
+        a, b = bones[rng.integers(len(bones))]
+        anchor = a + rng.uniform() * (b - a)
+        direction = rng.normal(size=2)
+        direction /= max(float(np.linalg.norm(direction)), 1e-9)
+        near = anchor + direction * (clearance + rng.uniform(*GAP_RANGE) * extent)
+        heading = rng.uniform(-np.pi / 2, np.pi / 2) + np.arctan2(direction[1], direction[0])
+        far = near + np.array([np.cos(heading), np.sin(heading)]) * rng.uniform(*LENGTH_RANGE) * extent
+        if segment_distances(near, far, starts, ends).min() >= clearance:
+            mask = np.zeros((size, size), np.uint8)
+            cv2.line(mask, tuple(int(v) for v in np.rint(near)), tuple(int(v) for v in np.rint(far)), 255,
+                     max(1, int(round(width))), lineType=cv2.LINE_AA)
+            return mask
+    return None
+
+
+def _disc_mask(bones: list[tuple[np.ndarray, np.ndarray]], starts: np.ndarray, ends: np.ndarray, extent: float,
+               size: int, rng: np.random.Generator) -> np.ndarray | None:
+    """A disc's mask, its rim close to a bone of the first frame and clear of every bone; None when no clear place
+    is found."""
+    for _ in range(TRIES_PER_STICK):
+        radius = rng.uniform(*DISC_RADIUS_RANGE) * extent
+        clearance = radius + FINGER_HALF_WIDTH * extent
+        a, b = bones[rng.integers(len(bones))]
+        direction = rng.normal(size=2)
+        direction /= max(float(np.linalg.norm(direction)), 1e-9)
+        centre = a + rng.uniform() * (b - a) + direction * (clearance + rng.uniform(*GAP_RANGE) * extent)
+        if _point_segment_distances(centre, starts, ends).min() >= clearance:
+            mask = np.zeros((size, size), np.uint8)
+            cv2.circle(mask, tuple(int(v) for v in np.rint(centre)), max(1, int(round(radius))), 255, -1,
+                       lineType=cv2.LINE_AA)
+            return mask
+    return None
+
+
+_MASKS = {"stick": _stick_mask, "disc": _disc_mask}
+
+
 def draw_distractors(
     images: Sequence[np.ndarray], kp2d: Sequence[np.ndarray], visible: Sequence[np.ndarray], count: int,
-    rng: np.random.Generator,
+    rng: np.random.Generator, shapes: Sequence[str] = ("stick",),
 ) -> list[np.ndarray]:
-    """The clip's crops (``S×S×3`` uint8) with ``count`` skin-coloured sticks drawn next to the hand.
+    """The clip's crops (``S×S×3`` uint8) with ``count`` skin-coloured shapes drawn next to the hand, each one of
+    ``shapes`` (:data:`SHAPES`) at random.
 
-    One set of sticks for the whole clip (the backdrop moves slowly), kept clear of the hand's bones in every frame
-    of it, so the hand itself is never covered and its labels stay true. A stick that finds no clear place in
-    :data:`TRIES_PER_STICK` draws is left out; a clip whose hand shows no visible bone is returned unchanged.
+    One set of shapes for the whole clip (the backdrop moves slowly), kept clear of the hand's bones in every frame
+    of it, so the hand itself is never covered and its labels stay true. A shape that finds no clear place in
+    :data:`TRIES_PER_STICK` draws is left out; a clip whose hand shows no visible bone is returned unchanged. With
+    sticks only, the random draws are those of the sticks-only version before discs existed.
     """
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown or not shapes:
+        raise ValueError(f"distractor shapes must be among {SHAPES}, got {list(shapes)}")
     out = [im.copy() for im in images]
     colour = skin_colour(images[0], kp2d[0], visible[0])
     bones = [_bones(k, v) for k, v in zip(kp2d, visible, strict=True)]
     if colour is None or count <= 0 or not bones[0]:
         return out
-    starts = np.stack([p for frame in bones for p, _ in frame])  # every frame's bones, for one test per stick
+    starts = np.stack([p for frame in bones for p, _ in frame])  # every frame's bones, for one test per shape
     ends = np.stack([q for frame in bones for _, q in frame])
     points = np.concatenate([starts, ends])
     extent = float(max(np.ptp(points[:, 0]), np.ptp(points[:, 1]), 1.0))
     size = images[0].shape[0]
     for _ in range(count):
-        for _ in range(TRIES_PER_STICK):
-            width = rng.uniform(*WIDTH_RANGE) * extent
-            clearance = width / 2.0 + FINGER_HALF_WIDTH * extent
-            a, b = bones[0][rng.integers(len(bones[0]))]
-            anchor = a + rng.uniform() * (b - a)
-            direction = rng.normal(size=2)
-            direction /= max(float(np.linalg.norm(direction)), 1e-9)
-            near = anchor + direction * (clearance + rng.uniform(*GAP_RANGE) * extent)
-            heading = rng.uniform(-np.pi / 2, np.pi / 2) + np.arctan2(direction[1], direction[0])
-            far = near + np.array([np.cos(heading), np.sin(heading)]) * rng.uniform(*LENGTH_RANGE) * extent
-            if segment_distances(near, far, starts, ends).min() >= clearance:
-                break
-        else:
+        shape = shapes[0] if len(shapes) == 1 else shapes[int(rng.integers(len(shapes)))]
+        mask = _MASKS[shape](bones[0], starts, ends, extent, size, rng)
+        if mask is None:
             continue
         tint = (colour * rng.uniform(0.75, 1.25) + rng.normal(scale=8.0, size=3)).astype(np.float32)
-        stick = np.zeros((size, size), np.uint8)
-        cv2.line(stick, tuple(int(v) for v in np.rint(near)), tuple(int(v) for v in np.rint(far)), 255,
-                 max(1, int(round(width))), lineType=cv2.LINE_AA)
-        rows, cols = np.nonzero(stick)
+        rows, cols = np.nonzero(mask)
         if not len(rows):
             continue
-        box = np.s_[rows.min():rows.max() + 1, cols.min():cols.max() + 1]  # blend where the stick is, not everywhere
-        alpha = stick[box].astype(np.float32)[..., None] / 255.0
+        box = np.s_[rows.min():rows.max() + 1, cols.min():cols.max() + 1]  # blend where the shape is, not everywhere
+        alpha = mask[box].astype(np.float32)[..., None] / 255.0
         for im in out:
             grain = rng.normal(scale=6.0, size=alpha.shape[:2] + (3,)).astype(np.float32)
             blended = im[box].astype(np.float32) * (1.0 - alpha) + (tint + grain) * alpha

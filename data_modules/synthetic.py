@@ -91,6 +91,7 @@ class SyntheticDataModule(HandClipDataModule):
         crop_rotation: float = 0.0,
         colour_jitter: float = 0.0,
         distractors: int = 0,
+        distractor_shapes: Sequence[str] = ("stick",),
     ):
         super().__init__(
             clip_len=clip_len, clip_stride=clip_stride, eval_clip_stride=eval_clip_stride, frame_step=frame_step,
@@ -98,7 +99,7 @@ class SyntheticDataModule(HandClipDataModule):
             num_workers=num_workers, pin_memory=pin_memory, serve_3d_in_train=serve_3d_in_train,
             silhouettes=silhouettes, grabcut_iterations=grabcut_iterations, grabcut_dir=grabcut_dir, seed=seed,
             crop_jitter=crop_jitter, crop_scale_jitter=crop_scale_jitter, crop_rotation=crop_rotation,
-            colour_jitter=colour_jitter, distractors=distractors,
+            colour_jitter=colour_jitter, distractors=distractors, distractor_shapes=distractor_shapes,
         )
         domain_style(domain)
         self.root = Path(root)
