@@ -332,6 +332,14 @@ bench-predict: | $(STAMP) ## tracked vs ground-truth-crop 2D error/PCK and crop 
 	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PYTHON) benchmarks/bench_predict.py --ckpt $(PREDICT_CKPT) $(PREDICT_TRACKER) \
 	  --data $(if $(DATA_ROOT),$(DATA_ROOT),data/synthetic) --out benchmarks/results/predict.json $(BENCH_PREDICT_ARGS)
 
+# `make data-tracking-val`: 32 target validation videos for choosing tracking settings (8 proved too few; the first
+# 8 are the recipe's validation videos): `make bench-predict DATA_ROOT=data/synthetic-val32 BENCH_PREDICT_ARGS="--split val"`.
+TRACKING_VAL_ROOT ?= data/synthetic-val32
+.PHONY: data-tracking-val
+data-tracking-val: | $(STAMP) ## 32 target validation videos to choose tracking settings on (bench-predict DATA_ROOT=…)
+	$(PYTHON) -m data_modules.synthetic --root $(TRACKING_VAL_ROOT) --domains target --splits val --num-val-videos 32 \
+	  --frames-per-video 32 --image-size 128
+
 # `make bench-confidence`, `make bench-adapt`: the forward/backward confidence against the 3D joint error, and
 # `tassn adapt` before/after, on the synthetic target test videos (docs/results.md, "Temporal quality"). Both run
 # `tassn predict --video` on folders holding only the frames and read the labels afterwards, to score. CKPT= as for
