@@ -34,8 +34,7 @@ from torch.utils.data import Dataset
 
 from tassn.heatmaps import HEATMAP_STRIDE, gaussian_heatmaps, to_heatmap_coords
 
-from .distractors import SHAPES as DISTRACTOR_SHAPES
-from .distractors import draw_distractors
+from .distractors import checked_shapes, draw_distractors
 from .records import FrameRecord, VideoRecord
 
 log = logging.getLogger(__name__)
@@ -372,11 +371,8 @@ class ClipDataset(Dataset):
         self.crop_scale_jitter = crop_scale_jitter
         self.crop_rotation = crop_rotation
         self.colour_jitter = colour_jitter
-        unknown = [s for s in distractor_shapes if s not in DISTRACTOR_SHAPES]
-        if unknown or not distractor_shapes:
-            raise ValueError(f"distractor_shapes must be among {DISTRACTOR_SHAPES}, got {list(distractor_shapes)}")
         self.distractors = distractors
-        self.distractor_shapes = tuple(distractor_shapes)
+        self.distractor_shapes = checked_shapes(distractor_shapes)
         self.videos = list(videos)
         self.clip_len = clip_len
         self.frame_step = frame_step
