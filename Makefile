@@ -288,7 +288,7 @@ bench: | $(STAMP) ## speed and memory: PME nets, training throughput per stage, 
 	$(PYTHON) benchmarks/bench_nets.py
 	$(PYTHON) benchmarks/bench_train.py --device $(BENCH_DEVICE) $(BENCH_ARGS)
 
-bench-fresh-clone: ## time `make train-stage3` from a fresh clone of HEAD, step by step (idle machine; ~27 min) → JSON
+bench-fresh-clone: ## time `make train-stage3` from a fresh clone of HEAD, step by step (idle machine; 27–29 min) → JSON
 	$(PYTHON) benchmarks/fresh_clone_time.py --out benchmarks/results/fresh_clone_time.json
 
 gpu-check: | $(STAMP) ## on a CUDA machine (≤ 5 min): CUDA tests, bench at the paper size in bf16, 50 stage-3 steps → one JSON
