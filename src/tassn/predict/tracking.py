@@ -253,7 +253,7 @@ class TrackingCrop:
         palm = list(PALM_JOINTS)
         if self.palm_cap is None or len(kp2d) != NUM_JOINTS or not good[palm].all():
             return box
-        cap = self.palm_cap * float((kp2d[palm].max(axis=0) - kp2d[palm].min(axis=0)).max()) * scale
+        cap = self.palm_cap * CropBox.from_keypoints(kp2d[palm], scale, min_size=0.0).size
         return box if box.size <= cap else CropBox(box.cx, box.cy, max(cap, self.floor))
 
     def refit(self, index: int, kp2d: np.ndarray, confidence: np.ndarray) -> CropBox | None:
