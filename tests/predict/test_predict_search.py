@@ -132,9 +132,9 @@ def test_a_locator_network_places_the_crop_the_main_network_predicts_on() -> Non
     assert alone[0].size == FRAME and alone[-1].size > 1.5 * MARGIN * HAND
 
     main, locator = Recorder(bias=0.9), SquareNetwork(bias=0.0)
-    tracker = TrackingCrop(margin=MARGIN, search=0, refine=0)
+    tracker = TrackingCrop(margin=MARGIN, refine=0)
     result, boxes = run_forward(Frames(), tracker, main, None, False, None, progress=False, locator=locator)
-    for box in boxes:  # (the first frame's hand is read on the full frame: 4 frame pixels per crop pixel)
+    for box in boxes:  # (the first frame's search reads the hand on boxes up to the full frame)
         assert box.size == pytest.approx(MARGIN * HAND, rel=0.1)
         assert np.hypot(box.cx - CENTRE[0], box.cy - CENTRE[1]) < 0.1 * HAND
     assert main.calls == len(boxes) == 3 and locator.adopted == 3  # one step of each network per frame
@@ -177,3 +177,42 @@ def test_reading_the_settled_box_again_places_it_closer_to_the_training_crop() -
     assert errors[1] < 0.5 * errors[0] and errors[3] < errors[1] and errors[3] < 0.05 * true_side
     with pytest.raises(ValueError, match="settle_passes"):
         TrackingCrop(settle_passes=-1)
+
+
+def test_a_confused_reading_moves_the_predicted_box_at_most_a_step_from_the_tracked_box() -> None:
+    tracker = TrackingCrop(margin=MARGIN, search=0, refine=0)
+    tracker.box(0, FRAME, FRAME)
+    assert tracker.settle_anchor() is None  # a start frame: the settled box is free to find the hand's size
+    hand = np.asarray(CENTRE) + (UNIT - 0.5) * HAND
+    tracker.update(0, hand, np.full(21, 0.9))
+    anchor = tracker.settle_anchor()
+    assert anchor is not None
+    bunched = np.asarray(CENTRE) + (UNIT - 0.5) * 2.0  # one reading draws the hand as a dot
+    free = tracker.settle(anchor, bunched, np.full(21, 0.9))
+    held = tracker.settle(anchor, bunched, np.full(21, 0.9), anchor)
+    assert free is not None and free.size == pytest.approx(tracker.floor)
+    assert held is not None and held.size == pytest.approx(anchor.size / tracker.max_scale_step)
+
+
+def test_the_next_frames_box_follows_the_locators_reading_of_the_settled_box() -> None:
+    locator, readings, updates = SquareNetwork(bias=0.3), [], []
+    trial = locator.trial
+
+    def reading(crop):
+        readings.append(crop)
+        return trial(crop)
+
+    locator.trial = reading
+    tracker = TrackingCrop(margin=MARGIN, search=0, refine=0, settle_passes=1)
+    record = tracker.update
+
+    def update(index, kp2d, confidence):
+        updates.append((len(readings), np.asarray(kp2d).copy()))
+        record(index, kp2d, confidence)
+
+    tracker.update = update
+    _, boxes = run_forward(Frames(), tracker, SquareNetwork(bias=0.9), None, False, None, progress=False,
+                           locator=locator)
+    assert [n for n, _ in updates] == [2, 4, 6]  # each frame: the tracked box's reading, then the settled box's
+    # on the first frame (no step bound yet) the box predicted on is exactly the one that last reading gives
+    assert CropBox.from_keypoints(updates[0][1], MARGIN).as_array() == pytest.approx(boxes[0].as_array())

@@ -189,17 +189,21 @@ def _locate(
 def _settled_box(
     provider: CropProvider, locator: Stepper, frame: np.ndarray, box: CropBox, found: np.ndarray,
     confidence: np.ndarray, mirror: bool,
-) -> CropBox:
-    """The box the model predicts on: ``box`` settled on the locator's keypoints ``found`` (frame pixels), then read
-    again by the locator and settled again ``provider.settle_passes`` times (trials: its recurrence is untouched); a
-    lost reading keeps the last box."""
-    settled = provider.settle(box, found, confidence) or box  # type: ignore[attr-defined]  # run_forward checks it
+) -> tuple[CropBox, tuple[np.ndarray, np.ndarray]]:
+    """The box the model predicts on, and the locator reading it was settled from: ``box`` settled on the locator's
+    keypoints ``found`` (frame pixels), then read again by the locator and settled again ``provider.settle_passes``
+    times (trials: its recurrence is untouched), each side within a step of the frame's tracked box (the provider's
+    ``settle_anchor``); a lost reading keeps the last box."""
+    anchor = provider.settle_anchor()  # type: ignore[attr-defined]  # run_forward checks it
+    reading = (found, confidence)
+    settled = provider.settle(box, found, confidence, anchor) or box  # type: ignore[attr-defined]
     for _ in range(getattr(provider, "settle_passes", 0)):
-        again = provider.settle(settled, *_trial_keypoints(locator, frame, settled, mirror))  # type: ignore[attr-defined]
+        again_read = _trial_keypoints(locator, frame, settled, mirror)
+        again = provider.settle(settled, *again_read, anchor)  # type: ignore[attr-defined]
         if again is None:
             break
-        settled = again
-    return settled
+        settled, reading = again, again_read
+    return settled, reading
 
 
 def run_forward(
@@ -225,10 +229,12 @@ def run_forward(
     ``locator`` (a second network, e.g. one trained on jittered crops, which reads where the hand is in an off-centre
     crop): the search, the re-fits and the tracking all run on its keypoints, with its own recurrence, and
     ``stepper`` predicts each frame on the box those keypoints give (the provider's ``settle``: the training crop's
-    rule, within the floor and the frame; then ``settle_passes`` more readings of the settled box by the locator,
-    each settled again) — the returned results and boxes are ``stepper``'s.
+    rule, within the floor and the frame and a side step of the frame's tracked box; then ``settle_passes`` more
+    readings of the settled box by the locator, each settled again) — the returned results and boxes are
+    ``stepper``'s. The next frame's tracked box follows the locator's last reading (of the settled box: the locator
+    reads a crop centred on the hand best), not its first.
     """
-    if locator is not None and getattr(provider, "settle", None) is None:
+    if locator is not None and getattr(provider, "settle_anchor", None) is None:
         raise ValueError(f"a locator network places a tracking crop; the {provider.name!r} crop has none to place")
     result, boxes = PassResult(), []
     width, height, s = source.info.width, source.info.height, stepper.crop_size
@@ -243,9 +249,11 @@ def run_forward(
             box, crop, outputs, state = _locate(frame, index, provider, finder, width, height, mirror)
             finder.adopt(state)
             found = crop_to_frame(box, outputs[0], finder.crop_size, mirror)
-            provider.update(index, found, outputs[1])
-            if locator is not None:
-                box = _settled_box(provider, locator, frame, box, found, outputs[1], mirror)
+            if locator is None:
+                provider.update(index, found, outputs[1])
+            else:  # the next frame's box follows the locator's reading of the settled box, its surest
+                box, reading = _settled_box(provider, locator, frame, box, found, outputs[1], mirror)
+                provider.update(index, *reading)
                 crop = cut_crop(frame, box, s, mirror)
                 outputs = stepper(crop)
             kp_crop, conf, pose, mesh = outputs

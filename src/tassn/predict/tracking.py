@@ -197,12 +197,27 @@ class TrackingCrop:
                                                        side / 2 + (height - side) * j / 2, side)))
         return boxes
 
-    def settle(self, box: CropBox, kp2d: np.ndarray, confidence: np.ndarray) -> CropBox | None:
-        """The box re-fit to keypoints predicted on ``box`` with no per-frame step bound (floor, ceiling and the
-        frame still hold), or None when the prediction is lost."""
+    def settle(self, box: CropBox, kp2d: np.ndarray, confidence: np.ndarray,
+               anchor: CropBox | None = None) -> CropBox | None:
+        """The box re-fit to keypoints predicted on ``box`` (floor, ceiling and the frame hold), or None when the
+        prediction is lost. With ``anchor`` its side stays within ``max_scale_step`` of the anchor's (the frame's
+        tracked box, :meth:`settle_anchor`); without, it is free, as the first frame's search needs."""
         kp2d, confidence = np.asarray(kp2d, np.float64), np.asarray(confidence, np.float64)
         good = self._confident(kp2d, confidence)
-        return None if good is None else self._bounded(self._measure(kp2d, good))
+        if good is None:
+            return None
+        measured = self._measure(kp2d, good)
+        if anchor is not None:
+            lo, hi = anchor.size / self.max_scale_step, anchor.size * self.max_scale_step
+            measured = CropBox(measured.cx, measured.cy, float(np.clip(measured.size, lo, hi)))
+        return self._bounded(measured)
+
+    def settle_anchor(self) -> CropBox | None:
+        """The box a settled box's side stays within a step of: the frame's tracked box, or None on a start frame
+        (the first frame, or the first after re-initialisation), where the box is free to find the hand's size.
+        Without it one confused reading moved the box a locator predicts on from 60 to 32 px and back within three
+        frames (docs/results.md, "Video prediction")."""
+        return None if self._previous is None else self._current
 
     def search_box(self, index: int, predict: TrialPredictor) -> CropBox:
         """Search frame ``index`` for the hand (module doc) with trial predictions; the found box becomes the
