@@ -242,7 +242,7 @@ def predict_video(
                                   margin=crop_margin, smoothing=track_smoothing, track_options=track_options)
     locator = None
     if tracker_ckpt is not None:
-        if getattr(provider, "settle", None) is None:
+        if getattr(provider, "settle_anchor", None) is None:
             raise ValueError(f"--tracker-ckpt places a tracking crop; it does not apply to the {provider.name!r} crop")
         tracker = load_model(tracker_ckpt, allowed_stages=TRACKER_STAGES, device=device)
         locator = Stepper(tracker, keypoint_method, heatmap_temperature)
