@@ -4,7 +4,9 @@ A tracker fed by its own network closes a loop: a weak or confused prediction bu
 next crop shrinks around them, the hand leaves the smaller crop and the keypoints bunch further — on main the crop
 went from 128 px to 16 px in 31 frames. Four rules break that loop:
 
-- **bounded change**: the side of frame t+1's box is within ``[side_t / max_scale_step, side_t · max_scale_step]``;
+- **bounded change**: the side of frame t+1's box is within ``[side_t / max_scale_step, side_t · max_scale_step]``,
+  and with a locator network the box the model predicts on (:meth:`TrackingCrop.settle`) stays within the same
+  factor of the frame's tracked box;
 - **a floor**: the side never goes below ``floor_fraction × min(first side, frame's shorter side)``, so a tiny box is
   impossible whatever the predictions (the first box is the user's ``--bbox`` or the full frame);
 - **a smoothed centre and log-side** (exponential, ``smoothing`` = weight of the old box for the centre,
