@@ -73,7 +73,7 @@ digest = +@PYTHONPATH=src$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) -m tassn.config
 .PHONY: FORCE
 FORCE:
 
-.PHONY: help install test test-slow lint data data-all data-and-pretrain pretrain train-stage1 train-stage2 train-tracker train-stage3 eval report sweep \
+.PHONY: help install test test-slow lint data data-all data-and-pretrain pretrain train-stage1 train-stage2 train-tracker train-detector train-stage3 eval report sweep \
 	check-config
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -160,6 +160,15 @@ $(RUN)/tracker/fit.done: $(RUN)/stage1/fit.done $(RUN)/tracker/inputs.sha256 | $
 $(RUN)/tracker/inputs.sha256: FORCE | $(STAMP)
 	$(call digest,$(@D)/fit.done,$(call stage_files,stage1) experiments/tracker.yaml $(DATA_CFG) $(OVERLAY),$(TRACKER_ARGS))
 
+# the first-box hand detector (tassn predict --detector-ckpt): whole target frames and their hand boxes; a run with
+# new inputs sets the previous checkpoints aside (checkpoints.<n>) as `tassn fit` does
+DETECTOR_ARGS = $(TARGET_ARGS) --config $(OVERLAY) --config experiments/detector.yaml --seed $(SEED) $(TRAIN_ARGS)
+$(RUN)/detector/fit.done: $(RUN)/data.done $(RUN)/detector/inputs.sha256 | $(STAMP)
+	$(TASSN) train-detector $(DETECTOR_ARGS) --out $(@D)
+	@cp $(@D)/inputs.sha256 $@
+$(RUN)/detector/inputs.sha256: FORCE | $(STAMP)
+	$(call digest,$(@D)/fit.done,experiments/detector.yaml $(DATA_CFG) $(OVERLAY),$(DETECTOR_ARGS))
+
 $(STAGE3_DIR)/fit.done: $(RUN)/stage2/fit.done $(STAGE3_DIR)/inputs.sha256 | $(STAMP)
 	$(call fit,$(@D),$(STAGE3_ARGS))
 $(STAGE3_DIR)/inputs.sha256: FORCE | $(STAMP)
@@ -177,6 +186,8 @@ train-stage1: $(RUN)/stage1/fit.done ## stage 1: heatmap estimator with L_h on t
 train-stage2: $(RUN)/stage2/fit.done ## stage 2: heatmaps + mesh with L_h + λs·L_m (from stage 1 and pretrain)
 
 train-tracker: $(RUN)/tracker/fit.done ## the tracking crop's locator: stage 1 fine-tuned on jittered crops (predict --tracker-ckpt)
+
+train-detector: $(RUN)/detector/fit.done ## the whole-frame hand detector that gives the tracking crop its first box (predict --detector-ckpt)
 
 train-stage3: data-and-pretrain ## the whole recipe through stage 3 (TASSN), then test and print the table
 	@$(MAKE) --no-print-directory $(STAGE3_DIR)/test.done
@@ -326,10 +337,14 @@ peer-mediapipe: $(MEDIAPIPE_VENV)/.installed | $(STAMP) ## MediaPipe Hands on th
 PREDICT_CKPT = $(if $(CKPT),$(CKPT),$(call last,$(STAGE3_DIR)))
 TRACKER ?= $(wildcard $(call last,$(RUN)/tracker))
 PREDICT_TRACKER = $(if $(filter-out none,$(TRACKER)),--tracker-ckpt $(TRACKER))
+# DETECTOR= the hand detector whose box a first frame's search starts from (default: this RUN's `make train-detector`
+# one when it exists; DETECTOR=none: the search's grid of candidates)
+DETECTOR ?= $(wildcard $(RUN)/detector/checkpoints/best.ckpt)
+PREDICT_DETECTOR = $(if $(filter-out none,$(DETECTOR)),--detector-ckpt $(DETECTOR))
 BENCH_PREDICT_ARGS ?=
 .PHONY: bench-predict
 bench-predict: | $(STAMP) ## tracked vs ground-truth-crop 2D error/PCK and crop sides on the synthetic test videos (CKPT=…)
-	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PYTHON) benchmarks/bench_predict.py --ckpt $(PREDICT_CKPT) $(PREDICT_TRACKER) \
+	OMP_NUM_THREADS=$(TRAIN_THREADS) $(PYTHON) benchmarks/bench_predict.py --ckpt $(PREDICT_CKPT) $(PREDICT_TRACKER) $(PREDICT_DETECTOR) \
 	  --data $(if $(DATA_ROOT),$(DATA_ROOT),data/synthetic) --out benchmarks/results/predict.json $(BENCH_PREDICT_ARGS)
 
 # `make data-tracking-val`: 32 target validation videos for choosing tracking settings (8 proved too few; the first

@@ -79,11 +79,13 @@ def extent(kp: np.ndarray) -> np.ndarray:
 
 
 def run_video(frames: Path, kp2d: np.ndarray, stepper: Any, pck_px: float, track: dict[str, Any],
-              start: str = "full", margin: float = TRAINING_MARGIN, locator: Any = None) -> dict[str, Any]:
+              start: str = "full", margin: float = TRAINING_MARGIN, locator: Any = None,
+              detector: Any = None) -> dict[str, Any]:
     """Both crops on one video: scores, tracked crop sides and re-initialisations. ``start``: the tracker's first
     box is the full frame (``full``, the default of ``tassn predict``) or the first frame's ground-truth crop (``gt``,
     as a user's ``--bbox``), which separates finding the hand from following it. ``locator``: a second network that
-    places the tracking crop (``tassn predict --tracker-ckpt``); the ground-truth crop never uses it."""
+    places the tracking crop (``tassn predict --tracker-ckpt``); ``detector``: the hand detector whose boxes a first
+    frame's search starts from (``--detector-ckpt``); the ground-truth crop uses neither."""
     from tassn.predict.passes import run_forward
     from tassn.predict.tracking import TrackingCrop
     from tassn.predict.video_io import FrameSource
@@ -94,7 +96,8 @@ def run_video(frames: Path, kp2d: np.ndarray, stepper: Any, pck_px: float, track
     for name, provider in (("tracked", TrackingCrop(initial=initial, margin=margin, **track)), ("gt_crop", truth)):
         source = FrameSource(frames)
         result, boxes = run_forward(source, provider, stepper, None, False, None, progress=False,
-                                    locator=locator if name == "tracked" else None)
+                                    locator=locator if name == "tracked" else None,
+                                    detector=detector if name == "tracked" else None)
         pred = np.stack([b.to_frame(k, stepper.crop_size) for b, k in zip(boxes, result.kp_crop, strict=True)])
         for key, value in score(pred, kp2d[: len(pred)], pck_px).items():
             row[f"{name}_{key}"] = value
@@ -185,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop-margin", type=float, default=TRAINING_MARGIN,
                         help=f"crop side / keypoints' extent, for the ground-truth crop and the tracker (default "
                         f"{TRAINING_MARGIN}, the synthetic training margin)")
+    parser.add_argument("--detector-ckpt", metavar="CKPT",
+                        help="a hand detector (make train-detector's) whose boxes a first frame's search starts from "
+                        "(default: the tracker's grid of candidate squares)")
+    parser.add_argument("--detector-top-k", type=int, default=None,
+                        help="boxes per frame the search starts from (default: tassn predict's)")
     parser.add_argument("--tracker-ckpt",
                         help="a second checkpoint whose keypoints place the tracking crop (tassn predict "
                         "--tracker-ckpt; make train-tracker writes one); default: the checkpoint tracks itself")
@@ -192,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="checkpoint stages accepted (stage 1's heatmaps are enough for 2D; default: all)")
     args = parser.parse_args(argv)
 
+    from tassn.predict.detector import DEFAULT_DETECTOR_TOP_K, HandDetector
     from tassn.predict.model import TRACKER_STAGES, load_model
     from tassn.predict.passes import Stepper
     from tassn.stages.checkpoints import CheckpointMismatchError
@@ -201,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.ckpt, allowed_stages=args.stages, device=args.device)
         tracker = None if args.tracker_ckpt is None else load_model(args.tracker_ckpt, allowed_stages=TRACKER_STAGES,
                                                                     device=args.device)
+        detector = None if args.detector_ckpt is None else HandDetector.load(
+            args.detector_ckpt, args.device, DEFAULT_DETECTOR_TOP_K if args.detector_top_k is None else args.detector_top_k)
     except (FileNotFoundError, CheckpointMismatchError) as err:
         print(f"bench_predict: error: {err}", file=sys.stderr)
         return 2
@@ -233,11 +244,12 @@ def main(argv: list[str] | None = None) -> int:
                              else args.compare_quantile}
     started = time.perf_counter()
     rows = [run_video(folder / "videos" / str(name), kp, stepper, args.pck_px, track, args.start, args.crop_margin,
-                      locator)
+                      locator, detector)
             for name, kp in zip(names, kp2d, strict=True)]
     summary = summarise(rows)
     print(table(rows, summary, args.pck_px))
-    print(f"tracking crop placed by: {args.tracker_ckpt or 'the checkpoint itself'}; first box: {args.start}")
+    print(f"tracking crop placed by: {args.tracker_ckpt or 'the checkpoint itself'}; first box: {args.start}; "
+          f"search starts: {'the detector ' + args.detector_ckpt if detector else 'the grid of candidates'}")
     print(f"median predicted / true hand extent on the ground-truth crops: {summary['extent_scale']:.3f} "
           "(--extent-scale)")
     print(f"goal (tracked ≤ 1.2 × GT-crop error, no collapse): {'met' if summary['goal_met'] else 'NOT met'}")
@@ -245,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"checkpoint": str(Path(args.ckpt)), "stage": model.stage,
               "tracker_checkpoint": None if args.tracker_ckpt is None else str(Path(args.tracker_ckpt)),
+              "detector_checkpoint": None if detector is None else str(detector.path),
+              "detector_top_k": None if detector is None else detector.top_k,
               "data": str(folder), "pck_px": args.pck_px,
               "crop_size": stepper.crop_size, "crop_margin": args.crop_margin,
               "tracker": f"TrackingCrop defaults, refine={refine}, search={search}, "

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -143,7 +144,8 @@ def test_help_lists_every_command_on_one_line(capsys) -> None:
         main(["--help"])
     assert exit_info.value.code == 0
     lines = capsys.readouterr().out.splitlines()
-    for command in ("fit", "validate", "test", "predict", "predict --video", "adapt", "prepare", "report"):
+    for command in ("fit", "validate", "test", "predict", "predict --video", "adapt", "prepare", "report",
+                    "train-detector"):
         assert sum(line.split("  ")[1:2] == [command] for line in lines) == 1, f"{command!r} is not listed once"
 
 
@@ -272,3 +274,29 @@ def test_cosine_schedule_decays_to_zero_over_the_run(write_configs) -> None:
     assert cli.trainer.global_step == 3
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
     assert optimizer.param_groups[0]["initial_lr"] == pytest.approx(1e-3)
+
+
+def test_train_detector_writes_a_detector_and_never_overwrites_one(write_configs, tmp_path, capsys) -> None:
+    from tassn.cli import main
+    from tassn.predict.detector import HandDetector
+
+    configs = write_configs("Stage1")
+    out = tmp_path / "detector"
+    args = ["train-detector", *configs, "--out", str(out), "--epochs", "1", "--detector.input_size", "32",
+            "--detector.width", "4", "--boxes.input_size", "32", "--boxes.batch_size", "2", "--progress", "false"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 0
+    best = out / "checkpoints" / "best.ckpt"
+    detector = HandDetector.load(best)
+    assert detector.net.input_size == 32 and len(detector(np.zeros((40, 56, 3), np.uint8))) == 1
+    written = best.read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args[:-6], "--boxes.input_size", "64", "--boxes.batch_size", "2", "--progress", "false"])
+    assert exit_info.value.code == 2 and "must be the same" in capsys.readouterr().err
+    assert best.read_bytes() == written  # a refused run touches nothing
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 0
+    assert (out / "checkpoints.1" / "best.ckpt").read_bytes() == written  # the first run's, set aside
+    assert best.is_file()

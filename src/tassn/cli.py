@@ -73,6 +73,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("adapt", "fine-tune on your unlabeled video, then predict it (tassn adapt --video V --ckpt C --out D)"),
     ("prepare", "generate or check a config's dataset and its GrabCut silhouettes (--config …)"),
     ("report", "results of test runs beside the paper's Table 1 (RUN_DIR …)"),
+    ("train-detector", "train the whole-frame hand detector that gives predict its first box (--config … --out D)"),
 )
 
 
@@ -252,20 +253,27 @@ IGNORED_BY_PREPARE = ("model", "trainer", "checkpoint", "step_checkpoint", "opti
 PlainValue = dict | list | str | int | float | bool | None
 
 
+def data_config_parser(prog: str, description: str) -> ArgumentParser:
+    """A parser of a `tassn fit` run's config files that reads their ``data`` section and ignores the rest, for the
+    commands that need the dataset but not the stage (``prepare``, ``train-detector``)."""
+    from data_modules.base import HandClipDataModule
+
+    parser = ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", action=ActionConfigFile, help="the config files of a `tassn fit` run")
+    parser.add_subclass_arguments(HandClipDataModule, "data", required=True)
+    for other in IGNORED_BY_PREPARE:
+        # plain values, never Any: jsonargparse instantiates a class_path it finds in an Any-typed value
+        parser.add_argument(f"--{other}", type=PlainValue, help="read and ignored (used by fit)")
+    return parser
+
+
 def prepare(argv: Sequence[str]) -> None:
     """``tassn prepare --config …``: generate or check the configured dataset and its GrabCut silhouettes.
 
     Reads the same config files as ``fit`` and instantiates only ``data``, so a dataset is ready (with progress
     bars) before any training starts; ``fit`` would do the same work in ``prepare_data``.
     """
-    from data_modules.base import HandClipDataModule
-
-    parser = ArgumentParser(prog="tassn prepare", description=prepare.__doc__)
-    parser.add_argument("--config", action=ActionConfigFile, help="the config files of a `tassn fit` run")
-    parser.add_subclass_arguments(HandClipDataModule, "data", required=True)
-    for other in IGNORED_BY_PREPARE:
-        # plain values, never Any: jsonargparse instantiates a class_path it finds in an Any-typed value
-        parser.add_argument(f"--{other}", type=PlainValue, help="read and ignored (used by fit)")
+    parser = data_config_parser("tassn prepare", prepare.__doc__ or "")
     config = parser.parse_args(list(argv))
     check_config(config.data, "the data config")
     datamodule = parser.instantiate_classes(config).data
@@ -317,6 +325,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args and args[0] == "prepare":
             prepare(args[1:])
             return
+        if args and args[0] == "train-detector":
+            from tassn.train_detector import main as train_detector_main
+
+            raise SystemExit(train_detector_main(args[1:]))
         video = any(a == "--video" or a.startswith("--video=") for a in args[1:])
         configured = any(a in ("-c", "--config") or a.startswith("--config=") for a in args[1:])
         if args and args[0] == "predict" and (video or (wants_help(args[1:]) and not configured)):

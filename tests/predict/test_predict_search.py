@@ -216,3 +216,51 @@ def test_the_next_frames_box_follows_the_locators_reading_of_the_settled_box() -
     assert [n for n, _ in updates] == [2, 4, 6]  # each frame: the tracked box's reading, then the settled box's
     # on the first frame (no step bound yet) the box predicted on is exactly the one that last reading gives
     assert CropBox.from_keypoints(updates[0][1], MARGIN).as_array() == pytest.approx(boxes[0].as_array())
+
+
+class CountingNetwork(SquareNetwork):
+    """A :class:`SquareNetwork` that records the side of every crop it is tried on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tried: list[int] = []
+
+    def trial(self, crop: np.ndarray):
+        self.tried.append(crop.shape[0])
+        return super().trial(crop)
+
+
+class StubDetector:
+    """A hand detector that returns fixed boxes and counts the frames it saw."""
+
+    def __init__(self, boxes: list[CropBox]) -> None:
+        self.boxes, self.frames = boxes, 0
+
+    def __call__(self, frame: np.ndarray) -> list[tuple[CropBox, float]]:
+        self.frames += 1
+        return [(box, 0.9) for box in self.boxes]
+
+
+def test_a_detectors_boxes_replace_the_searchs_grid() -> None:
+    near = CropBox(CENTRE[0] + 3, CENTRE[1] - 2, 1.3 * MARGIN * HAND)  # a detection a little off and too large
+    detector = StubDetector([near])
+    tracker = TrackingCrop(margin=MARGIN, search=2, refine=0)
+    network = CountingNetwork()
+    calls = []
+    original = tracker.search_box
+    tracker.search_box = lambda index, predict, starts=None: calls.append(starts) or original(index, predict, starts)
+    _, boxes = run_forward(Frames(), tracker, network, None, False, None, progress=False, detector=detector)
+    assert detector.frames == 1 and calls == [[near]]  # the first frame only, from the detector's box alone
+    assert boxes[0].size == pytest.approx(MARGIN * HAND, rel=0.1)  # settled onto the hand from there
+    assert np.hypot(boxes[0].cx - CENTRE[0], boxes[0].cy - CENTRE[1]) < 0.1 * HAND
+    # the start read and re-fit twice, the first frame's step on the found box, frames 2 and 3: 6 trials (from
+    # the grid's 19 candidates the search alone would take 57)
+    assert len(network.tried) == 6
+
+
+def test_a_detector_needs_a_crop_that_searches() -> None:
+    from tassn.predict.hand_crop import FixedBoxCrop
+
+    with pytest.raises(ValueError, match="first box"):
+        run_forward(Frames(), FixedBoxCrop(CropBox(60.0, 60.0, 64.0)), SquareNetwork(), None, False, None,
+                    progress=False, detector=StubDetector([]))

@@ -15,6 +15,7 @@ import yaml
 from .command import add_io_arguments, run_command
 from .confidence import AGREEMENT_SCALE, CHAIN_DECAY
 from .decode import KEYPOINT_METHODS
+from .detector import DEFAULT_DETECTOR_TOP_K
 from .hand_crop import CROP_MODES, parse_bbox
 from .model import PREDICT_STAGES
 from .tracking import (
@@ -77,6 +78,12 @@ def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
                       help="tracking: a second checkpoint whose keypoints place the crop (make train-tracker's, "
                       "trained on jittered crops: it reads where the hand is in an off-centre crop); --ckpt then "
                       "predicts each frame on the box they give (default: --ckpt tracks itself)")
+    crop.add_argument("--detector-ckpt", metavar="CKPT",
+                      help="tracking without --bbox: a whole-frame hand detector (make train-detector's) whose "
+                      "boxes the search for the hand starts from, on the first frame and after a "
+                      "re-initialisation (default: a grid of candidate boxes)")
+    crop.add_argument("--detector-top-k", type=int, default=DEFAULT_DETECTOR_TOP_K,
+                      help=f"with --detector-ckpt: its strongest boxes searched from (default {DEFAULT_DETECTOR_TOP_K})")
     crop.add_argument("--left-hand", action="store_true", help="the video shows a left hand")
     model = parser.add_argument_group("model")
     model.add_argument("--fuse-reverse", action="store_true",
@@ -145,6 +152,7 @@ def run_from_args(args: argparse.Namespace) -> Path:
         video=args.video, ckpt=args.ckpt, out_dir=args.out_dir, box=first_box(args),
         keypoints_file=args.keypoints_file, crop=args.crop, crop_margin=args.crop_margin,
         track_smoothing=args.track_smoothing, track_options=track_options(args), tracker_ckpt=args.tracker_ckpt,
+        detector_ckpt=args.detector_ckpt, detector_top_k=args.detector_top_k,
         left_hand=args.left_hand, fuse_reverse=args.fuse_reverse, confidence=args.confidence,
         agreement_scale=args.agreement_scale, chain_decay=args.chain_decay, mm_scale=args.mm_scale,
         clip_length=args.clip_length, mesh_format=args.mesh_format, overlay=args.overlay, fps=args.fps,

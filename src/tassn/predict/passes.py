@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .crop_box import CropBox
 from .decode import fuse_directions, heatmaps_to_keypoints
+from .detector import HandDetector
 from .hand_crop import CropProvider
 from .model import LoadedModel
 from .video_io import FrameSource
@@ -164,13 +165,16 @@ def _locate(
     width: int,
     height: int,
     mirror: bool,
+    detector: HandDetector | None = None,
 ) -> tuple[CropBox, np.ndarray, StepOutputs, RecurrentState]:
     """Frame ``index``'s box and ``stepper``'s step on it: the provider's box, searched for the hand on a first frame
-    and re-fit to the frame's own prediction where the provider does so (:func:`run_forward`)."""
+    (from ``detector``'s boxes when given) and re-fit to the frame's own prediction where the provider does so
+    (:func:`run_forward`)."""
     s = stepper.crop_size
     box = provider.box(index, width, height)
     if getattr(provider, "needs_search", None) is not None and provider.needs_search(index):
-        box = provider.search_box(index, partial(_trial_keypoints, stepper, frame, mirror=mirror))
+        starts = None if detector is None else [found for found, _ in detector(frame)]
+        box = provider.search_box(index, partial(_trial_keypoints, stepper, frame, mirror=mirror), starts)
     crop = cut_crop(frame, box, s, mirror)
     outputs, state = stepper.trial(crop)
     for _ in range(getattr(provider, "refine", 0)):
@@ -215,6 +219,7 @@ def run_forward(
     store: CropStore | None,
     progress: bool,
     locator: Stepper | None = None,
+    detector: HandDetector | None = None,
 ) -> tuple[PassResult, list[CropBox]]:
     """The forward pass over the video; crops come from ``provider``, which sees each frame's prediction.
 
@@ -233,9 +238,14 @@ def run_forward(
     readings of the settled box by the locator, each settled again) — the returned results and boxes are
     ``stepper``'s. The next frame's tracked box follows the locator's last reading (of the settled box: the locator
     reads a crop centred on the hand best), not its first.
+
+    ``detector`` (a whole-frame hand detector, ``tassn predict --detector-ckpt``): a first frame's search for the
+    hand starts from its boxes instead of the provider's grid of candidates.
     """
     if locator is not None and getattr(provider, "settle_anchor", None) is None:
         raise ValueError(f"a locator network places a tracking crop; the {provider.name!r} crop has none to place")
+    if detector is not None and getattr(provider, "search_box", None) is None:
+        raise ValueError(f"a hand detector gives a tracking crop its first box; the {provider.name!r} crop has none")
     result, boxes = PassResult(), []
     width, height, s = source.info.width, source.info.height, stepper.crop_size
     finder = stepper if locator is None else locator
@@ -246,7 +256,7 @@ def run_forward(
                 stepper.restart()
                 if locator is not None:
                     locator.restart()
-            box, crop, outputs, state = _locate(frame, index, provider, finder, width, height, mirror)
+            box, crop, outputs, state = _locate(frame, index, provider, finder, width, height, mirror, detector)
             finder.adopt(state)
             found = crop_to_frame(box, outputs[0], finder.crop_size, mirror)
             if locator is None:

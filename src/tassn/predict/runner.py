@@ -33,8 +33,9 @@ from .confidence import (
 )
 from .crop_box import CropBox
 from .decode import KEYPOINT_METHODS
+from .detector import DEFAULT_DETECTOR_TOP_K, HandDetector
 from .hand_crop import make_crop_provider
-from .model import PREDICT_STAGES, TRACKER_STAGES, load_model
+from .model import PREDICT_STAGES, TRACKER_STAGES, load_model, resolve_device
 from .overlay import OverlayStyle, render_overlay_video
 from .passes import (
     CropStore,
@@ -163,6 +164,8 @@ def predict_video(
     track_smoothing: float = 0.5,
     track_options: dict[str, Any] | None = None,
     tracker_ckpt: str | Path | None = None,
+    detector_ckpt: str | Path | None = None,
+    detector_top_k: int = DEFAULT_DETECTOR_TOP_K,
     left_hand: bool = False,
     fuse_reverse: bool = False,
     confidence: bool = True,
@@ -200,6 +203,9 @@ def predict_video(
         tracker_ckpt: a second checkpoint whose heatmaps place the tracking crop (``make train-tracker``'s, trained
             on jittered crops so that it reads where the hand is in an off-centre crop): the tracking follows its
             keypoints and ``ckpt`` predicts each frame on the box they give (:func:`~tassn.predict.passes.run_forward`).
+        detector_ckpt: a whole-frame hand detector (``tassn train-detector``'s): the tracking crop's search for the
+            hand on a first frame (and after a re-initialisation) starts from its ``detector_top_k`` strongest boxes
+            instead of a grid of candidates (:mod:`~tassn.predict.detector`).
         left_hand: the video shows a left hand; frames are mirrored for the right-hand network and results mirrored
             back.
         fuse_reverse: average the forward and the backward pass (otherwise the forward pass is the answer).
@@ -246,11 +252,18 @@ def predict_video(
             raise ValueError(f"--tracker-ckpt places a tracking crop; it does not apply to the {provider.name!r} crop")
         tracker = load_model(tracker_ckpt, allowed_stages=TRACKER_STAGES, device=device)
         locator = Stepper(tracker, keypoint_method, heatmap_temperature)
+    detector = None
+    if detector_ckpt is not None:
+        if getattr(provider, "search_box", None) is None:
+            raise ValueError(f"--detector-ckpt gives a tracking crop its first box; it does not apply to the "
+                             f"{provider.name!r} crop")
+        detector = HandDetector.load(detector_ckpt, resolve_device(device), detector_top_k)
     loaded = time.perf_counter()
     stepper = Stepper(model, keypoint_method, heatmap_temperature)
     store = CropStore(model.net.image_size) if fuse_reverse or confidence else None
     try:
-        forward, boxes = run_forward(source, provider, stepper, clip_length, left_hand, store, progress, locator)
+        forward, boxes = run_forward(source, provider, stepper, clip_length, left_hand, store, progress, locator,
+                                     detector)
         passes = [forward.stacked()]
         if store is not None:
             passes.append(run_reverse(store, stepper, clip_length, progress).stacked())
@@ -280,6 +293,7 @@ def predict_video(
             "video": str(Path(video).resolve()),
             "checkpoint": str(model.path.resolve()),
             "tracker_checkpoint": str(Path(tracker_ckpt).resolve()) if tracker_ckpt is not None else None,
+            "detector_checkpoint": str(detector.path.resolve()) if detector is not None else None,
             "stage": model.stage,
             "frames": frames,
             "fps": source.info.fps,

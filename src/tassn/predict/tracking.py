@@ -221,11 +221,12 @@ class TrackingCrop:
         frames (docs/results.md, "Video prediction")."""
         return None if self._previous is None else self._current
 
-    def search_box(self, index: int, predict: TrialPredictor) -> CropBox:
+    def search_box(self, index: int, predict: TrialPredictor, starts: Sequence[CropBox] | None = None) -> CropBox:
         """Search frame ``index`` for the hand (module doc) with trial predictions; the found box becomes the
-        frame's box (and the anchor its first re-fit is bounded by)."""
+        frame's box (and the anchor its first re-fit is bounded by). ``starts``: the boxes to search from (a hand
+        detector's, :mod:`tassn.predict.detector`) instead of :meth:`candidates`."""
         best: tuple[float, CropBox] | None = None
-        for box in self.candidates():
+        for box in [self._bounded(b) for b in starts] if starts else self.candidates():
             kp2d, confidence = predict(box)
             for _ in range(self.search):
                 settled = self.settle(box, kp2d, confidence)
