@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tassn.nets.hand_detector import CENTRE, LOG_SIDE, OFFSET_X, OFFSET_Y, STRIDE, HandBoxDetector, decode_boxes
+from tassn.nets.hand_detector import (
+    CENTRE,
+    LOG_SIDE,
+    OFFSET_X,
+    OFFSET_Y,
+    STRIDE,
+    HandBoxDetector,
+    decode_boxes,
+)
 from tassn.stages.hand_detector import HandDetectorModule, box_cells, centre_targets, square_iou
 
 
