@@ -193,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: the tracker's grid of candidate squares)")
     parser.add_argument("--detector-top-k", type=int, default=None,
                         help="boxes per frame the search starts from (default: tassn predict's)")
+    parser.add_argument("--redetect-iou", type=float, default=None,
+                        help="with --detector-ckpt: a tracked box overlapping the frame's detection by less than this "
+                        "IoU is replaced by it (0: never; default: tassn predict's)")
     parser.add_argument("--tracker-ckpt",
                         help="a second checkpoint whose keypoints place the tracking crop (tassn predict "
                         "--tracker-ckpt; make train-tracker writes one); default: the checkpoint tracks itself")
@@ -224,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     from tassn.predict.tracking import (
         DEFAULT_COMPARE_QUANTILE,
         DEFAULT_PALM_CAP,
+        DEFAULT_REDETECT_IOU,
         DEFAULT_REFINE,
         DEFAULT_SCALE_SMOOTHING,
         DEFAULT_SEARCH,
@@ -237,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     palm_cap = DEFAULT_PALM_CAP if args.palm_cap is None else (args.palm_cap or None)
     track: dict[str, Any] = {"refine": refine, "search": search, "extent_scale": args.extent_scale,
                              "settle_passes": settle, "palm_cap": palm_cap,
+                             "redetect_iou": DEFAULT_REDETECT_IOU if args.redetect_iou is None else (args.redetect_iou or None),
                              "search_scales": DEFAULT_SEARCH_SCALES if args.search_scales is None
                              else tuple(args.search_scales),
                              "scale_smoothing": scale_smoothing(args.scale_smoothing, DEFAULT_SCALE_SMOOTHING),
@@ -263,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
               "crop_size": stepper.crop_size, "crop_margin": args.crop_margin,
               "tracker": f"TrackingCrop defaults, refine={refine}, search={search}, "
                          f"search_scales={list(track['search_scales'])}, settle={settle}, "
-                         f"extent_scale={args.extent_scale}, palm_cap={palm_cap}, "
+                         f"extent_scale={args.extent_scale}, palm_cap={palm_cap}, redetect_iou={track['redetect_iou']}, "
                          f"scale_smoothing={track['scale_smoothing']}, compare_quantile={track['compare_quantile']}, "
                          f"first box: {args.start}",
               "seconds": time.perf_counter() - started, "summary": summary, "videos": rows}

@@ -56,6 +56,14 @@ class CropBox:
         """``[cx, cy, size]`` as float64."""
         return np.array([self.cx, self.cy, self.size], dtype=np.float64)
 
+    def iou(self, other: CropBox) -> float:
+        """Intersection over union of two squares."""
+        a, b = self.corners(), other.corners()
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = w * h
+        return inter / (self.size**2 + other.size**2 - inter)
+
     def affine(self, crop_size: int) -> np.ndarray:
         """The ``3×3`` map from frame to crop pixels (the training pipeline's :func:`crop_matrix`)."""
         return crop_matrix((self.cx, self.cy), self.size, crop_size)

@@ -172,9 +172,13 @@ def _locate(
     (:func:`run_forward`)."""
     s = stepper.crop_size
     box = provider.box(index, width, height)
-    if getattr(provider, "needs_search", None) is not None and provider.needs_search(index):
-        starts = None if detector is None else [found for found, _ in detector(frame)]
-        box = provider.search_box(index, partial(_trial_keypoints, stepper, frame, mirror=mirror), starts)
+    searching = getattr(provider, "needs_search", None) is not None and provider.needs_search(index)
+    checking = getattr(provider, "redetect_iou", None) is not None
+    detected = [found for found, _ in detector(frame)] if detector is not None and (searching or checking) else None
+    if detected and not searching and provider.check_detection(index, detected[0]):  # type: ignore[attr-defined]
+        box = provider.box(index, width, height)
+    if searching:
+        box = provider.search_box(index, partial(_trial_keypoints, stepper, frame, mirror=mirror), detected)
     crop = cut_crop(frame, box, s, mirror)
     outputs, state = stepper.trial(crop)
     for _ in range(getattr(provider, "refine", 0)):

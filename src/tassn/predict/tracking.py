@@ -69,6 +69,10 @@ DEFAULT_COMPARE_QUANTILE = 0.5
 #: better too (1.23× against 1.28×) but with one more box collapsed on an open hand (docs/results.md, "Video
 #: prediction"): off.
 DEFAULT_PALM_CAP: float | None = None
+#: With a hand detector (``--detector-ckpt``): a tracked box that overlaps the frame's detection by less than this IoU
+#: is replaced by the detection (None: the detector gives first boxes only); chosen with ``bench_predict.py --split
+#: val`` (docs/results.md, "Video prediction").
+DEFAULT_REDETECT_IOU: float | None = None
 
 
 def _peak_quantile(confidence: np.ndarray, quantile: float) -> float:
@@ -105,6 +109,7 @@ class TrackingCrop:
         compare_quantile: float = DEFAULT_COMPARE_QUANTILE,
         settle_passes: int = DEFAULT_SETTLE,
         palm_cap: float | None = DEFAULT_PALM_CAP,
+        redetect_iou: float | None = DEFAULT_REDETECT_IOU,
     ) -> None:
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"track smoothing must be in [0, 1), got {smoothing}")
@@ -126,6 +131,9 @@ class TrackingCrop:
             raise ValueError(f"settle_passes (locator readings of a settled box) must be ≥ 0, got {settle_passes}")
         if palm_cap is not None and not palm_cap >= 1.0:
             raise ValueError(f"palm_cap (largest box side / palm square side) must be ≥ 1 or None, got {palm_cap}")
+        if redetect_iou is not None and not 0.0 < redetect_iou <= 1.0:
+            raise ValueError(f"redetect_iou (overlap under which a detection replaces the box) must be in (0, 1] or "
+                             f"None, got {redetect_iou}")
         if refine < 0:
             raise ValueError(f"refine (re-fits of a frame's box to its own prediction) must be ≥ 0, got {refine}")
         self.initial = initial
@@ -146,6 +154,8 @@ class TrackingCrop:
         self.compare_quantile = compare_quantile
         self.extent_scale = extent_scale
         self.palm_cap = palm_cap
+        self.redetect_iou = redetect_iou
+        self.redetected: list[int] = []
         self.search = search
         self.search_scales = tuple(float(f) for f in search_scales)
         self.first: CropBox | None = None
@@ -242,6 +252,17 @@ class TrackingCrop:
         self.searches.append(index)
         return best[1]
 
+    def check_detection(self, index: int, detected: CropBox) -> bool:
+        """With ``redetect_iou``: when frame ``index``'s tracked box overlaps a hand detector's box of the frame by
+        less than ``redetect_iou`` (IoU), the detected box becomes the frame's box, a start box free of the step
+        bound (as after a re-initialisation); returns whether it did. A tracker that reads clutter as part of the
+        hand grows its box a step at a time while its confidence holds, which no bound on one step can stop."""
+        if self.redetect_iou is None or self._current is None or self._current.iou(detected) >= self.redetect_iou:
+            return False
+        self._current, self._previous = self._bounded(detected), None
+        self.redetected.append(index)
+        return True
+
     def keep(self, index: int, box: CropBox) -> None:
         """Frame ``index`` stays on ``box`` (a re-fit that read the hand less surely is dropped)."""
         self._current = box
@@ -330,5 +351,5 @@ class TrackingCrop:
                 "search_scales": list(self.search_scales), "searched_at": list(self.searches),
                 "extent_scale": self.extent_scale, "scale_smoothing": self.scale_smoothing,
                 "compare_quantile": self.compare_quantile, "settle_passes": self.settle_passes,
-                "palm_cap": self.palm_cap,
+                "palm_cap": self.palm_cap, "redetect_iou": self.redetect_iou, "redetected_at": list(self.redetected),
                 "reinitialised_at": list(self.reinitialised)}
