@@ -20,6 +20,7 @@ from .hand_crop import CROP_MODES, parse_bbox
 from .model import PREDICT_STAGES
 from .tracking import (
     DEFAULT_PALM_CAP,
+    DEFAULT_REDETECT_IOU,
     DEFAULT_REFINE,
     DEFAULT_SCALE_SMOOTHING,
     DEFAULT_SEARCH,
@@ -84,6 +85,10 @@ def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
                       "re-initialisation (default: a grid of candidate boxes)")
     crop.add_argument("--detector-top-k", type=int, default=DEFAULT_DETECTOR_TOP_K,
                       help=f"with --detector-ckpt: its strongest boxes searched from (default {DEFAULT_DETECTOR_TOP_K})")
+    crop.add_argument("--redetect-iou", type=float, default=DEFAULT_REDETECT_IOU or 0.0,
+                      help="with --detector-ckpt: the detector reads every frame, and a tracked box that overlaps its "
+                      "box by less than this IoU is replaced by it (0: first boxes only; default "
+                      f"{DEFAULT_REDETECT_IOU or 0})")
     crop.add_argument("--left-hand", action="store_true", help="the video shows a left hand")
     model = parser.add_argument_group("model")
     model.add_argument("--fuse-reverse", action="store_true",
@@ -136,12 +141,12 @@ def first_box(args: argparse.Namespace) -> tuple[float, ...] | None:
 def track_options(args: argparse.Namespace) -> dict[str, float | None]:
     """The tracking options ``--track-max-step``, ``--track-floor``, ``--reinit-confidence``, ``--track-patience``,
     ``--refine``, ``--search``, ``--track-extent-scale``, ``--track-scale-smoothing``, ``--track-settle``,
-    ``--track-palm-cap``."""
+    ``--track-palm-cap``, ``--redetect-iou``."""
     return {"max_scale_step": args.track_max_step, "floor_fraction": args.track_floor,
             "reinit_confidence": args.reinit_confidence, "patience": args.track_patience, "refine": args.refine,
             "search": args.search, "extent_scale": args.track_extent_scale,
             "scale_smoothing": args.track_scale_smoothing, "settle_passes": args.track_settle,
-            "palm_cap": args.track_palm_cap or None}
+            "palm_cap": args.track_palm_cap or None, "redetect_iou": args.redetect_iou or None}
 
 
 def run_from_args(args: argparse.Namespace) -> Path:

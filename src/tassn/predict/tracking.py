@@ -72,7 +72,7 @@ DEFAULT_PALM_CAP: float | None = None
 #: With a hand detector (``--detector-ckpt``): a tracked box that overlaps the frame's detection by less than this IoU
 #: is replaced by the detection (None: the detector gives first boxes only); chosen with ``bench_predict.py --split
 #: val`` (docs/results.md, "Video prediction").
-DEFAULT_REDETECT_IOU: float | None = None
+DEFAULT_REDETECT_IOU: float | None = 0.65
 
 
 def _peak_quantile(confidence: np.ndarray, quantile: float) -> float:
