@@ -109,6 +109,7 @@ def run_video(frames: Path, kp2d: np.ndarray, stepper: Any, pck_px: float, track
             row |= {"min_side": float(sides.min()), "max_side": float(sides.max()), "floor": provider.floor,
                     "min_side_ratio": float(ratio.min()), "max_side_ratio": float(ratio.max()),
                     "reinitialised_at": provider.reinitialised, "searched_at": provider.searches,
+                    "redetected_at": provider.redetected,
                     "median_peak": float(np.median(np.stack(result.confidence)))}
     row["ratio"] = row["tracked_error_px"] / max(row["gt_crop_error_px"], 1e-9)
     row["collapsed"] = bool(row["min_side_ratio"] < COLLAPSE_RATIO)

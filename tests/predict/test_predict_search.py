@@ -244,7 +244,7 @@ class StubDetector:
 def test_a_detectors_boxes_replace_the_searchs_grid() -> None:
     near = CropBox(CENTRE[0] + 3, CENTRE[1] - 2, 1.3 * MARGIN * HAND)  # a detection a little off and too large
     detector = StubDetector([near])
-    tracker = TrackingCrop(margin=MARGIN, search=2, refine=0)
+    tracker = TrackingCrop(margin=MARGIN, search=2, refine=0, redetect_iou=None)
     network = CountingNetwork()
     calls = []
     original = tracker.search_box
@@ -264,3 +264,60 @@ def test_a_detector_needs_a_crop_that_searches() -> None:
     with pytest.raises(ValueError, match="first box"):
         run_forward(Frames(), FixedBoxCrop(CropBox(60.0, 60.0, 64.0)), SquareNetwork(), None, False, None,
                     progress=False, detector=StubDetector([]))
+
+
+class MovingSquare(Frames):
+    """The square jumps by 40 px to the left after the first frame (a cut, or a hand the tracker lost)."""
+
+    def __iter__(self):
+        for t in range(3):
+            frame = np.zeros((FRAME, FRAME, 3), np.uint8)
+            x, y = int(CENTRE[0] - HAND / 2) - (40 if t else 0), int(CENTRE[1] - HAND / 2)
+            frame[y: y + HAND, x: x + HAND] = 255
+            yield frame
+
+
+class SquareDetector(StubDetector):
+    """A hand detector that finds the bright square in the whole frame."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def __call__(self, frame: np.ndarray) -> list[tuple[CropBox, float]]:
+        self.frames += 1
+        ys, xs = np.nonzero(frame[..., 0] > 128)
+        return [(CropBox.from_corners(xs.min() - 0.5, ys.min() - 0.5, xs.max() + 0.5, ys.max() + 0.5, MARGIN), 0.9)]
+
+
+def test_a_detection_replaces_a_tracked_box_that_lost_the_hand() -> None:
+    start = CropBox(*CENTRE, MARGIN * HAND)
+    moved = CropBox(CENTRE[0] - 40, CENTRE[1], MARGIN * HAND)
+    for redetect, expected in ((None, []), (0.65, [1])):
+        detector = SquareDetector()
+        tracker = TrackingCrop(margin=MARGIN, search=0, refine=0, initial=start, redetect_iou=redetect)
+        _, boxes = run_forward(MovingSquare(), tracker, SquareNetwork(bias=0.0), None, False, None, progress=False,
+                               detector=detector)
+        assert tracker.redetected == expected
+        assert detector.frames == (0 if redetect is None else 3)  # read on every frame only to check the box
+        if redetect is None:  # the tracked box stays where the hand was: nothing in its crop to follow
+            assert boxes[1].iou(start) > 0.9 and boxes[1].iou(moved) < 0.3
+        else:
+            assert boxes[1].iou(moved) > 0.9 and boxes[2].iou(moved) > 0.9
+
+
+def test_a_detection_that_agrees_with_the_box_leaves_it_alone() -> None:
+    tracker = TrackingCrop(margin=MARGIN, initial=CropBox(50.0, 50.0, 40.0), redetect_iou=0.65)
+    tracker.box(0, FRAME, FRAME)
+    assert not tracker.check_detection(0, CropBox(53.0, 50.0, 42.0))  # IoU 0.78
+    assert tracker.check_detection(0, CropBox(62.0, 50.0, 40.0))  # IoU 0.54
+    assert tracker.box(0, FRAME, FRAME) == CropBox(62.0, 50.0, 40.0) and tracker.redetected == [0]
+    assert tracker.settle_anchor() is None  # a replaced box is a start box: its settled side is free
+    with pytest.raises(ValueError, match="redetect_iou"):
+        TrackingCrop(redetect_iou=0.0)
+
+
+def test_square_iou() -> None:
+    a = CropBox(10.0, 10.0, 10.0)
+    assert a.iou(a) == pytest.approx(1.0)
+    assert a.iou(CropBox(15.0, 10.0, 10.0)) == pytest.approx(50 / 150)
+    assert a.iou(CropBox(40.0, 10.0, 10.0)) == 0.0
