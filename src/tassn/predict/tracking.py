@@ -2,7 +2,7 @@
 
 A tracker fed by its own network closes a loop: a weak or confused prediction bunches its keypoints together, the
 next crop shrinks around them, the hand leaves the smaller crop and the keypoints bunch further — on main the crop
-went from 128 px to 16 px in 31 frames. Four rules break that loop:
+went from 128 px to 16 px in 31 frames. These rules break that loop:
 
 - **bounded change**: the side of frame t+1's box is within ``[side_t / max_scale_step, side_t · max_scale_step]``,
   and with a locator network the box the model predicts on (:meth:`TrackingCrop.settle`) stays within the same
@@ -16,6 +16,11 @@ went from 128 px to 16 px in 31 frames. Four rules break that loop:
   joints' square (the wrist and the fingers' bases, with the same margin), so a fingertip drawn on a finger-like
   shape beside the hand (the target videos' skin-coloured clutter) does not stretch the box to take in more of it;
   it also cuts the box of a wide-open hand (docs/results.md, "Video prediction");
+- **re-detection** (with a whole-frame hand detector, ``tassn predict --detector-ckpt``): a first frame's search
+  starts from the detector's box instead of a grid of candidates, and on every other frame a tracked box that
+  overlaps the frame's detection by less than ``redetect_iou`` (IoU) is replaced by it — a start box, free of the
+  settled box's step bound (:meth:`TrackingCrop.check_detection`); a tracker that reads clutter as part of the hand
+  grows its box a few per cent a frame with a steady confidence, a drift the other rules cannot see;
 - **re-initialisation**: a frame is *lost* when its confidence (the median heatmap peak of its joints) is under
   ``reinit_confidence`` or fewer than ``MIN_KEYPOINTS`` joints are confident; a lost frame keeps the box, and
   ``patience`` lost frames in a row put the first box back, from which the hand is found again.
