@@ -68,6 +68,13 @@ def tracker_composition(data: str, size: str) -> list[Path]:
     return [EXPERIMENTS.parent / words[i + 1] for i, w in enumerate(words[:-1]) if w == "--config"]
 
 
+def detector_composition(data: str, size: str) -> list[Path]:
+    """The ``--config`` files of ``make train-detector DATA=data CONFIG=size``, read from ``make -n``."""
+    out = make_dry_run("train-detector", data, size)
+    words = shlex.split([line for line in out.splitlines() if " -m tassn train-detector " in line][0])
+    return [EXPERIMENTS.parent / words[i + 1] for i, w in enumerate(words[:-1]) if w == "--config"]
+
+
 def composition(stage: str, data: str, size: str | None) -> list[Path]:
     """The files a stage is composed of: as `make` composes them for a size overlay; stage and data alone without
     one (the plain ``tassn fit --config <stage> --config <data>`` of the docs)."""
@@ -81,6 +88,7 @@ def test_every_yaml_file_is_used_by_a_composition() -> None:
     used = {p for s, d, z in itertools.product(STAGES, TARGET_DATA, (*SIZES, None)) for p in composition(s, d, z)}
     used |= set((EXPERIMENTS / "ablations").glob("*.yaml"))
     used |= {p for d, z in itertools.product(TARGET_DATA, SIZES) for p in tracker_composition(d, z)}
+    used |= {p for d, z in itertools.product(TARGET_DATA, SIZES) for p in detector_composition(d, z)}
     on_disk = {p for p in EXPERIMENTS.rglob("*.yaml") if "sweeps" not in p.parts}
     assert on_disk - used == set()
 
@@ -96,6 +104,18 @@ def test_the_tracker_is_stage_one_on_jittered_crops(data: str, size: str) -> Non
     jitter = config["data"]["init_args"]
     assert jitter["crop_jitter"] == 0.25 and jitter["crop_scale_jitter"] == 0.4
     assert config["model"]["init_args"]["lr"] == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("data", TARGET_DATA)
+@pytest.mark.parametrize("size", SIZES)
+def test_the_detector_reads_the_target_data_config(data: str, size: str) -> None:
+    from tassn.train_detector import build_parser
+
+    files = detector_composition(data, size)
+    assert files[0] == EXPERIMENTS / "data" / f"{data}.yaml" and files[-1] == EXPERIMENTS / "detector.yaml"
+    config = build_parser().parse_args([*(a for f in files for a in ("--config", str(f))), "--out", "x"])
+    assert config.data.class_path == yaml.safe_load(files[0].read_text())["data"]["class_path"]
+    assert config.detector.input_size == config.boxes.input_size == 128 and config.epochs == 10
 
 
 @pytest.mark.parametrize("stage", STAGES)
