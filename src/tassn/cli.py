@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from data_modules.layout import DatasetLayoutError
-from jsonargparse import ActionConfigFile, ArgumentParser
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -40,6 +39,7 @@ from tassn.config_trust import (
     checkpoint_overrides,
     merged,
 )
+from tassn.data_config import data_config_parser
 from tassn.quiet import configure_logging, install_filters, quiet_wandb, wandb_run_line
 from tassn.run_folder import is_first_process, set_aside_checkpoints
 from tassn.safe_load import UntrustedFileError
@@ -244,27 +244,6 @@ class TassnCLI(LightningCLI):
             if isinstance(logger, WandbLogger) and self.trainer.is_global_zero:
                 run_dir = Path(logger.experiment.dir).parent  # …/wandb/<offline->run-<date>-<id>
                 log.info("%s", wandb_run_line(str(run_dir), wandb_mode()))
-
-
-#: config sections of a `tassn fit` run that `tassn prepare` reads and ignores.
-IGNORED_BY_PREPARE = ("model", "trainer", "checkpoint", "step_checkpoint", "optimizer", "lr_scheduler",
-                      "seed_everything", "ckpt_path",
-                      "weights_only")
-PlainValue = dict | list | str | int | float | bool | None
-
-
-def data_config_parser(prog: str, description: str) -> ArgumentParser:
-    """A parser of a `tassn fit` run's config files that reads their ``data`` section and ignores the rest, for the
-    commands that need the dataset but not the stage (``prepare``, ``train-detector``)."""
-    from data_modules.base import HandClipDataModule
-
-    parser = ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--config", action=ActionConfigFile, help="the config files of a `tassn fit` run")
-    parser.add_subclass_arguments(HandClipDataModule, "data", required=True)
-    for other in IGNORED_BY_PREPARE:
-        # plain values, never Any: jsonargparse instantiates a class_path it finds in an Any-typed value
-        parser.add_argument(f"--{other}", type=PlainValue, help="read and ignored (used by fit)")
-    return parser
 
 
 def prepare(argv: Sequence[str]) -> None:

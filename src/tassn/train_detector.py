@@ -18,7 +18,7 @@ from pathlib import Path
 def build_parser():  # noqa: ANN201  (a jsonargparse parser; its import is deferred with the command's)
     from data_modules.hand_boxes import HandBoxDataModule
 
-    from tassn.cli import data_config_parser
+    from tassn.data_config import data_config_parser
     from tassn.stages.hand_detector import HandDetectorModule
 
     parser = data_config_parser("tassn train-detector", __doc__ or "")
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from tassn.cli import check_config
+    from tassn.config_trust import check_config
     from tassn.run_folder import set_aside_checkpoints
     from tassn.stages.checkpoints import WeightsOnlyCheckpointIO
     from tassn.stages.hand_detector import DETECTOR_MONITOR, HandDetectorModule
