@@ -140,6 +140,23 @@ def test_a_tracker_checkpoint_places_the_adapted_runs_crops(blob_folder: Path, t
     assert not (tmp_path / "r1").exists()
 
 
+def test_a_hand_detector_serves_the_adapted_runs_tracking(blob_folder: Path, tiny_ckpt: Path, tmp_path: Path) -> None:
+    from tassn.nets.hand_detector import HandBoxDetector
+
+    net = HandBoxDetector(input_size=32, width=4)
+    detector = tmp_path / "detector.ckpt"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}, "tassn_stage": "detector",
+                "hyper_parameters": {"input_size": 32, "width": 4}}, detector)
+    tracking = {**TINY, "crop": "track", "box": None, "min_confidence": 0.0}
+    out = adapt_video(blob_folder, tiny_ckpt, tmp_path / "adapted", **tracking, detector_ckpt=detector)
+    run = json.loads((out / "run.json").read_text())
+    assert run["detector_checkpoint"] == str(detector.resolve())
+    assert run["tracking"]["searched_at"][0] == 0 and run["tracking"]["redetect_iou"] == 0.65
+    with pytest.raises(ValueError, match="detector-ckpt.*'box'"):
+        adapt_video(blob_folder, tiny_ckpt, tmp_path / "r1", **TINY, detector_ckpt=detector)
+    assert not (tmp_path / "r1").exists()
+
+
 def test_listed_in_tassn_help(capsys: pytest.CaptureFixture) -> None:
     from tassn.cli import main
 

@@ -36,6 +36,7 @@ from tassn.stages.stage3 import Stage3
 
 from .collapse_guard import CollapseGuard
 from .confidence import AGREEMENT_SCALE
+from .detector import HandDetector
 from .hand_crop import make_crop_provider
 from .model import PREDICT_STAGES, TRACKER_STAGES, LoadedModel, load_model
 from .pseudo_labels import PseudoLabelClips, collect_pseudo_labels
@@ -120,6 +121,7 @@ def adapt_video(
     crop_margin: float | None = None,
     track_smoothing: float = 0.5,
     tracker_ckpt: str | Path | None = None,
+    detector_ckpt: str | Path | None = None,
     left_hand: bool = False,
     fps: float | None = None,
     max_frames: int | None = None,
@@ -150,6 +152,7 @@ def adapt_video(
             defaults to the checkpoint's training margin).
         tracker_ckpt: a second checkpoint that places the tracking crops, for the pseudo-labels and the final
             prediction alike (``predict_video``'s ``tracker_ckpt``).
+        detector_ckpt: a hand detector for the tracking crops, for both alike (``predict_video``'s).
         seed: seeds the clip order.
         predict_options: more :func:`~tassn.predict.runner.predict_video` options for the final prediction
             (``mm_scale``, ``mesh_format``, ``overlay``, ``fuse_reverse``, ``confidence``, …).
@@ -160,6 +163,8 @@ def adapt_video(
         raise ValueError(f"crop must be one of {ADAPT_CROP_MODES} (adapt reads no keypoint file), got {crop!r}")
     if tracker_ckpt is not None and crop != "track":
         raise ValueError(f"--tracker-ckpt places a tracking crop; it does not apply to the {crop!r} crop")
+    if detector_ckpt is not None and crop != "track":
+        raise ValueError(f"--detector-ckpt gives a tracking crop its first box; it does not apply to the {crop!r} crop")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be at least 1, got {steps} and {batch_size}")
     if heatmap_sigma is not None and not heatmap_sigma > 0:
@@ -171,9 +176,10 @@ def adapt_video(
     provider = make_crop_provider(crop, box=tuple(box) if box is not None else None, margin=crop_margin,
                                   smoothing=track_smoothing)
     tracker = None if tracker_ckpt is None else load_model(tracker_ckpt, allowed_stages=TRACKER_STAGES, device=device)
+    detector = None if detector_ckpt is None else HandDetector.load(detector_ckpt, model.device)
     lightning.seed_everything(seed, verbose=False)
     labels = collect_pseudo_labels(source, provider, model, left_hand, min_confidence, agreement_scale,
-                                   progress=progress, tracker=tracker)
+                                   progress=progress, tracker=tracker, detector=detector)
     clips = PseudoLabelClips(labels, clip_len, min_joints, heatmap_sigma)
     if len(clips) == 0:
         raise ValueError(
@@ -210,7 +216,8 @@ def adapt_video(
     try:
         staged = save_adapted_checkpoint(stage.net, model, staging / ADAPTED_CKPT, info)
         predict_video(video, staged, out_path, box=box, crop=crop, crop_margin=crop_margin,
-                      track_smoothing=track_smoothing, tracker_ckpt=tracker_ckpt, left_hand=left_hand, fps=fps,
+                      track_smoothing=track_smoothing, tracker_ckpt=tracker_ckpt, detector_ckpt=detector_ckpt, left_hand=left_hand,
+                      fps=fps,
                       max_frames=max_frames,
                       device=device, agreement_scale=agreement_scale, allowed_stages=allowed_stages,
                       overwrite=overwrite, progress=progress, **predict_options)

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     crop.add_argument("--tracker-ckpt", metavar="CKPT",
                       help="a second checkpoint whose keypoints place the tracking crops (make train-tracker's), "
                       "for the pseudo-labels and the final prediction (default: --ckpt tracks itself)")
+    crop.add_argument("--detector-ckpt", metavar="CKPT",
+                      help="a whole-frame hand detector (make train-detector's) for the tracking crops' first box "
+                      "and a check on every frame, for the pseudo-labels and the final prediction")
     crop.add_argument("--left-hand", action="store_true", help="the video shows a left hand")
     adapt = parser.add_argument_group("adaptation")
     adapt.add_argument("--steps", type=int, default=DEFAULT_STEPS,
@@ -103,7 +106,7 @@ def run_from_args(args: argparse.Namespace) -> Path:
         consistency_keeps_scale=args.consistency_keeps_scale, collapse_fraction=args.collapse_fraction,
         collapse_check_every=args.collapse_check_every, box=first_box(args), crop=args.crop,
         crop_margin=args.crop_margin, track_smoothing=args.track_smoothing, tracker_ckpt=args.tracker_ckpt,
-        left_hand=args.left_hand, fps=args.fps,
+        detector_ckpt=args.detector_ckpt, left_hand=args.left_hand, fps=args.fps,
         max_frames=args.max_frames, device=args.device, seed=args.seed, allowed_stages=args.stages,
         overwrite=args.overwrite, progress=not args.quiet, mm_scale=args.mm_scale, mesh_format=args.mesh_format,
         overlay=args.overlay, fuse_reverse=args.fuse_reverse,

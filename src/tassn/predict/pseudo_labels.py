@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from tassn.heatmaps import HEATMAP_STRIDE, gaussian_heatmaps, to_heatmap_coords
 
 from .confidence import AGREEMENT_SCALE, forward_backward_confidence
+from .detector import HandDetector
 from .hand_crop import CropProvider
 from .model import LoadedModel
 from .passes import CropStore, Stepper, run_forward, run_reverse
@@ -53,16 +54,18 @@ def collect_pseudo_labels(
     grabcut: GrabCutConfig | None = None,
     progress: bool = True,
     tracker: LoadedModel | None = None,
+    detector: HandDetector | None = None,
 ) -> PseudoLabels:
     """Run the un-adapted ``model`` over the video forwards and backwards and derive the targets (module doc);
-    ``tracker``: a second network that places the tracking crops (:func:`~tassn.predict.passes.run_forward`)."""
+    ``tracker``: a second network that places the tracking crops, ``detector``: a hand detector that gives them their
+    first box and checks every frame (:func:`~tassn.predict.passes.run_forward`)."""
     if not 0.0 <= min_confidence <= 1.0:
         raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
     stepper = Stepper(model)
     store = CropStore(model.net.image_size)
     try:
         forward, _ = run_forward(source, provider, stepper, None, left_hand, store, progress,
-                                 locator=None if tracker is None else Stepper(tracker))
+                                 locator=None if tracker is None else Stepper(tracker), detector=detector)
         reverse = run_reverse(store, stepper, None, progress)
         crops = np.array(store.read())
     finally:
