@@ -80,9 +80,9 @@ def add_predict_video_arguments(parser: argparse.ArgumentParser) -> argparse.Arg
                       "trained on jittered crops: it reads where the hand is in an off-centre crop); --ckpt then "
                       "predicts each frame on the box they give (default: --ckpt tracks itself)")
     crop.add_argument("--detector-ckpt", metavar="CKPT",
-                      help="tracking without --bbox: a whole-frame hand detector (make train-detector's) whose "
-                      "boxes the search for the hand starts from, on the first frame and after a "
-                      "re-initialisation (default: a grid of candidate boxes)")
+                      help="tracking: a whole-frame hand detector (make train-detector's) whose box the search for "
+                      "the hand starts from (without --bbox: on the first frame and after a re-initialisation; "
+                      "default: a grid of candidate boxes), and which checks every frame (--redetect-iou)")
     crop.add_argument("--detector-top-k", type=int, default=DEFAULT_DETECTOR_TOP_K,
                       help=f"with --detector-ckpt: its strongest boxes searched from (default {DEFAULT_DETECTOR_TOP_K})")
     crop.add_argument("--redetect-iou", type=float, default=DEFAULT_REDETECT_IOU or 0.0,
