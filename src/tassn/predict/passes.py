@@ -244,7 +244,9 @@ def run_forward(
     reads a crop centred on the hand best), not its first.
 
     ``detector`` (a whole-frame hand detector, ``tassn predict --detector-ckpt``): a first frame's search for the
-    hand starts from its boxes instead of the provider's grid of candidates.
+    hand starts from its boxes instead of the provider's grid of candidates, and, where the provider has a
+    ``redetect_iou``, every other frame's box is checked against its strongest box
+    (:meth:`~tassn.predict.tracking.TrackingCrop.check_detection`); it reads a frame only for one of the two.
     """
     if locator is not None and getattr(provider, "settle_anchor", None) is None:
         raise ValueError(f"a locator network places a tracking crop; the {provider.name!r} crop has none to place")
